@@ -1,0 +1,226 @@
+"""The Meta-Weight-Net step (Algorithm 1 of Shu et al. 2019) and the plain cross-entropy step.
+
+Both steps are replica functions: call them directly on one device, or inside
+`strategy.run` under a `tf.distribute` strategy. Batch sizes are *global*: every sum over a
+replica's samples is divided by the global batch size, and Keras optimizers sum the
+gradients over replicas.
+
+One MW-Net step:
+1. forward the training batch (train mode), per-sample losses `l`, weights `v = V(l)`;
+2. virtual SGD step `w_hat = w - lr * grad_w sum(v * l) / n` with nested tapes, the inner
+   gradient all-reduced over replicas so that it is the gradient of the global batch;
+3. meta loss: mean cross-entropy of `w_hat` on the meta batch; update the weight net;
+4. real step: weights from the *updated* weight net (constant), SGD-momentum on the
+   classifier, reusing the first forward; batch-norm statistics updated once, from step 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+WEIGHT_NORMS = ("none", "batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """Settings of a training step.
+
+    Attributes:
+        global_batch_size: training examples per step over all replicas.
+        global_meta_batch_size: meta examples per step over all replicas.
+        weight_decay: coupled L2 on every classifier variable (added to the gradient, as
+            PyTorch's SGD does), batch-norm and biases included.
+        meta_weight_decay: coupled L2 on the weight-net variables.
+        weight_norm: "none" for `sum(v * l) / n`, "batch" for `sum(v / sum(v) * l)`.
+    """
+
+    global_batch_size: int
+    global_meta_batch_size: int
+    weight_decay: float = 5e-4
+    meta_weight_decay: float = 1e-4
+    weight_norm: str = "batch"
+
+    def __post_init__(self):
+        if self.weight_norm not in WEIGHT_NORMS:
+            raise ValueError(f"weight_norm must be one of {WEIGHT_NORMS}, got {self.weight_norm!r}")
+        if self.global_batch_size < 1 or self.global_meta_batch_size < 1:
+            raise ValueError("batch sizes must be positive")
+
+
+def per_sample_ce(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy of each sample, [batch], in float32 or the logits' float type."""
+    return tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.cast(labels, tf.int32), logits=logits)
+
+
+def _num_replicas() -> int:
+    return tf.distribute.get_replica_context().num_replicas_in_sync if (
+        tf.distribute.get_replica_context() is not None) else 1
+
+
+def _replica_sum(value):
+    """Sum over replicas (differentiable); the identity on one device."""
+    if _num_replicas() == 1:
+        return value
+    return tf.distribute.get_replica_context().all_reduce("SUM", value)
+
+
+def _normalized(v: tf.Tensor, options: StepOptions) -> tf.Tensor:
+    """Per-sample coefficients of the weighted loss: v / n or v / sum(v) (global)."""
+    if options.weight_norm == "none":
+        return v / tf.cast(options.global_batch_size, v.dtype)
+    total = _replica_sum(tf.reduce_sum(v))
+    # Guard as the authors' code does: a zero sum leaves the weights unnormalized.
+    return v / tf.where(total == 0, tf.ones_like(total), total)
+
+
+def _with_l2(grads, variables, decay: float):
+    """Adds coupled L2 `decay * w`, split over replicas since the optimizer sums them."""
+    if not decay:
+        return list(grads)
+    scale = decay / _num_replicas()
+    return [g + tf.cast(scale, w.dtype) * w for g, w in zip(grads, variables)]
+
+
+def _weight_stats(v, batch) -> dict[str, tf.Tensor]:
+    """Sums that the trainer turns into mean weights of clean and corrupted samples."""
+    stats = {"weight_sum": tf.reduce_sum(v)}
+    if "corrupted" in batch:
+        bad = tf.cast(batch["corrupted"], v.dtype)
+        stats.update(weight_sum_corrupted=tf.reduce_sum(v * bad),
+                     count_corrupted=tf.reduce_sum(bad))
+    return stats
+
+
+def _assign_all(variables, values) -> None:
+    for var, value in zip(variables, values):
+        var.assign(value)
+
+
+def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
+               optimizer: keras.optimizers.Optimizer,
+               meta_optimizer: keras.optimizers.Optimizer,
+               batch: dict, meta_batch: dict, options: StepOptions) -> dict[str, tf.Tensor]:
+    """One MW-Net iteration on this replica's share of a global batch.
+
+    Args:
+        classifier: Keras model mapping images to logits (batch norm in train mode here).
+        weight_net: Keras model mapping losses [n, 1] to weights [n, 1].
+        optimizer: the classifier's optimizer (SGD with momentum in the paper); its current
+            learning rate is also the virtual step's learning rate.
+        meta_optimizer: the weight net's optimizer.
+        batch: {"x", "y"} and optionally {"corrupted"} for diagnostics.
+        meta_batch: {"x", "y"} from the clean meta set.
+        options: batch sizes, weight decays, weight normalization.
+
+    Returns:
+        Per-replica sums (divide by the global batch after reducing over replicas):
+        "loss_sum" (cross-entropy), "correct", "meta_loss" (already a global mean share),
+        "weight_sum" and, when the batch says which samples are corrupted,
+        "weight_sum_corrupted" and "count_corrupted".
+    """
+    trainable = classifier.trainable_variables
+    non_trainable = classifier.non_trainable_variables
+    tv = [v.value for v in trainable]
+    ntv = [v.value for v in non_trainable]
+    lr = tf.cast(optimizer.learning_rate, tv[0].dtype)
+    with tf.GradientTape() as outer:  # watches the weight net's variables as it reads them
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as inner:
+            inner.watch(tv)
+            logits, new_ntv = classifier.stateless_call(tv, ntv, batch["x"], training=True)
+            losses = per_sample_ce(logits, batch["y"])                     # [n]
+            v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
+            virtual_loss = tf.reduce_sum(_normalized(v, options) * losses)
+        grads = _replica_sum(inner.gradient(virtual_loss, tv))
+        w_hat = [w - lr * g for w, g in zip(tv, grads)]
+        meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
+        meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
+            options.global_meta_batch_size, meta_logits.dtype)
+    theta = weight_net.trainable_variables
+    meta_grads = _with_l2(outer.gradient(meta_loss, theta), theta, options.meta_weight_decay)
+    meta_optimizer.apply(meta_grads, theta)
+
+    v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
+    grads = inner.gradient(losses, tv, output_gradients=_normalized(v_new, options))
+    del inner
+    optimizer.apply(_with_l2(grads, tv, options.weight_decay), trainable)
+    _assign_all(non_trainable, new_ntv)
+
+    correct = tf.reduce_sum(tf.cast(
+        tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(batch["y"], tf.int32)),
+        tf.float32))
+    return {"loss_sum": tf.reduce_sum(losses), "correct": correct, "meta_loss": meta_loss,
+            **_weight_stats(v_new, batch)}
+
+
+def ce_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer,
+            batch: dict, options: StepOptions) -> dict[str, tf.Tensor]:
+    """One plain cross-entropy SGD step (the paper's BaseModel); same returns as `mwnet_step`."""
+    trainable = classifier.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = classifier(batch["x"], training=True)
+        losses = per_sample_ce(logits, batch["y"])
+        loss = tf.reduce_sum(losses) / tf.cast(options.global_batch_size, losses.dtype)
+    grads = tape.gradient(loss, trainable)
+    optimizer.apply(_with_l2(grads, trainable, options.weight_decay), trainable)
+    correct = tf.reduce_sum(tf.cast(
+        tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(batch["y"], tf.int32)),
+        tf.float32))
+    return {"loss_sum": tf.reduce_sum(losses), "correct": correct}
+
+
+def make_train_step(method: str, classifier: keras.Model, optimizer, options: StepOptions, *,
+                    weight_net: keras.Model | None = None, meta_optimizer=None,
+                    strategy: tf.distribute.Strategy | None = None,
+                    jit_compile: bool = False) -> Callable:
+    """Builds `step(batch, meta_batch) -> dict of summed metrics` as one `tf.function`.
+
+    Under a strategy the step runs on every replica and the returned metrics are summed over
+    replicas. Build the optimizers (`opt.build(vars)`) inside the strategy's scope first.
+    """
+    if method not in ("mwnet", "ce"):
+        raise ValueError(f"unknown method {method!r}")
+    if method == "mwnet" and (weight_net is None or meta_optimizer is None):
+        raise ValueError("method 'mwnet' needs weight_net and meta_optimizer")
+
+    def replica_fn(batch, meta_batch):
+        if method == "mwnet":
+            return mwnet_step(classifier, weight_net, optimizer, meta_optimizer, batch,
+                              meta_batch, options)
+        return ce_step(classifier, optimizer, batch, options)
+
+    if strategy is None:
+        return tf.function(replica_fn, jit_compile=jit_compile)
+
+    def distributed(batch, meta_batch):
+        out = strategy.run(tf.function(replica_fn, jit_compile=jit_compile),
+                           args=(batch, meta_batch))
+        return {k: strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
+
+    return tf.function(distributed)
+
+
+def make_eval_step(classifier: keras.Model,
+                   strategy: tf.distribute.Strategy | None = None) -> Callable:
+    """Builds `eval(batch) -> {"loss_sum", "correct", "count"}` (sums over the batch)."""
+
+    def replica_fn(batch):
+        logits = classifier(batch["x"], training=False)
+        losses = per_sample_ce(logits, batch["y"])
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                   tf.cast(batch["y"], tf.int32)), tf.float32)
+        return {"loss_sum": tf.reduce_sum(losses), "correct": tf.reduce_sum(correct),
+                "count": tf.cast(tf.size(correct), tf.float32)}
+
+    if strategy is None:
+        return tf.function(replica_fn)
+
+    def distributed(batch):
+        out = strategy.run(replica_fn, args=(batch,))
+        return {k: strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
+
+    return tf.function(distributed)
