@@ -1,0 +1,136 @@
+"""Run configuration: a frozen dataclass and the paper's defaults for each setting."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+METHODS = ("mwnet", "ce")
+META_OPTIMIZERS = ("adam", "sgd")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs; built by `mwnet_tf.train` from flags, or by hand."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    noise: str = "uniform"
+    rate: float = 0.4
+    imbalance: float = 1.0
+    meta_per_class: int = 10
+    method: str = "mwnet"
+    model: str = "mlp"
+    epochs: int = 30
+    batch_size: int = 100
+    meta_batch_size: int = 100
+    eval_batch_size: int = 500
+    lr: float = 0.1
+    lr_decay_epochs: tuple[int, ...] = ()
+    lr_decay_factor: float = 0.1
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    nesterov: bool = False
+    meta_lr: float = 1e-3
+    meta_optimizer: str = "adam"
+    meta_momentum: float = 0.9
+    meta_nesterov: bool = False
+    meta_weight_decay: float = 1e-4
+    weight_norm: str = "batch"
+    seed: int = 0
+    deterministic: bool = False
+    strategy: str = "auto"
+    jit_compile: bool = False
+    keep_checkpoints: int = 2
+    progress_seconds: float = 30.0
+
+    def __post_init__(self):
+        errors = validate(self)
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr_decay_epochs"] = list(self.lr_decay_epochs)
+        return d
+
+
+def validate(c: Config) -> list[str]:
+    """Returns one message per invalid field (empty when the config is valid)."""
+    from mwnet_tf.data import DATASETS, NOISE_TYPES
+    from mwnet_tf.meta import WEIGHT_NORMS
+    from mwnet_tf.models import MODELS
+
+    checks = [
+        (c.dataset in DATASETS, f"dataset must be one of {DATASETS}"),
+        (c.noise in NOISE_TYPES, f"noise must be one of {NOISE_TYPES}"),
+        (0.0 <= c.rate <= 1.0, "rate must lie in [0, 1]"),
+        (c.imbalance >= 1.0, "imbalance must be >= 1 (1 = balanced)"),
+        (c.meta_per_class >= 1, "meta_per_class must be >= 1"),
+        (c.method in METHODS, f"method must be one of {METHODS}"),
+        (c.model in MODELS, f"model must be one of {MODELS}"),
+        (c.epochs >= 1, "epochs must be >= 1"),
+        (min(c.batch_size, c.meta_batch_size, c.eval_batch_size) >= 1,
+         "batch sizes must be >= 1"),
+        (c.lr > 0 and c.meta_lr >= 0, "lr must be > 0 and meta_lr >= 0"),
+        (all(0 < e < c.epochs for e in c.lr_decay_epochs)
+         and list(c.lr_decay_epochs) == sorted(set(c.lr_decay_epochs)),
+         "lr_decay_epochs must be increasing epochs between 1 and epochs - 1"),
+        (0 < c.lr_decay_factor <= 1, "lr_decay_factor must lie in (0, 1]"),
+        (c.weight_decay >= 0 and c.meta_weight_decay >= 0, "weight decays must be >= 0"),
+        (0 <= c.momentum < 1 and 0 <= c.meta_momentum < 1, "momentum must lie in [0, 1)"),
+        (c.meta_optimizer in META_OPTIMIZERS,
+         f"meta_optimizer must be one of {META_OPTIMIZERS}"),
+        (c.weight_norm in WEIGHT_NORMS, f"weight_norm must be one of {WEIGHT_NORMS}"),
+        (c.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
+        (c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+    ]
+    return [msg for ok, msg in checks if not ok]
+
+
+def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
+    """The published protocol for a setting (see reference/official_settings.md).
+
+    Settings: CIFAR uniform noise -> Table 2 (WRN-28-10, 40 epochs, the WRN script's
+    Nesterov SGD for both nets); CIFAR flip/flip1/hierarchical/no noise -> Table 3 (ResNet-32,
+    60 epochs, the stable script's Adam weight-net optimizer); CIFAR with imbalance > 1 ->
+    Table 1 (ResNet-32, 100 epochs, weight net SGD at 1e-5, 10 meta images per class).
+    Digits and Fashion-MNIST are this project's offline settings.
+    """
+    d = dict(batch_size=100, meta_batch_size=100, lr=0.1, momentum=0.9, weight_decay=5e-4,
+             nesterov=False, meta_lr=1e-3, meta_optimizer="adam", meta_momentum=0.9,
+             meta_nesterov=False, meta_weight_decay=1e-4, weight_norm="batch")
+    if dataset in ("cifar10", "cifar100"):
+        classes = 10 if dataset == "cifar10" else 100
+        if imbalance > 1:
+            d.update(model="resnet32", epochs=100, lr_decay_epochs=(80, 90), meta_per_class=10,
+                     meta_lr=1e-5, meta_optimizer="sgd", meta_nesterov=True,
+                     meta_weight_decay=5e-4)
+        elif noise == "uniform":
+            d.update(model="wrn28_10", epochs=40, lr_decay_epochs=(36, 38),
+                     meta_per_class=1000 // classes, nesterov=True, meta_optimizer="sgd",
+                     meta_nesterov=True, meta_weight_decay=5e-4)
+        else:
+            d.update(model="resnet32", epochs=60, lr_decay_epochs=(40, 50),
+                     meta_per_class=1000 // classes)
+    elif dataset == "fashion_mnist":
+        d.update(model="cnn", epochs=12, lr_decay_epochs=(8, 10), meta_per_class=100, lr=0.05)
+    else:  # digits
+        d.update(model="mlp", epochs=30, lr_decay_epochs=(20, 25), meta_per_class=10)
+    return d
+
+
+def run_name(c: Config) -> str:
+    """A folder name that says the setting, e.g. `cifar100-flip0.4-mwnet-s0`."""
+    bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "clean"
+    if c.imbalance > 1:
+        bias += f"-lt{c.imbalance:g}"
+    return f"{c.dataset}-{bias}-{c.method}-s{c.seed}"
+
+
+def default_workdir(c: Config, root: str = "runs") -> str:
+    return os.path.join(root, run_name(c))
