@@ -1,0 +1,221 @@
+"""Train a classifier with Meta-Weight-Net (or plain cross-entropy) from the command line.
+
+    python -m mwnet_tf.train --dataset=cifar100 --noise=flip --rate=0.4
+    python -m mwnet_tf.train --flagfile=flags/quickstart.cfg
+
+Flags left unset take the paper's value for the chosen setting (`config.paper_defaults`);
+any flag given overrides it. The run folder receives `flags.cfg`, which repeats the run with
+`--flagfile`. This is the only module that reads absl flags.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _start_tensorflow_quietly() -> None:
+    """Imports TensorFlow and finds the devices with stderr silenced, unless
+    TF_CPP_MIN_LOG_LEVEL < 2: its C++ start-up lines (CUDA probing, CPU features) would
+    otherwise bury our one-line errors."""
+    if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) < 2:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+        tf.config.list_logical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+_start_tensorflow_quietly()
+
+from absl import app, flags  # noqa: E402
+
+from mwnet_tf import config as config_lib  # noqa: E402
+from mwnet_tf.data import DATASETS, NOISE_TYPES  # noqa: E402
+from mwnet_tf.meta import WEIGHT_NORMS  # noqa: E402
+from mwnet_tf.models import MODELS  # noqa: E402
+
+FLAGS = flags.FLAGS
+# Flags whose default depends on the setting (dataset, noise, imbalance).
+SETTING_DEPENDENT = ("model", "epochs", "lr_decay_epochs", "meta_per_class", "batch_size",
+                     "meta_batch_size", "lr", "momentum", "weight_decay", "nesterov", "meta_lr",
+                     "meta_optimizer", "meta_momentum", "meta_nesterov", "meta_weight_decay",
+                     "weight_norm")
+# Flags that may change when a run is resumed in the same folder.
+RESUMABLE = ("epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds", "data_dir",
+             "strategy", "jit_compile")
+
+
+def define_flags() -> None:
+    """Defines the flags (called by `run`, not at import)."""
+    d = config_lib.Config()
+    flags.DEFINE_enum("dataset", "digits", DATASETS, "Dataset.")
+    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (or IDX folder).")
+    flags.DEFINE_enum("noise", "uniform", NOISE_TYPES, "Label noise (transition matrix type).")
+    flags.DEFINE_float("rate", 0.4, "Noise rate p of the transition matrix.", lower_bound=0,
+                       upper_bound=1)
+    flags.DEFINE_float("imbalance", 1.0, "Long-tail imbalance factor (1 = balanced).",
+                       lower_bound=1)
+    flags.DEFINE_integer("meta_per_class", None, "Clean meta images per class.", lower_bound=1)
+    flags.DEFINE_enum("method", "mwnet", config_lib.METHODS, "Training method.")
+    flags.DEFINE_enum("model", None, MODELS, "Classifier.")
+    flags.DEFINE_integer("epochs", None, "Training epochs.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", None, "Global training batch size.", lower_bound=1)
+    flags.DEFINE_integer("meta_batch_size", None, "Global meta batch size.", lower_bound=1)
+    flags.DEFINE_integer("eval_batch_size", d.eval_batch_size, "Test batch size.",
+                         lower_bound=1)
+    flags.DEFINE_float("lr", None, "Classifier learning rate (also the virtual step's).",
+                       lower_bound=0)
+    flags.DEFINE_list("lr_decay_epochs", None, "Epochs after which lr is multiplied by "
+                      "--lr_decay_factor (comma-separated; empty for none).")
+    flags.DEFINE_float("lr_decay_factor", d.lr_decay_factor, "Step-decay factor.")
+    flags.DEFINE_float("weight_decay", None, "Coupled L2 on the classifier.", lower_bound=0)
+    flags.DEFINE_float("momentum", None, "Classifier SGD momentum.", lower_bound=0)
+    flags.DEFINE_bool("nesterov", None, "Nesterov momentum for the classifier.")
+    flags.DEFINE_float("meta_lr", None, "Weight-net learning rate (fixed).", lower_bound=0)
+    flags.DEFINE_enum("meta_optimizer", None, config_lib.META_OPTIMIZERS,
+                      "Weight-net optimizer.")
+    flags.DEFINE_float("meta_momentum", None, "Weight-net SGD momentum.", lower_bound=0)
+    flags.DEFINE_bool("meta_nesterov", None, "Nesterov momentum for the weight net (SGD).")
+    flags.DEFINE_float("meta_weight_decay", None, "Coupled L2 on the weight net.",
+                       lower_bound=0)
+    flags.DEFINE_enum("weight_norm", None, WEIGHT_NORMS,
+                      "none: sum(v*l)/n; batch: sum(v/sum(v)*l).")
+    flags.DEFINE_integer("seed", d.seed, "Seed of noise, meta split, shuffling and init.")
+    flags.DEFINE_bool("deterministic", d.deterministic, "Deterministic ops (same seed, same run).")
+    flags.DEFINE_string("workdir", None, "Run folder (default: runs/<setting>).")
+    flags.DEFINE_enum("strategy", d.strategy, config_lib.STRATEGIES,
+                      "auto: MirroredStrategy when several GPUs, else one device.")
+    flags.DEFINE_bool("jit_compile", d.jit_compile, "XLA-compile the training step.")
+    flags.DEFINE_integer("keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.",
+                         lower_bound=1)
+    flags.DEFINE_float("progress_seconds", d.progress_seconds,
+                       "Seconds between progress lines within an epoch.", lower_bound=0)
+
+
+def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
+    """Paper defaults for the setting, overridden by every flag given explicitly."""
+    values = config_lib.paper_defaults(fv.dataset, fv.noise, fv.imbalance)
+    for name in config_lib.Config.__dataclass_fields__:
+        if name not in fv:
+            continue
+        if fv[name].present or name not in SETTING_DEPENDENT or name not in values:
+            value = fv[name].value
+            if value is not None or name == "data_dir":
+                values[name] = value
+    if values.get("noise") == "none":
+        values["rate"] = 0.0
+    decay = values.get("lr_decay_epochs") or ()
+    try:
+        values["lr_decay_epochs"] = tuple(int(e) for e in decay if str(e).strip())
+    except ValueError:
+        raise ValueError("lr_decay_epochs must be a comma-separated list of integers") from None
+    return config_lib.Config(**values)
+
+
+def config_to_flagfile(config: config_lib.Config, workdir: str) -> str:
+    lines = []
+    for name, value in config.to_dict().items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            lines.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, list):
+            lines.append(f"--{name}={','.join(str(v) for v in value)}")
+        else:
+            lines.append(f"--{name}={value}")
+    lines.append(f"--workdir={workdir}")
+    return "\n".join(lines) + "\n"
+
+
+def _flag_values(text: str) -> dict[str, str]:
+    """`--name=value` lines as a dict (`--noname` as "False")."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("--"):
+            key, _, value = line[2:].partition("=")
+            fields = config_lib.Config.__dataclass_fields__
+            if not value and key.startswith("no") and key[2:] in fields:
+                key, value = key[2:], "False"
+            out[key] = value or "True"
+    return out
+
+
+def prepare_workdir(config: config_lib.Config, workdir: str) -> None:
+    """Creates the run folder and writes flags.cfg; refuses a folder holding a different run."""
+    path = os.path.join(workdir, "flags.cfg")
+    new = config_to_flagfile(config, workdir)
+    if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
+        with open(path) as f:
+            old = _flag_values(f.read())
+        changed = sorted(k for k, v in _flag_values(new).items()
+                         if k not in RESUMABLE and old.get(k) != v)
+        if changed:
+            raise ValueError(f"{workdir} holds a run with other settings ({', '.join(changed)}); "
+                             "pass another --workdir or repeat it with --flagfile=" + path)
+    os.makedirs(workdir, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
+    try:
+        config = config_from_flags(FLAGS)
+    except ValueError as e:
+        _fail(str(e), 2)
+    workdir = FLAGS.workdir or config_lib.default_workdir(config)
+    try:
+        prepare_workdir(config, workdir)
+    except ValueError as e:
+        _fail(str(e), 2)
+
+    from mwnet_tf import trainer  # heavy imports only once the flags are valid
+    from mwnet_tf.data import DataUnavailableError
+
+    print(f"run folder: {workdir}", flush=True)
+    try:
+        results = trainer.train_and_evaluate(config, workdir,
+                                             log=lambda s: print(s, flush=True))
+    except (DataUnavailableError, trainer.TrainingError) as e:
+        _fail(str(e), 1)
+    except ValueError as e:
+        _fail(str(e), 2)
+    print(f"test accuracy {results['test_accuracy']:.2f}% (best "
+          f"{results['best_test_accuracy']:.2f}%); results in {workdir}/results.json", flush=True)
+    if "weight_curve" in results:
+        curve = "  ".join(f"{k}:{v:.3f}" for k, v in results["weight_curve"].items())
+        print(f"learned weight function (loss:weight) {curve}", flush=True)
+
+
+def _parse(argv: list[str]) -> list[str]:
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e).splitlines()[0], 2)
+
+
+def run() -> None:
+    define_flags()
+    app.run(main, flags_parser=_parse)
+
+
+if __name__ == "__main__":
+    run()
