@@ -1,0 +1,142 @@
+"""The training loop and the command line: outputs, resume, determinism, errors."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mwnet_tf import export, trainer
+from mwnet_tf.config import Config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
+             batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,
+             seed=3)
+
+
+def _cli(*args, cwd=REPO, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _events(path):
+    tags = set()
+    for f in glob.glob(os.path.join(path, "events.*")):
+        for e in tf.compat.v1.train.summary_iterator(f):
+            tags.update(v.tag for v in e.summary.value)
+    return tags
+
+
+def test_run_writes_results_weight_fn_checkpoints_and_summaries(tmp_path):
+    logs = []
+    results = trainer.train_and_evaluate(Config(**SMALL), str(tmp_path), log=logs.append)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
+    assert 0 < saved["test_accuracy"] <= saved["best_test_accuracy"] <= 100
+    assert 0.3 < saved["realized_noise_rate"] < 0.45  # 0.4 * 9/10 expected
+    assert set(saved["weight_curve"]) >= {"0", "1", "8"}
+    assert sum("epoch 2/2" in line for line in logs) >= 1
+    assert os.path.exists(tmp_path / "checkpoints" / "checkpoint")
+    assert {"loss", "accuracy", "meta_loss", "weight_clean", "weight_corrupted",
+            "learning_rate"} <= _events(tmp_path / "train")
+    assert {"loss", "accuracy"} <= _events(tmp_path / "test")
+    # The SavedModel's serving signature maps losses float32[N, 1] to weights float32[N, 1].
+    sig = tf.saved_model.load(str(tmp_path / "weight_fn")).signatures["serving_default"]
+    spec = sig.structured_input_signature[1]["losses"]
+    assert spec.shape.as_list() == [None, 1] and spec.dtype == tf.float32
+    out = sig(losses=tf.constant([[0.5], [3.0]]))["weights"]
+    assert out.shape == (2, 1)
+    fn = export.load_weight_fn(str(tmp_path / "weight_fn"))
+    np.testing.assert_allclose(fn([1.0, 8.0]), [saved["weight_curve"]["1"],
+                                                saved["weight_curve"]["8"]], atol=1e-5)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    config = Config(**SMALL, deterministic=True)
+    full = trainer.train_and_evaluate(config, str(tmp_path / "full"), log=lambda s: None)
+
+    class Interrupt(Exception):
+        pass
+
+    def die_after_first_epoch(line):
+        if line.startswith("epoch 1/2"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        trainer.train_and_evaluate(config, str(tmp_path / "cut"), log=die_after_first_epoch)
+    assert not os.path.exists(tmp_path / "cut" / "results.json")
+    logs = []
+    resumed = trainer.train_and_evaluate(config, str(tmp_path / "cut"), log=logs.append)
+    assert any(line.startswith("resumed from") for line in logs)
+    assert sum(line.startswith("epoch ") for line in logs) == 1
+    assert resumed["test_accuracy"] == pytest.approx(full["test_accuracy"], abs=1e-9)
+    assert resumed["weight_curve"] == pytest.approx(full["weight_curve"], abs=1e-6)
+
+
+def test_same_seed_same_run_different_seed_different_run(tmp_path):
+    config = Config(**{**SMALL, "epochs": 1, "lr_decay_epochs": ()}, deterministic=True)
+    a = trainer.train_and_evaluate(config, str(tmp_path / "a"), log=lambda s: None)
+    b = trainer.train_and_evaluate(config, str(tmp_path / "b"), log=lambda s: None)
+    c = trainer.train_and_evaluate(config.replace(seed=4), str(tmp_path / "c"),
+                                   log=lambda s: None)
+    assert a["weight_curve"] == b["weight_curve"] and a["train"] == b["train"]
+    assert a["weight_curve"] != c["weight_curve"]
+
+
+def test_cli_smoke_run_writes_rerunnable_flagfile(tmp_path):
+    work = tmp_path / "run"
+    proc = _cli("--flagfile=flags/smoke.cfg", f"--workdir={work}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test accuracy" in proc.stdout
+    flagfile = (work / "flags.cfg").read_text()
+    assert "--dataset=digits" in flagfile and f"--workdir={work}" in flagfile
+    # The same flags.cfg repeats the run: it finds the finished checkpoint and trains no more.
+    again = _cli(f"--flagfile={work}/flags.cfg")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stdout and "epoch 1/" not in again.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--dataset=mnist"], "dataset"),
+    (["--rate=1.5"], "rate"),
+    (["--lr_decay_epochs=5,x"], "lr_decay_epochs"),
+    (["--epochs=3", "--lr_decay_epochs=4"], "lr_decay_epochs"),
+    (["--dataset=cifar10", "--data_dir={tmp}/nothing"], "cifar10"),
+])
+def test_user_errors_are_one_line_without_traceback(tmp_path, args, needle):
+    args = [a.format(tmp=tmp_path) for a in args]
+    proc = _cli(*args, f"--workdir={tmp_path}/run")
+    assert proc.returncode in (1, 2)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_nan_loss_stops_with_one_line_error(tmp_path):
+    work = tmp_path / "run"
+    proc = _cli("--flagfile=flags/smoke.cfg", f"--workdir={work}", "--lr=1e30")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "NaN" in proc.stderr.strip().splitlines()[-1]
+    assert (work / "flags.cfg").exists() and not (work / "results.json").exists()
+    assert not glob.glob(str(work / "checkpoints" / "ckpt-*"))
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
+    work = tmp_path / "run"
+    ok = _cli("--flagfile=flags/smoke.cfg", f"--workdir={work}", "--epochs=1",
+              "--lr_decay_epochs=")
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    for f in glob.glob(str(work / "checkpoints" / "ckpt-1.data*")):
+        with open(f, "r+b") as fh:
+            fh.truncate(16)
+    proc = _cli("--flagfile=flags/smoke.cfg", f"--workdir={work}", "--epochs=2",
+                "--lr_decay_epochs=")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "cannot restore checkpoint" in proc.stderr.strip().splitlines()[-1]
+    assert (work / "results.json").exists()  # what was written before is still there
