@@ -1,0 +1,95 @@
+"""Biased training data: clean meta split, then long-tail cut, then label noise (NumPy)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from mwnet_tf.data.datasets import Dataset
+from mwnet_tf.data.imbalance import long_tail_indices
+from mwnet_tf.data.noise import coarse_map, corrupt_labels, transition_matrix
+from mwnet_tf.data.split import meta_split
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class BiasedData:
+    """A biased training set, its clean meta set and the clean test set.
+
+    Attributes:
+        train_x: uint8 [N, H, W, C] training images.
+        train_y: int64 [N] training labels after corruption.
+        train_clean_y: int64 [N] their true labels.
+        meta_x: uint8 [K, H, W, C] clean, balanced meta images (disjoint from training).
+        meta_y: int64 [K] their labels.
+        test_x: uint8 [M, H, W, C] test images.
+        test_y: int64 [M] test labels.
+        num_classes: Number of classes.
+        mean: Per-channel mean in [0, 1] pixel units.
+        std: Per-channel standard deviation in [0, 1] pixel units.
+        augment: Whether the paper's training augmentation applies.
+        transition: float64 [C, C] label transition matrix used for the corruption.
+        realized_noise_rate: Fraction of training labels that differ from the true ones.
+        train_index: int64 [N] indices of the training images in `Dataset.train_x`.
+        meta_index: int64 [K] indices of the meta images in `Dataset.train_x`.
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    train_clean_y: np.ndarray
+    meta_x: np.ndarray
+    meta_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool
+    transition: np.ndarray
+    realized_noise_rate: float
+    train_index: np.ndarray
+    meta_index: np.ndarray
+
+    @property
+    def corrupted(self) -> np.ndarray:
+        """bool [N]: whether each training label differs from the true one."""
+        return self.train_y != self.train_clean_y
+
+
+def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float = 1.0,
+                     meta_per_class: int, seed: int) -> BiasedData:
+    """Builds the biased training set of one run.
+
+    Order: `meta_per_class` clean images per class are taken out first (before the long-tail
+    cut and before corruption), the rest is cut to a long tail (`n_max` = its largest class),
+    and the labels of what is left are corrupted. Each stage draws from its own generator
+    spawned from `seed`, so e.g. changing the noise rate leaves the meta split unchanged.
+
+    Args:
+        ds: The clean data set.
+        noise: One of `NOISE_TYPES`.
+        rate: Corruption probability in [0, 1].
+        imbalance: Largest / smallest class ratio of the training set (1: no cut).
+        meta_per_class: Clean meta images per class.
+        seed: Non-negative run seed.
+    """
+    meta_rng, tail_rng, noise_rng = (np.random.default_rng(s)
+                                     for s in np.random.SeedSequence(seed).spawn(3))
+    meta_index, rest = meta_split(ds.train_y, meta_per_class, meta_rng)
+    train_index = rest[long_tail_indices(ds.train_y[rest], imbalance, tail_rng)]
+    coarse_of_fine = None
+    if noise == "hierarchical":
+        if ds.train_coarse is None:
+            raise ValueError(f"hierarchical noise needs coarse labels, which {ds.name} lacks "
+                             "(only cifar100 has them)")
+        coarse_of_fine = coarse_map(ds.train_y, ds.train_coarse, ds.num_classes)
+    transition = transition_matrix(noise, rate, ds.num_classes, noise_rng, coarse_of_fine)
+    clean = ds.train_y[train_index].astype(np.int64)
+    noisy = corrupt_labels(clean, transition, noise_rng)
+    return BiasedData(
+        train_x=ds.train_x[train_index], train_y=noisy, train_clean_y=clean,
+        meta_x=ds.train_x[meta_index], meta_y=ds.train_y[meta_index].astype(np.int64),
+        test_x=ds.test_x, test_y=ds.test_y.astype(np.int64), num_classes=ds.num_classes,
+        mean=tuple(ds.mean), std=tuple(ds.std), augment=ds.augment, transition=transition,
+        realized_noise_rate=float(np.mean(noisy != clean)) if clean.size else 0.0,
+        train_index=train_index, meta_index=meta_index)

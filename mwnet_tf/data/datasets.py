@@ -1,0 +1,167 @@
+"""Clean data sets as uint8 NumPy arrays: tfds CIFAR-10/100 and Fashion-MNIST, sklearn digits.
+
+Heavy libraries (tensorflow-datasets, scikit-learn) are imported inside the loaders, so that
+importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+DATASETS = ("digits", "cifar10", "cifar100", "fashion_mnist")
+
+CIFAR_MEAN = tuple(v / 255.0 for v in (125.3, 123.0, 113.9))
+CIFAR_STD = tuple(v / 255.0 for v in (63.0, 62.1, 66.7))
+FASHION_MNIST_MEAN = (0.2860,)
+FASHION_MNIST_STD = (0.3530,)
+# Where the Debian package `dataset-fashion-mnist` puts the four IDX files.
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+
+DIGITS_TEST_SIZE = 500
+DIGITS_SPLIT_SEED = 0  # fixed: the digits test set never depends on the run seed
+
+
+class DataUnavailableError(RuntimeError):
+    """Raised with a one-line, user-facing message."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Dataset:
+    """A clean, labelled data set with its train and test splits.
+
+    Attributes:
+        name: One of `DATASETS`.
+        train_x: uint8 [N, H, W, C] training images.
+        train_y: int64 [N] training labels.
+        test_x: uint8 [M, H, W, C] test images.
+        test_y: int64 [M] test labels.
+        num_classes: Number of classes.
+        mean: Per-channel mean, in [0, 1] pixel units.
+        std: Per-channel standard deviation, in [0, 1] pixel units.
+        augment: Whether the paper's training augmentation (reflect-pad 4, crop, flip) applies.
+        train_coarse: CIFAR-100 coarse labels of the training images (None elsewhere).
+    """
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool
+    train_coarse: np.ndarray | None = None
+
+
+def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """Loads a clean data set by name.
+
+    Args:
+        name: One of `DATASETS`.
+        data_dir: tensorflow-datasets data directory (None: the tfds default); for
+            Fashion-MNIST also a folder that may hold the four IDX files.
+
+    Raises:
+        ValueError: unknown name.
+        DataUnavailableError: the data is not on this machine (tfds never downloads here).
+    """
+    if name == "digits":
+        return _load_digits()
+    if name in ("cifar10", "cifar100"):
+        return _load_cifar(name, data_dir)
+    if name == "fashion_mnist":
+        return _load_fashion_mnist(data_dir)
+    raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+
+
+def _load_digits() -> Dataset:
+    """scikit-learn's bundled 8x8 digits, with a fixed stratified 1,297 / 500 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    labels = digits.target.astype(np.int64)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=DIGITS_TEST_SIZE, stratify=labels,
+        random_state=DIGITS_SPLIT_SEED)
+    pixels = train_x.astype(np.float64) / 255.0
+    return Dataset("digits", train_x, train_y, test_x, test_y, num_classes=10,
+                   mean=(float(pixels.mean()),), std=(float(pixels.std()),), augment=False)
+
+
+def _tfds_prepared(name: str, data_dir: str | None) -> tuple[bool, str]:
+    """Whether tfds has `name` prepared under `data_dir`, and the data_dir tfds resolved.
+
+    Only looks at local files, so it answers at once without a network.
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(name, data_dir=data_dir)
+    return builder.is_prepared(), os.fspath(builder.data_dir_root)
+
+
+def _load_tfds(name: str, data_dir: str | None,
+               keys: tuple[str, ...]) -> list[dict[str, np.ndarray]]:
+    """The train and test splits of a prepared tfds data set as dicts of NumPy arrays."""
+    import tensorflow_datasets as tfds
+
+    splits = tfds.load(name, split=["train", "test"], data_dir=data_dir, download=False)
+    out = []
+    for ds in splits:
+        # Not `batch_size=-1`: under `tfds.testing.mock_data` the split sizes are unknown and
+        # tfds then batches with sys.maxsize, which aborts the process. Chunks work everywhere.
+        ds = ds.map(lambda ex: {k: ex[k] for k in keys}).batch(10_000)
+        chunks = list(tfds.as_numpy(ds))
+        out.append({k: np.concatenate([c[k] for c in chunks]) for k in keys})
+    return out
+
+
+def _missing_tfds_message(name: str, root: str) -> str:
+    command = f"import tensorflow_datasets as tfds; tfds.load('{name}', data_dir='{root}')"
+    return (f"{name} is not prepared for tensorflow-datasets in {root} (this program never "
+            f"downloads): on a machine with internet run `python -c \"{command}\"`, copy "
+            f"{os.path.join(root, name)} to this machine and pass --data_dir={root}")
+
+
+def _load_cifar(name: str, data_dir: str | None) -> Dataset:
+    prepared, root = _tfds_prepared(name, data_dir)
+    if not prepared:
+        raise DataUnavailableError(_missing_tfds_message(name, root))
+    keys = ("image", "label") + (("coarse_label",) if name == "cifar100" else ())
+    train, test = _load_tfds(name, data_dir, keys)
+    return Dataset(
+        name, train["image"].astype(np.uint8), train["label"].astype(np.int64),
+        test["image"].astype(np.uint8), test["label"].astype(np.int64),
+        num_classes=100 if name == "cifar100" else 10, mean=CIFAR_MEAN, std=CIFAR_STD,
+        augment=True,
+        train_coarse=train["coarse_label"].astype(np.int64) if name == "cifar100" else None)
+
+
+def _load_fashion_mnist(data_dir: str | None) -> Dataset:
+    """tfds `fashion_mnist` if prepared, else the four IDX files in data_dir or the system."""
+    prepared, root = _tfds_prepared("fashion_mnist", data_dir)
+    if prepared:
+        train, test = _load_tfds("fashion_mnist", data_dir, ("image", "label"))
+        arrays = (train["image"], train["label"], test["image"], test["label"])
+    else:
+        from mwnet_tf.data.idx import has_idx_files, load_idx_folder
+
+        folders = ([data_dir] if data_dir else []) + [FASHION_MNIST_SYSTEM_DIR]
+        folder = next((f for f in folders if has_idx_files(f)), None)
+        if folder is None:
+            raise DataUnavailableError(
+                f"fashion_mnist not found: neither prepared for tensorflow-datasets in {root} "
+                f"nor as the four IDX files in {' or '.join(folders)}; pass --data_dir=DIR "
+                "(a tfds data_dir or a folder with the IDX files) or run "
+                "`apt-get install dataset-fashion-mnist`")
+        train_x, train_y, test_x, test_y = load_idx_folder(folder)
+        arrays = (train_x[..., None], train_y, test_x[..., None], test_y)
+    train_x, train_y, test_x, test_y = arrays
+    return Dataset("fashion_mnist", train_x.astype(np.uint8), train_y.astype(np.int64),
+                   test_x.astype(np.uint8), test_y.astype(np.int64), num_classes=10,
+                   mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD, augment=False)

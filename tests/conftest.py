@@ -1,0 +1,31 @@
+"""Shared test fixtures."""
+
+import numpy as np
+import pytest
+
+from mwnet_tf.data import Dataset
+
+
+@pytest.fixture
+def synthetic_dataset():
+    """Factory of small random `Dataset`s: `make(per_class, num_classes=10, shape=(8, 8, 3))`.
+
+    Class c has `per_class[c]` (or `per_class`) training images; `coarse=True` adds coarse
+    labels (fine class // 5).
+    """
+    def make(per_class=40, num_classes=10, shape=(8, 8, 3), test_per_class=3, augment=False,
+             coarse=False, seed=0):
+        rng = np.random.default_rng(seed)
+        counts = np.broadcast_to(per_class, (num_classes,))
+        train_y = np.repeat(np.arange(num_classes), counts)
+        rng.shuffle(train_y)
+        test_y = np.repeat(np.arange(num_classes), test_per_class)
+        return Dataset(
+            name="synthetic",
+            train_x=rng.integers(0, 256, (len(train_y), *shape), dtype=np.uint8),
+            train_y=train_y.astype(np.int64),
+            test_x=rng.integers(0, 256, (len(test_y), *shape), dtype=np.uint8),
+            test_y=test_y.astype(np.int64), num_classes=num_classes,
+            mean=(0.5,) * shape[-1], std=(0.25,) * shape[-1], augment=augment,
+            train_coarse=(train_y // 5).astype(np.int64) if coarse else None)
+    return make
