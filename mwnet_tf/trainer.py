@@ -121,7 +121,7 @@ def _restore(manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoin
         return
     try:
         checkpoint.restore(latest).assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except Exception as e:  # a corrupt file fails in many ways (OpError, IndexError, ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TrainingError(
             f"cannot restore checkpoint {latest} ({first}); move the checkpoints folder "
