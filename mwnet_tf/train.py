@@ -36,7 +36,7 @@ def _start_tensorflow_quietly() -> None:
 
 _start_tensorflow_quietly()
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from mwnet_tf import config as config_lib  # noqa: E402
 from mwnet_tf.data import DATASETS, NOISE_TYPES  # noqa: E402
@@ -175,6 +175,8 @@ def _fail(message: str, code: int) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.ERROR)  # library warnings (tfds) off unless asked for
     if len(argv) > 1:
         _fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
     try:

@@ -1,0 +1,58 @@
+"""ResNet-32 for CIFAR (He et al. 2016, option-A shortcuts) and ResNet-50 for Clothing1M."""
+
+from __future__ import annotations
+
+import keras
+
+from mwnet_tf.models.layers import batch_norm, conv, dense, seeds
+
+
+def _shortcut_a(x, channels: int, stride: int):
+    """Option A: identity; when the shape changes, subsample and zero-pad channels (no
+    parameters), as in the CIFAR ResNet paper and the MW-Net authors' code."""
+    if stride == 1 and x.shape[-1] == channels:
+        return x
+    pad = channels - x.shape[-1]
+    return keras.layers.Lambda(lambda t: keras.ops.pad(
+        t[:, ::stride, ::stride, :], [[0, 0], [0, 0], [0, 0], [pad // 2, pad - pad // 2]]))(x)
+
+
+def resnet_cifar(num_classes: int, input_shape: tuple[int, ...], *, blocks_per_stage: int = 5,
+                 synchronized_bn: bool = False, seed: int | None = None) -> keras.Model:
+    """ResNet-(6n+2) for 32x32 images; n = 5 gives ResNet-32 (464,154 trainable parameters for
+    10 classes).
+
+    3x3 conv 16 - BN - ReLU, three stages of `n` basic blocks (16, 32, 64 channels, stride 2
+    at the start of stages 2 and 3), global average pooling, linear classifier.
+    """
+    seed_of = seeds(seed)
+    inputs = keras.Input(input_shape)
+    x = conv(16, 3, 1, seed_of())(inputs)
+    x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
+    for stage, channels in enumerate((16, 32, 64)):
+        for block in range(blocks_per_stage):
+            stride = 2 if stage > 0 and block == 0 else 1
+            y = conv(channels, 3, stride, seed_of())(x)
+            y = keras.layers.ReLU()(batch_norm(synchronized_bn)(y))
+            y = batch_norm(synchronized_bn)(conv(channels, 3, 1, seed_of())(y))
+            x = keras.layers.ReLU()(keras.layers.Add()([y, _shortcut_a(x, channels, stride)]))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, dense(num_classes, 64, seed_of())(x), name="resnet32")
+
+
+def resnet50(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
+             seed: int | None = None) -> keras.Model:
+    """Keras' ResNet-50 (random init: ImageNet weights cannot be fetched offline) with a new
+    linear head. Its batch-norm layers are re-made with PyTorch's momentum and epsilon."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    base = keras.applications.ResNet50(weights=None, include_top=False,
+                                       input_shape=input_shape, pooling="avg")
+    config = base.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "BatchNormalization":
+            layer["config"].update(momentum=0.9, epsilon=1e-5, synchronized=synchronized_bn)
+    base = keras.Model.from_config(config)
+    seed_of = seeds(seed)
+    outputs = dense(num_classes, base.output.shape[-1], seed_of())(base.output)
+    return keras.Model(base.input, outputs, name="resnet50")

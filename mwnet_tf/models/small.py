@@ -1,0 +1,60 @@
+"""Small models: the weight net, an MLP for digits, a CNN for Fashion-MNIST, a test model."""
+
+from __future__ import annotations
+
+import keras
+
+from mwnet_tf.models.layers import batch_norm, conv, dense, seeds
+
+
+def weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
+    """The MW-Net weighting function V: loss [N, 1] -> weight [N, 1], 1-hidden-1 MLP with
+    ReLU and sigmoid, initialized as torch.nn.Linear (301 parameters for hidden = 100)."""
+    seed_of = seeds(seed)
+    losses = keras.Input((1,), name="losses")
+    h = dense(hidden, 1, seed_of(), activation="relu")(losses)
+    return keras.Model(losses, dense(1, hidden, seed_of(), activation="sigmoid")(h),
+                       name="weight_net")
+
+
+def mlp(num_classes: int, input_shape: tuple[int, ...], *, hidden: int = 256,
+        synchronized_bn: bool = False, seed: int | None = None) -> keras.Model:
+    """Flatten - Dense(256) - BN - ReLU - Dense(C): 19,722 trainable parameters on 8x8 digits."""
+    seed_of = seeds(seed)
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Flatten()(inputs)
+    x = dense(hidden, x.shape[-1], seed_of())(x)
+    x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
+    return keras.Model(inputs, dense(num_classes, hidden, seed_of())(x), name="mlp")
+
+
+def cnn(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
+        seed: int | None = None) -> keras.Model:
+    """A small CNN for 28x28 grayscale images (Fashion-MNIST):
+    [conv3x3 32 - BN - ReLU] x2, maxpool 2, [conv3x3 64 - BN - ReLU] x2, maxpool 2,
+    global average pooling, Dense(128) - BN - ReLU, Dense(C): 75,050 trainable parameters for
+    10 classes.
+    """
+    seed_of = seeds(seed)
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for channels in (32, 64):
+        for _ in range(2):
+            x = conv(channels, 3, 1, seed_of())(x)
+            x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
+        x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = dense(128, 64, seed_of())(x)
+    x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
+    return keras.Model(inputs, dense(num_classes, 128, seed_of())(x), name="cnn")
+
+
+def tiny(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
+         seed: int | None = None) -> keras.Model:
+    """Flatten - Dense(8) - BN - ReLU - Dense(C): for tests, works in float64 too."""
+    seed_of = seeds(seed)
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Flatten()(inputs)
+    x = dense(8, x.shape[-1], seed_of())(x)
+    x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
+    return keras.Model(inputs, dense(num_classes, 8, seed_of())(x), name="tiny")
