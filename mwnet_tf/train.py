@@ -99,6 +99,7 @@ def define_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_float("progress_seconds", d.progress_seconds,
                        "Seconds between progress lines within an epoch.", lower_bound=0)
+    flags.DEFINE_bool("dry_run", False, "Print the resolved settings as a flagfile and exit.")
 
 
 def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
@@ -184,6 +185,9 @@ def main(argv: list[str]) -> None:
     except ValueError as e:
         _fail(str(e), 2)
     workdir = FLAGS.workdir or config_lib.default_workdir(config)
+    if FLAGS.dry_run:
+        print(config_to_flagfile(config, workdir), end="")
+        return
     try:
         prepare_workdir(config, workdir)
     except ValueError as e:

@@ -1,0 +1,66 @@
+"""Paper defaults per setting, flag resolution, and agreement of the flagfiles with the code."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mwnet_tf.config import Config, paper_defaults, run_name
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _dry_run(*args):
+    proc = subprocess.run([sys.executable, "-m", "mwnet_tf.train", "--dry_run", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return dict(line[2:].split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+
+
+def test_bare_command_runs_table3_protocol_and_flags_override():
+    got = _dry_run("--dataset=cifar100", "--noise=flip", "--rate=0.4", "--seed=7")
+    assert (got["model"], got["epochs"], got["lr_decay_epochs"]) == ("resnet32", "60", "40,50")
+    assert got["meta_per_class"] == "10"  # 1000 clean meta images over 100 classes
+    assert got["meta_optimizer"] == "adam" and got["workdir"] == "runs/cifar100-flip0.4-mwnet-s7"
+    over = _dry_run("--dataset=cifar100", "--noise=flip", "--rate=0.4", "--epochs=5",
+                    "--lr_decay_epochs=2,4", "--model=wrn28_10")
+    assert (over["model"], over["epochs"], over["lr_decay_epochs"]) == ("wrn28_10", "5", "2,4")
+
+
+def test_uniform_noise_runs_table2_protocol():
+    got = _dry_run("--dataset=cifar10", "--noise=uniform", "--rate=0.6")
+    assert (got["model"], got["epochs"], got["lr_decay_epochs"]) == ("wrn28_10", "40", "36,38")
+    assert got["meta_per_class"] == "100" and got["meta_optimizer"] == "sgd"
+
+
+def test_flagfile_values_are_the_paper_defaults():
+    files = glob.glob(os.path.join(REPO, "flags", "table*.cfg"))
+    assert len(files) == 24  # Table 1: 2 x 6, Tables 2 and 3: 2 x 3 each
+    for path in files:
+        with open(path) as f:
+            values = dict(line.strip()[2:].split("=", 1) for line in f
+                          if line.startswith("--") and "=" in line)
+        imbalance = float(values["imbalance"])
+        protocol = 200.0 if "table1" in path else imbalance  # Table 1 row "1" keeps its protocol
+        expected = paper_defaults(values["dataset"], values["noise"], protocol)
+        for key in ("model", "epochs", "meta_per_class", "meta_optimizer", "lr", "meta_lr"):
+            want = expected[key]
+            assert values[key] == (f"{want:g}" if isinstance(want, float) else str(want)), (
+                path, key)
+        assert values["lr_decay_epochs"] == ",".join(map(str, expected["lr_decay_epochs"]))
+        Config(**expected, dataset=values["dataset"],
+               noise=values["noise"], rate=float(values["rate"]), imbalance=imbalance)
+
+
+def test_config_rejects_bad_values_with_every_message():
+    with pytest.raises(ValueError) as e:
+        Config(rate=2.0, epochs=3, lr_decay_epochs=(5,), weight_norm="sum")
+    for needle in ("rate", "lr_decay_epochs", "weight_norm"):
+        assert needle in str(e.value)
+
+
+def test_run_name_says_the_setting():
+    assert run_name(Config(dataset="cifar10", noise="none", rate=0.0, imbalance=100,
+                           model="resnet32", method="ce", seed=2)) == "cifar10-clean-lt100-ce-s2"

@@ -1,0 +1,29 @@
+"""The README's Python example runs as written, and the README agrees with the flagfiles."""
+
+import os
+import re
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _readme():
+    with open(os.path.join(REPO, "README.md")) as f:
+        return f.read()
+
+
+def test_python_api_example_runs():
+    section = _readme().split("## Use from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert np.isfinite(float(scope["out"]["meta_loss"]))
+    assert float(scope["out"]["weight_sum"]) > 0
+
+
+def test_every_flagfile_named_in_the_readme_exists():
+    names = set(re.findall(r"flags/([\w.]+\.cfg)", _readme()))
+    assert "quickstart.cfg" in names
+    for name in names:
+        assert os.path.exists(os.path.join(REPO, "flags", name)), name
