@@ -37,7 +37,8 @@ def summarize(results: list[dict]) -> list[dict]:
         best = np.array([r["best_test_accuracy"] for r in runs])
         wall = np.array([r.get("wall_seconds_this_session", np.nan) for r in runs])
         std = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else float("nan"))
-        rows.append({**dict(zip(KEY_FIELDS, key)), "seeds": sorted(r["config"]["seed"] for r in runs),
+        rows.append({**dict(zip(KEY_FIELDS, key)),
+                     "seeds": sorted(r["config"]["seed"] for r in runs),
                      "final_mean": float(final.mean()), "final_std": std(final),
                      "best_mean": float(best.mean()), "best_std": std(best),
                      "wall_s": float(np.nanmean(wall))})
