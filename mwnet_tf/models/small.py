@@ -30,23 +30,19 @@ def mlp(num_classes: int, input_shape: tuple[int, ...], *, hidden: int = 256,
 
 def cnn(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
         seed: int | None = None) -> keras.Model:
-    """A small CNN for 28x28 grayscale images (Fashion-MNIST):
-    [conv3x3 32 - BN - ReLU] x2, maxpool 2, [conv3x3 64 - BN - ReLU] x2, maxpool 2,
-    global average pooling, Dense(128) - BN - ReLU, Dense(C): 75,050 trainable parameters for
-    10 classes.
+    """A small, CPU-friendly CNN for 28x28 grayscale images (Fashion-MNIST):
+    conv3x3 32 stride 2 - BN - ReLU, conv3x3 64 stride 2 - BN - ReLU, conv3x3 64 - BN - ReLU,
+    global average pooling, Dense(C): 56,554 trainable parameters for 10 classes. A training
+    step at batch 100 takes about 0.04 s (plain) and 0.15 s (MW-Net) on 2 CPU cores.
     """
     seed_of = seeds(seed)
     inputs = keras.Input(input_shape)
     x = inputs
-    for channels in (32, 64):
-        for _ in range(2):
-            x = conv(channels, 3, 1, seed_of())(x)
-            x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
-        x = keras.layers.MaxPooling2D(2)(x)
+    for channels, stride in ((32, 2), (64, 2), (64, 1)):
+        x = conv(channels, 3, stride, seed_of())(x)
+        x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    x = dense(128, 64, seed_of())(x)
-    x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
-    return keras.Model(inputs, dense(num_classes, 128, seed_of())(x), name="cnn")
+    return keras.Model(inputs, dense(num_classes, x.shape[-1], seed_of())(x), name="cnn")
 
 
 def tiny(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
