@@ -168,3 +168,20 @@ def test_two_replica_mirrored_step_matches_one_device():
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "max relative difference" in proc.stdout
+
+
+def test_xla_compiled_step_matches_the_plain_graph_step():
+    batch, meta_batch = _batches("float32")
+    results = []
+    for jit in (False, True):
+        clf, wnet = _models(seed=5)
+        opt, meta_opt = keras.optimizers.SGD(LR, momentum=0.9), keras.optimizers.Adam(1e-2)
+        opt.build(clf.trainable_variables)
+        meta_opt.build(wnet.trainable_variables)
+        step = meta.make_train_step("mwnet", clf, opt, meta.StepOptions(N, NM), weight_net=wnet,
+                                    meta_optimizer=meta_opt, jit_compile=jit)
+        for _ in range(2):
+            step(batch, meta_batch)
+        results.append([v.numpy() for v in clf.variables + wnet.variables])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
