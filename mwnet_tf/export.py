@@ -17,8 +17,7 @@ DEFAULT_LOSSES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 class _WeightFn(tf.Module):
     def __init__(self, weight_net: keras.Model):
         super().__init__()
-        self.weight_net = weight_net
-        self.variables_ = list(weight_net.variables)  # tracked so the SavedModel holds them
+        self.weight_net = weight_net  # tracked: the SavedModel holds its variables
 
     @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
     def __call__(self, losses):

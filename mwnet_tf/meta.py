@@ -58,8 +58,8 @@ def per_sample_ce(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 
 
 def _num_replicas() -> int:
-    return tf.distribute.get_replica_context().num_replicas_in_sync if (
-        tf.distribute.get_replica_context() is not None) else 1
+    context = tf.distribute.get_replica_context()
+    return context.num_replicas_in_sync if context is not None else 1
 
 
 def _replica_sum(value):
@@ -195,10 +195,10 @@ def make_train_step(method: str, classifier: keras.Model, optimizer, options: St
 
     if strategy is None:
         return tf.function(replica_fn, jit_compile=jit_compile)
+    per_replica = tf.function(replica_fn, jit_compile=True) if jit_compile else replica_fn
 
     def distributed(batch, meta_batch):
-        out = strategy.run(tf.function(replica_fn, jit_compile=jit_compile),
-                           args=(batch, meta_batch))
+        out = strategy.run(per_replica, args=(batch, meta_batch))
         return {k: strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
 
     return tf.function(distributed)

@@ -135,7 +135,7 @@ def test_batch_norm_statistics_change_once_per_step():
     mean_var = bn.moving_mean
     m0 = mean_var.numpy().copy()
     # Expected: one update m = 0.9 m0 + 0.1 * mean of the first forward's pre-BN activations.
-    pre_bn = keras.Model(clf.inputs, bn.input)
+    pre_bn = keras.Model(clf.input, bn.input)
     expected = 0.9 * m0 + 0.1 * pre_bn(batch["x"]).numpy().mean(0)
     opt, meta_opt = keras.optimizers.SGD(LR, momentum=0.9), keras.optimizers.Adam(1e-3)
     meta.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch,
