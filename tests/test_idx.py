@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from mwnet_tf.data import DataUnavailableError, load_dataset
-from mwnet_tf.data.idx import IDX_FILES, load_idx_folder, read_idx
+from mwnet_tf.data import load_dataset
+from mwnet_tf.data.datasets import DataUnavailableError
+from mwnet_tf.data.idx import IDX_FILES, has_idx_files, load_idx_folder, read_idx
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -16,28 +17,56 @@ def _idx_bytes(array: np.ndarray) -> bytes:
     return header + array.astype(np.uint8).tobytes()
 
 
-def _write_folder(folder, n_train=20, n_test=10, gz=True, size=28):
+def _write(path, array, gz=True):
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(_idx_bytes(array))
+
+
+def _write_folder(folder, n_train=20, n_test=10, gz=True):
     rng = np.random.default_rng(0)
-    arrays = {"train_x": rng.integers(0, 256, (n_train, size, size)),
+    arrays = {"train_x": rng.integers(0, 256, (n_train, 28, 28)),
               "train_y": rng.integers(0, 10, n_train),
-              "test_x": rng.integers(0, 256, (n_test, size, size)),
+              "test_x": rng.integers(0, 256, (n_test, 28, 28)),
               "test_y": rng.integers(0, 10, n_test)}
     os.makedirs(folder, exist_ok=True)
     for key, stem in IDX_FILES.items():
-        data = _idx_bytes(arrays[key])
-        path = os.path.join(folder, stem + (".gz" if gz else ""))
-        with (gzip.open if gz else open)(path, "wb") as f:
-            f.write(data)
+        _write(os.path.join(folder, stem + (".gz" if gz else "")), arrays[key], gz)
     return arrays
+
+
+def _raises_one_line(match, fn, *args):
+    with pytest.raises(DataUnavailableError, match=match) as e:
+        fn(*args)
+    assert "\n" not in str(e.value)
+    return str(e.value)
 
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_round_trip(tmp_path, gz):
     arrays = _write_folder(tmp_path, gz=gz)
+    assert has_idx_files(str(tmp_path))
     train_x, train_y, test_x, test_y = load_idx_folder(str(tmp_path))
-    np.testing.assert_array_equal(train_x, arrays["train_x"])
-    np.testing.assert_array_equal(test_y, arrays["test_y"])
-    assert train_x.dtype == np.uint8 and train_y.dtype == np.int64
+    for key, got in zip(IDX_FILES, (train_x, train_y, test_x, test_y)):
+        np.testing.assert_array_equal(got, arrays[key])
+    assert train_x.dtype == test_x.dtype == np.uint8
+    assert train_y.dtype == test_y.dtype == np.int64
+    assert train_x.shape == (20, 28, 28) and test_y.shape == (10,)
+    train_x[0, 0, 0] = 1  # a writable array, not a view of the file's bytes
+
+
+def test_has_idx_files_needs_all_four(tmp_path):
+    assert not has_idx_files(str(tmp_path / "nowhere"))
+    _write_folder(tmp_path)
+    os.remove(tmp_path / (IDX_FILES["train_x"] + ".gz"))
+    assert not has_idx_files(str(tmp_path))
+
+
+def test_gzip_is_recognized_by_content_not_name(tmp_path):
+    images = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    _write(tmp_path / "plain_named", images, gz=True)
+    _write(tmp_path / "gz_named.gz", images, gz=False)
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "plain_named")), images)
+    np.testing.assert_array_equal(read_idx(str(tmp_path / "gz_named.gz")), images)
 
 
 def test_load_dataset_reads_fashion_mnist_from_an_idx_folder(tmp_path):
@@ -48,38 +77,51 @@ def test_load_dataset_reads_fashion_mnist_from_an_idx_folder(tmp_path):
     assert ds.num_classes == 10
 
 
-def _single(tmp_path, data: bytes, name="x.idx"):
-    path = tmp_path / name
-    path.write_bytes(data)
-    return str(path)
-
-
 @pytest.mark.parametrize("mutate, needle", [
-    (lambda b: b"\x00\x00\x08\x04" + b[4:], "magic"),
-    (lambda b: b[:-5], "truncated"),
-    (lambda b: b[:10], "header"),
-    (lambda b: b + b"\x00", "bytes"),
+    (lambda b: b"\x00\x00\x08\x04" + b[4:], "magic 0x00000804"),
+    (lambda b: b"\x00\x00\x0d\x03" + b[4:], "not an unsigned-byte IDX"),  # float32 IDX
+    (lambda b: b[:-5], "truncated: 59 bytes, its header .* says 64"),
+    (lambda b: b[:10], "truncated inside its 16-byte header"),
+    (lambda b: b[:2], "truncated: 2 bytes"),
+    (lambda b: b + b"\x00", "too long: 65 bytes"),
 ])
-def test_bad_files_are_one_line_errors(tmp_path, mutate, needle):
-    good = _idx_bytes(np.zeros((3, 4, 4), np.uint8))
-    with pytest.raises(DataUnavailableError, match=needle) as e:
-        read_idx(_single(tmp_path, mutate(good)))
-    assert "\n" not in str(e.value)
+def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, mutate, needle):
+    path = tmp_path / "x.idx"
+    path.write_bytes(mutate(_idx_bytes(np.zeros((3, 4, 4), np.uint8))))
+    message = _raises_one_line(needle, read_idx, str(path))
+    assert message.startswith(str(path))
 
 
 def test_corrupt_gzip_is_an_error(tmp_path):
-    data = gzip.compress(_idx_bytes(np.zeros((3, 4, 4), np.uint8)))
-    path = _single(tmp_path, data[:20] + b"garbage" + data[27:], "x.gz")
-    with pytest.raises(DataUnavailableError, match="cannot read"):
-        read_idx(path)
+    data = gzip.compress(_idx_bytes(np.zeros((30, 4, 4), np.uint8)))
+    (tmp_path / "bad.gz").write_bytes(data[:20] + b"garbage" + data[27:])
+    (tmp_path / "cut.gz").write_bytes(data[:-12])
+    _raises_one_line(r"bad\.gz: corrupt gzip", read_idx, str(tmp_path / "bad.gz"))
+    _raises_one_line(r"cut\.gz: corrupt gzip", read_idx, str(tmp_path / "cut.gz"))
 
 
-def test_count_mismatch_and_missing_file(tmp_path):
+def test_missing_or_unreadable_file(tmp_path):
+    _raises_one_line("absent: cannot read", read_idx, str(tmp_path / "absent"))
+    _raises_one_line("cannot read", read_idx, str(tmp_path))  # a folder
     _write_folder(tmp_path)
     os.remove(tmp_path / (IDX_FILES["test_y"] + ".gz"))
-    with pytest.raises(DataUnavailableError, match="missing"):
-        load_idx_folder(str(tmp_path))
-    with gzip.open(tmp_path / (IDX_FILES["test_y"] + ".gz"), "wb") as f:
-        f.write(_idx_bytes(np.zeros(7, np.uint8)))
-    with pytest.raises(DataUnavailableError, match="10 test images but 7 labels"):
-        load_idx_folder(str(tmp_path))
+    _raises_one_line(r"t10k-labels-idx1-ubyte: missing", load_idx_folder, str(tmp_path))
+
+
+def test_count_mismatch_between_images_and_labels(tmp_path):
+    _write_folder(tmp_path)
+    _write(tmp_path / (IDX_FILES["test_y"] + ".gz"), np.zeros(7))
+    _raises_one_line(r"t10k-labels-idx1-ubyte\.gz: 7 labels but t10k-images-idx3-ubyte\.gz "
+                     "has 10 images", load_idx_folder, str(tmp_path))
+
+
+@pytest.mark.parametrize("key, array, needle", [
+    ("train_y", np.full(20, 10), r"train-labels-idx1-ubyte\.gz: label 10 is out of 0\.\.9"),
+    ("train_x", np.zeros(20), r"train-images-idx3-ubyte\.gz: expected images \[N, H, W\]"),
+    ("train_y", np.zeros((20, 2, 2)), r"train-labels-idx1-ubyte\.gz: expected labels \[N\]"),
+    ("test_x", np.zeros((10, 32, 32)), r"t10k-images-idx3-ubyte\.gz: images of size"),
+])
+def test_wrong_contents_in_the_right_file(tmp_path, key, array, needle):
+    _write_folder(tmp_path)
+    _write(tmp_path / (IDX_FILES[key] + ".gz"), array)
+    _raises_one_line(needle, load_idx_folder, str(tmp_path))

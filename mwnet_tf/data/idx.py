@@ -1,7 +1,7 @@
 """Reader for the IDX files of MNIST-style datasets (Fashion-MNIST's four files).
 
-Every check (magic number, dimensions, byte count, image/label agreement, label range) ends in
-a one-line `DataUnavailableError` naming the file.
+Every check (readable, gzip intact, magic number, dimensions, byte count, image/label
+agreement, label range) ends in a one-line `DataUnavailableError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,6 +17,11 @@ from mwnet_tf.data.datasets import DataUnavailableError
 IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
 _MAGIC = {0x00000803: 3, 0x00000801: 1}  # unsigned-byte images [N, H, W] and labels [N]
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _error(path: str, what: str) -> DataUnavailableError:
+    return DataUnavailableError(" ".join(f"{path}: {what}".split()))  # always one line
 
 
 def _path(folder: str, stem: str) -> str | None:
@@ -32,48 +37,58 @@ def has_idx_files(folder: str) -> bool:
 
 
 def read_idx(path: str) -> np.ndarray:
-    """One IDX file (gzipped if its name ends in .gz) as a uint8 array."""
+    """One unsigned-byte IDX file (gzipped or not, told by its content) as a uint8 array."""
     try:
-        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        with open(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError, zlib.error) as e:
-        raise DataUnavailableError(f"cannot read {path}: {e}") from None
+    except OSError as e:
+        raise _error(path, f"cannot read: {e.strerror or e}") from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise _error(path, f"corrupt gzip ({type(e).__name__}: {e})") from None
     if len(raw) < 4:
-        raise DataUnavailableError(f"{path} is truncated: {len(raw)} bytes")
+        raise _error(path, f"truncated: {len(raw)} bytes")
     magic = int.from_bytes(raw[:4], "big")
     if magic not in _MAGIC:
-        raise DataUnavailableError(f"{path} is not an unsigned-byte IDX file (magic {magic:#010x})")
+        raise _error(path, f"not an unsigned-byte IDX file (magic {magic:#010x}, expected "
+                           "0x00000803 for images or 0x00000801 for labels)")
     ndim = _MAGIC[magic]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataUnavailableError(f"{path} is truncated inside its header")
+        raise _error(path, f"truncated inside its {header}-byte header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     expected = header + int(np.prod(shape))
     if len(raw) != expected:
-        raise DataUnavailableError(
-            f"{path} has {len(raw)} bytes, its header {shape} says {expected}: truncated or "
-            "corrupt")
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+        kind = "truncated" if len(raw) < expected else "too long"
+        raise _error(path, f"{kind}: {len(raw)} bytes, its header (shape {shape}) says "
+                           f"{expected}")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape).copy()
 
 
 def load_idx_folder(folder: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train_x uint8 [N, H, W], train_y int64 [N], test_x, test_y) from the four files."""
-    arrays = {}
+    arrays, paths = {}, {}
     for key, stem in IDX_FILES.items():
-        path = _path(folder, stem)
-        if path is None:
-            raise DataUnavailableError(f"{os.path.join(folder, stem)}(.gz) is missing")
-        arrays[key] = read_idx(path)
+        paths[key] = _path(folder, stem)
+        if paths[key] is None:
+            raise _error(os.path.join(folder, stem), "missing (neither it nor its .gz exists)")
+        arrays[key] = read_idx(paths[key])
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-        if x.ndim != 3 or y.ndim != 1:
-            raise DataUnavailableError(f"{folder}: {split} images must be [N, H, W] and labels "
-                                       f"[N], got {x.shape} and {y.shape}")
+        x_path, y_path = paths[f"{split}_x"], paths[f"{split}_y"]
+        if x.ndim != 3:
+            raise _error(x_path, f"expected images [N, H, W], got shape {x.shape}")
+        if y.ndim != 1:
+            raise _error(y_path, f"expected labels [N], got shape {y.shape}")
         if len(x) != len(y):
-            raise DataUnavailableError(f"{folder}: {len(x)} {split} images but {len(y)} labels")
+            raise _error(y_path, f"{len(y)} labels but {os.path.basename(x_path)} has "
+                                 f"{len(x)} images")
         if y.size and y.max() > 9:
-            raise DataUnavailableError(f"{folder}: {split} label {int(y.max())} is out of 0..9")
+            raise _error(y_path, f"label {int(y.max())} is out of 0..9")
     if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
-        raise DataUnavailableError(f"{folder}: train and test images differ in size")
+        raise _error(paths["test_x"], f"images of size {arrays['test_x'].shape[1:]}, training "
+                                      f"images are {arrays['train_x'].shape[1:]}")
     return (arrays["train_x"], arrays["train_y"].astype(np.int64), arrays["test_x"],
             arrays["test_y"].astype(np.int64))

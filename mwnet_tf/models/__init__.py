@@ -2,9 +2,17 @@
 
 Classifiers output logits. Batch norm uses PyTorch's momentum/epsilon and is synchronized
 across replicas when `synchronized_bn` is set (exact data-parallel MW-Net).
+
+Models are built in `keras.config.floatx()`. Keras fixes its global dtype policy when it builds
+its first layer, after which `keras.config.set_floatx` alone no longer reaches new layers (and a
+policy fixed while floatx was float64 outlives `set_floatx("float32")`); the builders therefore
+use a plain policy of the current floatx. A mixed-precision global policy is kept as it is.
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import keras
 
@@ -17,15 +25,31 @@ _BUILDERS = {"resnet32": resnet_cifar, "wrn28_10": wide_resnet, "resnet50": resn
 MODELS = tuple(_BUILDERS)
 
 
+@contextlib.contextmanager
+def _floatx_policy() -> Iterator[None]:
+    """Build layers under a plain dtype policy of `keras.config.floatx()`."""
+    old = keras.config.dtype_policy()
+    if old.compute_dtype != old.variable_dtype:  # mixed precision: leave it alone
+        yield
+        return
+    keras.config.set_dtype_policy(keras.config.floatx())
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(old)
+
+
 def build_classifier(name: str, num_classes: int, input_shape: tuple[int, ...], *,
                      synchronized_bn: bool = False, seed: int | None = None) -> keras.Model:
-    """A classifier by name (one of MODELS) mapping images to logits."""
+    """A classifier by name (one of MODELS) mapping images to logits [N, num_classes]."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
-    return _BUILDERS[name](num_classes, tuple(input_shape), synchronized_bn=synchronized_bn,
-                           seed=seed)
+    with _floatx_policy():
+        return _BUILDERS[name](num_classes, tuple(input_shape), synchronized_bn=synchronized_bn,
+                               seed=seed)
 
 
 def build_weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
     """The weight net V: losses float [N, 1] -> weights in (0, 1) [N, 1]."""
-    return weight_net(hidden, seed)
+    with _floatx_policy():
+        return weight_net(hidden, seed)

@@ -1,4 +1,4 @@
-"""Layer factories shared by the models: PyTorch-matching batch norm and initializers."""
+"""Layer factories shared by the models: PyTorch-matching batch norm, convolutions, inits."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ def batch_norm(synchronized: bool = False) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, synchronized=synchronized)
 
 
-def kaiming_normal(seed: int | None) -> keras.initializers.Initializer:
-    """torch.nn.init.kaiming_normal_ (fan_in, ReLU gain), as in the authors' ResNet-32."""
-    return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal", seed=seed)
+def kaiming_normal(seed: int | None, mode: str = "fan_in") -> keras.initializers.Initializer:
+    """torch.nn.init.kaiming_normal_ (ReLU gain, untruncated normal)."""
+    return keras.initializers.VarianceScaling(2.0, mode, "untruncated_normal", seed=seed)
 
 
 def torch_uniform(fan_in: int, seed: int | None) -> keras.initializers.Initializer:
@@ -31,18 +31,31 @@ def torch_uniform(fan_in: int, seed: int | None) -> keras.initializers.Initializ
     return keras.initializers.RandomUniform(-bound, bound, seed=seed)
 
 
-def conv(filters: int, kernel: int, stride: int, seed: int | None):
-    """Bias-free convolution with PyTorch's symmetric zero padding `kernel // 2`."""
-    layer = keras.layers.Conv2D(filters, kernel, stride, padding="valid", use_bias=False,
-                                kernel_initializer=kaiming_normal(seed))
-    if kernel == 1:
+def conv(filters: int, kernel: int, stride: int, seed: int | None, mode: str = "fan_in"):
+    """Bias-free convolution, kaiming-normal kernel, PyTorch's symmetric zero padding
+    `kernel // 2`.
+
+    Keras' "same" padding equals it at stride 1 (and for 1x1 kernels); at stride 2 Keras would
+    pad only bottom/right, so the input is zero-padded explicitly on both sides instead.
+    """
+    same = stride == 1 or kernel == 1
+    layer = keras.layers.Conv2D(filters, kernel, stride, padding="same" if same else "valid",
+                                use_bias=False, kernel_initializer=kaiming_normal(seed, mode))
+    if same:
         return layer
     pad = keras.layers.ZeroPadding2D(kernel // 2)
     return lambda x: layer(pad(x))
 
 
-def dense(units: int, fan_in: int, seed: int | None, activation=None) -> keras.layers.Dense:
-    """A linear layer initialized as torch.nn.Linear (kernel and bias)."""
-    return keras.layers.Dense(
-        units, activation=activation, kernel_initializer=torch_uniform(fan_in, seed),
-        bias_initializer=torch_uniform(fan_in, None if seed is None else seed + 5_003))
+def dense(units: int, fan_in: int, seed: int | None, activation: str | None = None,
+          kernel_initializer: keras.initializers.Initializer | str | None = None,
+          bias_initializer: keras.initializers.Initializer | str | None = None,
+          ) -> keras.layers.Dense:
+    """A linear layer initialized as torch.nn.Linear unless initializers are given."""
+    if kernel_initializer is None:
+        kernel_initializer = torch_uniform(fan_in, seed)
+    if bias_initializer is None:
+        bias_initializer = torch_uniform(fan_in, None if seed is None else seed + 5_003)
+    return keras.layers.Dense(units, activation=activation,
+                              kernel_initializer=kernel_initializer,
+                              bias_initializer=bias_initializer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from mwnet_tf.models.layers import batch_norm, conv, dense, seeds
+from mwnet_tf.models.layers import batch_norm, conv, dense, kaiming_normal, seeds
 
 
 def _shortcut_a(x, channels: int, stride: int):
@@ -20,10 +20,12 @@ def _shortcut_a(x, channels: int, stride: int):
 def resnet_cifar(num_classes: int, input_shape: tuple[int, ...], *, blocks_per_stage: int = 5,
                  synchronized_bn: bool = False, seed: int | None = None) -> keras.Model:
     """ResNet-(6n+2) for 32x32 images; n = 5 gives ResNet-32 (464,154 trainable parameters for
-    10 classes).
+    10 classes, 470,004 for 100).
 
     3x3 conv 16 - BN - ReLU, three stages of `n` basic blocks (16, 32, 64 channels, stride 2
-    at the start of stages 2 and 3), global average pooling, linear classifier.
+    at the start of stages 2 and 3, option-A shortcuts), global average pooling, linear
+    classifier. As in the authors' code, every conv and the linear kernel are kaiming-normal
+    (fan in), the linear bias is torch.nn.Linear's default.
     """
     seed_of = seeds(seed)
     inputs = keras.Input(input_shape)
@@ -37,22 +39,33 @@ def resnet_cifar(num_classes: int, input_shape: tuple[int, ...], *, blocks_per_s
             y = batch_norm(synchronized_bn)(conv(channels, 3, 1, seed_of())(y))
             x = keras.layers.ReLU()(keras.layers.Add()([y, _shortcut_a(x, channels, stride)]))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, dense(num_classes, 64, seed_of())(x), name="resnet32")
+    seed_fc = seed_of()
+    logits = dense(num_classes, 64, seed_fc, kernel_initializer=kaiming_normal(seed_fc))(x)
+    return keras.Model(inputs, logits, name=f"resnet{6 * blocks_per_stage + 2}")
 
 
 def resnet50(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
              seed: int | None = None) -> keras.Model:
     """Keras' ResNet-50 (random init: ImageNet weights cannot be fetched offline) with a new
-    linear head. Its batch-norm layers are re-made with PyTorch's momentum and epsilon."""
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
+    linear head: 23,534,592 backbone parameters plus 2048 * C + C.
+
+    The backbone is rebuilt from its config with PyTorch's batch-norm momentum/epsilon, the
+    `synchronized` flag and, when `seed` is given, a seed for every random initializer (no
+    global random state is touched). Unlike torchvision's, Keras' convolutions have biases
+    (26,560 parameters more) and stride in the 1x1 conv of each block (ResNet v1).
+    """
     base = keras.applications.ResNet50(weights=None, include_top=False,
                                        input_shape=input_shape, pooling="avg")
     config = base.get_config()
-    for layer in config["layers"]:
-        if layer["class_name"] == "BatchNormalization":
-            layer["config"].update(momentum=0.9, epsilon=1e-5, synchronized=synchronized_bn)
-    base = keras.Model.from_config(config)
     seed_of = seeds(seed)
-    outputs = dense(num_classes, base.output.shape[-1], seed_of())(base.output)
-    return keras.Model(base.input, outputs, name="resnet50")
+    for layer in config["layers"]:
+        layer_config = layer["config"]
+        if layer["class_name"] == "BatchNormalization":
+            layer_config.update(momentum=0.9, epsilon=1e-5, synchronized=synchronized_bn)
+        for key, init in layer_config.items():
+            if key.endswith("_initializer") and isinstance(init, dict) and (
+                    "seed" in init.get("config", {})):
+                init["config"]["seed"] = seed_of()
+    base = keras.Model.from_config(config)
+    logits = dense(num_classes, base.output.shape[-1], seed_of())(base.output)
+    return keras.Model(base.input, logits, name="resnet50")

@@ -13,13 +13,14 @@ def weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
     seed_of = seeds(seed)
     losses = keras.Input((1,), name="losses")
     h = dense(hidden, 1, seed_of(), activation="relu")(losses)
-    return keras.Model(losses, dense(1, hidden, seed_of(), activation="sigmoid")(h),
-                       name="weight_net")
+    weights = dense(1, hidden, seed_of(), activation="sigmoid")(h)
+    return keras.Model(losses, weights, name="weight_net")
 
 
 def mlp(num_classes: int, input_shape: tuple[int, ...], *, hidden: int = 256,
         synchronized_bn: bool = False, seed: int | None = None) -> keras.Model:
-    """Flatten - Dense(256) - BN - ReLU - Dense(C): 19,722 trainable parameters on 8x8 digits."""
+    """Flatten - Dense(256) - BN - ReLU - Dense(C): 19,722 trainable parameters on 8x8 digits
+    with 10 classes."""
     seed_of = seeds(seed)
     inputs = keras.Input(input_shape)
     x = keras.layers.Flatten()(inputs)
@@ -47,7 +48,7 @@ def cnn(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool
 
 def tiny(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
          seed: int | None = None) -> keras.Model:
-    """Flatten - Dense(8) - BN - ReLU - Dense(C): for tests, works in float64 too."""
+    """Flatten - Dense(8) - BN - ReLU - Dense(C): a model for tests (float64 included)."""
     seed_of = seeds(seed)
     inputs = keras.Input(input_shape)
     x = keras.layers.Flatten()(inputs)
