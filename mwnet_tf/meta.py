@@ -96,9 +96,10 @@ def _weight_stats(v, batch) -> dict[str, tf.Tensor]:
     return stats
 
 
-def _assign_all(variables, values) -> None:
-    for var, value in zip(variables, values):
-        var.assign(value)
+def _num_correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """How many argmax predictions equal the labels (float32 scalar)."""
+    hits = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(labels, tf.int32))
+    return tf.reduce_sum(tf.cast(hits, tf.float32))
 
 
 def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
@@ -148,13 +149,11 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
     grads = inner.gradient(losses, tv, output_gradients=_normalized(v_new, options))
     del inner
     optimizer.apply(_with_l2(grads, tv, options.weight_decay), trainable)
-    _assign_all(non_trainable, new_ntv)
+    for var, value in zip(non_trainable, new_ntv):
+        var.assign(value)
 
-    correct = tf.reduce_sum(tf.cast(
-        tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(batch["y"], tf.int32)),
-        tf.float32))
-    return {"loss_sum": tf.reduce_sum(losses), "correct": correct, "meta_loss": meta_loss,
-            **_weight_stats(v_new, batch)}
+    return {"loss_sum": tf.reduce_sum(losses), "correct": _num_correct(logits, batch["y"]),
+            "meta_loss": meta_loss, **_weight_stats(v_new, batch)}
 
 
 def ce_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer,
@@ -167,10 +166,7 @@ def ce_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer,
         loss = tf.reduce_sum(losses) / tf.cast(options.global_batch_size, losses.dtype)
     grads = tape.gradient(loss, trainable)
     optimizer.apply(_with_l2(grads, trainable, options.weight_decay), trainable)
-    correct = tf.reduce_sum(tf.cast(
-        tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(batch["y"], tf.int32)),
-        tf.float32))
-    return {"loss_sum": tf.reduce_sum(losses), "correct": correct}
+    return {"loss_sum": tf.reduce_sum(losses), "correct": _num_correct(logits, batch["y"])}
 
 
 def make_train_step(method: str, classifier: keras.Model, optimizer, options: StepOptions, *,
@@ -211,10 +207,8 @@ def make_eval_step(classifier: keras.Model,
     def replica_fn(batch):
         logits = classifier(batch["x"], training=False)
         losses = per_sample_ce(logits, batch["y"])
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                   tf.cast(batch["y"], tf.int32)), tf.float32)
-        return {"loss_sum": tf.reduce_sum(losses), "correct": tf.reduce_sum(correct),
-                "count": tf.cast(tf.size(correct), tf.float32)}
+        return {"loss_sum": tf.reduce_sum(losses), "correct": _num_correct(logits, batch["y"]),
+                "count": tf.cast(tf.size(losses), tf.float32)}
 
     if strategy is None:
         return tf.function(replica_fn)

@@ -44,11 +44,6 @@ from mwnet_tf.meta import WEIGHT_NORMS  # noqa: E402
 from mwnet_tf.models import MODELS  # noqa: E402
 
 FLAGS = flags.FLAGS
-# Flags whose default depends on the setting (dataset, noise, imbalance).
-SETTING_DEPENDENT = ("model", "epochs", "lr_decay_epochs", "meta_per_class", "batch_size",
-                     "meta_batch_size", "lr", "momentum", "weight_decay", "nesterov", "meta_lr",
-                     "meta_optimizer", "meta_momentum", "meta_nesterov", "meta_weight_decay",
-                     "weight_norm")
 # Flags that may change when a run is resumed in the same folder.
 RESUMABLE = ("epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds", "data_dir",
              "strategy", "jit_compile")
@@ -108,7 +103,7 @@ def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
     for name in config_lib.Config.__dataclass_fields__:
         if name not in fv:
             continue
-        if fv[name].present or name not in SETTING_DEPENDENT or name not in values:
+        if fv[name].present or name not in values:  # given, or no setting default
             value = fv[name].value
             if value is not None or name == "data_dir":
                 values[name] = value
