@@ -118,7 +118,7 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
             d.update(model="resnet32", epochs=60, lr_decay_epochs=(40, 50),
                      meta_per_class=1000 // classes)
     elif dataset == "fashion_mnist":
-        d.update(model="cnn", epochs=8, lr_decay_epochs=(5, 7), meta_per_class=100)
+        d.update(model="cnn", epochs=12, lr_decay_epochs=(8, 10), meta_per_class=100)
     else:  # digits
         d.update(model="mlp", epochs=30, lr_decay_epochs=(20, 25), meta_per_class=10)
     return d

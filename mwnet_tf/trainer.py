@@ -36,11 +36,17 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def lr_schedule(config: Config, steps_per_epoch: int):
-    """Step decay: lr times `lr_decay_factor` at each of `lr_decay_epochs` (per iteration)."""
+    """Step decay: lr times `lr_decay_factor` after each of `lr_decay_epochs` (per iteration).
+
+    Step k (0-based, the value of `optimizer.iterations` when it is taken) uses the rate of
+    epoch `k // steps_per_epoch + 1`: with `lr_decay_epochs=(5,)` epochs 1-5 train at `lr` and
+    epoch 6 from its first step at `lr * lr_decay_factor`. `PiecewiseConstantDecay` keeps the
+    old value while `step <= boundary`, hence the boundaries one step before each epoch.
+    """
     if not config.lr_decay_epochs:
         return config.lr
     return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [e * steps_per_epoch for e in config.lr_decay_epochs],
+        [e * steps_per_epoch - 1 for e in config.lr_decay_epochs],
         [config.lr * config.lr_decay_factor ** k for k in range(len(config.lr_decay_epochs) + 1)])
 
 
