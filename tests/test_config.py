@@ -54,6 +54,19 @@ def test_flagfile_values_are_the_paper_defaults():
                noise=values["noise"], rate=float(values["rate"]), imbalance=imbalance)
 
 
+def test_fashion_flagfiles_run_the_fashion_defaults():
+    files = sorted(glob.glob(os.path.join(REPO, "flags", "fashion_*.cfg")))
+    assert [os.path.basename(f) for f in files] == ["fashion_flip0.4.cfg",
+                                                   "fashion_uniform0.4.cfg"]
+    for path, noise in zip(files, ("flip", "uniform")):
+        got = _dry_run(f"--flagfile={path}")
+        expected = paper_defaults("fashion_mnist", noise, 1.0)
+        assert (got["dataset"], got["noise"], got["rate"]) == ("fashion_mnist", noise, "0.4")
+        assert (got["model"], got["epochs"], got["meta_per_class"]) == (
+            expected["model"], str(expected["epochs"]), str(expected["meta_per_class"]))
+        assert got["lr_decay_epochs"] == ",".join(map(str, expected["lr_decay_epochs"]))
+
+
 def test_config_rejects_bad_values_with_every_message():
     with pytest.raises(ValueError) as e:
         Config(rate=2.0, epochs=3, lr_decay_epochs=(5,), weight_norm="sum")
