@@ -165,6 +165,13 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> None:
     os.replace(tmp, path)
 
 
+def _remove_fresh_workdir(workdir: str) -> None:
+    """Removes a run folder this run created, if it holds nothing but its flags.cfg."""
+    if os.listdir(workdir) == ["flags.cfg"]:
+        os.remove(os.path.join(workdir, "flags.cfg"))
+        os.rmdir(workdir)
+
+
 def _fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -183,6 +190,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.dry_run:
         print(config_to_flagfile(config, workdir), end="")
         return
+    new_folder = not os.path.exists(workdir)
     try:
         prepare_workdir(config, workdir)
     except ValueError as e:
@@ -195,7 +203,11 @@ def main(argv: list[str]) -> None:
     try:
         results = trainer.train_and_evaluate(config, workdir,
                                              log=lambda s: print(s, flush=True))
-    except (DataUnavailableError, trainer.TrainingError) as e:
+    except DataUnavailableError as e:
+        if new_folder:  # the data is read before anything else: only flags.cfg is there
+            _remove_fresh_workdir(workdir)
+        _fail(str(e), 1)
+    except trainer.TrainingError as e:
         _fail(str(e), 1)
     except ValueError as e:
         _fail(str(e), 2)

@@ -130,13 +130,15 @@ def _fake_idx(monkeypatch, folders_with_files):
                 rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.array([3, 4]))
 
     fake = types.ModuleType("mwnet_tf.data.idx")
-    fake.has_idx_files = lambda folder: folder in folders_with_files
+    fake.has_any_idx_file = lambda folder: folder in folders_with_files
     fake.load_idx_folder = load_idx_folder
     monkeypatch.setitem(sys.modules, "mwnet_tf.data.idx", fake)
+    # Whatever ~/tensorflow_datasets holds on this machine, tfds has no fashion_mnist here.
+    monkeypatch.setattr(datasets_lib, "_tfds_prepared", lambda name, data_dir: (False, "TFDS"))
     return calls
 
 
-def test_fashion_mnist_from_idx_files_prefers_data_dir(monkeypatch, tmp_path):
+def test_fashion_mnist_reads_data_dir_else_the_system_folder(monkeypatch, tmp_path):
     system = str(tmp_path / "system")
     monkeypatch.setattr(datasets_lib, "FASHION_MNIST_SYSTEM_DIR", system)
     calls = _fake_idx(monkeypatch, {str(tmp_path), system})
@@ -144,15 +146,31 @@ def test_fashion_mnist_from_idx_files_prefers_data_dir(monkeypatch, tmp_path):
     assert calls == [str(tmp_path)]
     assert ds.train_x.shape == (3, 28, 28, 1) and ds.test_x.shape == (2, 28, 28, 1)
     assert ds.train_y.dtype == np.int64 and ds.num_classes == 10
-    load_dataset("fashion_mnist", data_dir=str(tmp_path / "elsewhere"))
-    assert calls[-1] == system
+    load_dataset("fashion_mnist")
+    assert calls == [str(tmp_path), system]
+
+
+@pytest.mark.parametrize("given", ["absent", "empty"])
+def test_fashion_mnist_given_data_dir_without_data_is_an_error_not_a_fallback(
+        monkeypatch, tmp_path, given):
+    system = str(tmp_path / "system")
+    monkeypatch.setattr(datasets_lib, "FASHION_MNIST_SYSTEM_DIR", system)
+    calls = _fake_idx(monkeypatch, {system})  # the system copy is there, but not asked for
+    folder = tmp_path / given
+    if given == "empty":
+        folder.mkdir()
+    with pytest.raises(DataUnavailableError) as err:
+        load_dataset("fashion_mnist", data_dir=str(folder))
+    message = str(err.value)
+    assert "\n" not in message and f"--data_dir={folder}" in message
+    assert calls == []
 
 
 def test_missing_fashion_mnist_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setattr(datasets_lib, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "none"))
     _fake_idx(monkeypatch, set())
     with pytest.raises(DataUnavailableError) as err:
-        load_dataset("fashion_mnist", data_dir=str(tmp_path))
+        load_dataset("fashion_mnist")
     message = str(err.value)
-    assert "\n" not in message
+    assert "\n" not in message and str(tmp_path / "none") in message
     assert "--data_dir" in message and "apt-get install dataset-fashion-mnist" in message

@@ -8,7 +8,7 @@ import pytest
 
 from mwnet_tf.data import load_dataset
 from mwnet_tf.data.datasets import DataUnavailableError
-from mwnet_tf.data.idx import IDX_FILES, has_idx_files, load_idx_folder, read_idx
+from mwnet_tf.data.idx import IDX_FILES, has_any_idx_file, load_idx_folder, read_idx
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -44,7 +44,6 @@ def _raises_one_line(match, fn, *args):
 @pytest.mark.parametrize("gz", [True, False])
 def test_round_trip(tmp_path, gz):
     arrays = _write_folder(tmp_path, gz=gz)
-    assert has_idx_files(str(tmp_path))
     train_x, train_y, test_x, test_y = load_idx_folder(str(tmp_path))
     for key, got in zip(IDX_FILES, (train_x, train_y, test_x, test_y)):
         np.testing.assert_array_equal(got, arrays[key])
@@ -54,11 +53,11 @@ def test_round_trip(tmp_path, gz):
     train_x[0, 0, 0] = 1  # a writable array, not a view of the file's bytes
 
 
-def test_has_idx_files_needs_all_four(tmp_path):
-    assert not has_idx_files(str(tmp_path / "nowhere"))
-    _write_folder(tmp_path)
-    os.remove(tmp_path / (IDX_FILES["train_x"] + ".gz"))
-    assert not has_idx_files(str(tmp_path))
+def test_has_any_idx_file(tmp_path):
+    assert not has_any_idx_file(str(tmp_path / "nowhere"))
+    assert not has_any_idx_file(str(tmp_path))
+    _write(tmp_path / (IDX_FILES["test_y"] + ".gz"), np.zeros(3))
+    assert has_any_idx_file(str(tmp_path))
 
 
 def test_gzip_is_recognized_by_content_not_name(tmp_path):
@@ -75,6 +74,13 @@ def test_load_dataset_reads_fashion_mnist_from_an_idx_folder(tmp_path):
     assert ds.train_x.shape == (20, 28, 28, 1) and ds.test_x.shape == (10, 28, 28, 1)
     np.testing.assert_array_equal(ds.train_x[..., 0], arrays["train_x"])
     assert ds.num_classes == 10
+
+
+def test_load_dataset_names_the_missing_file_of_a_partial_idx_folder(tmp_path):
+    _write_folder(tmp_path)
+    os.remove(tmp_path / (IDX_FILES["train_y"] + ".gz"))
+    _raises_one_line(r"train-labels-idx1-ubyte: missing", load_dataset, "fashion_mnist",
+                     str(tmp_path))
 
 
 @pytest.mark.parametrize("mutate, needle", [

@@ -117,6 +117,7 @@ def test_cli_smoke_run_writes_rerunnable_flagfile(tmp_path):
     (["--lr_decay_epochs=5,x"], "lr_decay_epochs"),
     (["--epochs=3", "--lr_decay_epochs=4"], "lr_decay_epochs"),
     (["--dataset=cifar10", "--data_dir={tmp}/nothing"], "cifar10"),
+    (["--dataset=fashion_mnist", "--data_dir={tmp}/nothing"], "--data_dir={tmp}/nothing"),
 ])
 def test_user_errors_are_one_line_without_traceback(tmp_path, args, needle):
     args = [a.format(tmp=tmp_path) for a in args]
@@ -124,7 +125,8 @@ def test_user_errors_are_one_line_without_traceback(tmp_path, args, needle):
     assert proc.returncode in (1, 2)
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert len(lines) == 1 and needle.format(tmp=tmp_path) in lines[0], proc.stderr
+    assert not os.path.exists(f"{tmp_path}/run")  # a run that never started leaves no folder
 
 
 def test_nan_loss_stops_with_one_line_error(tmp_path):

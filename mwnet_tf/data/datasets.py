@@ -143,22 +143,35 @@ def _load_cifar(name: str, data_dir: str | None) -> Dataset:
 
 
 def _load_fashion_mnist(data_dir: str | None) -> Dataset:
-    """tfds `fashion_mnist` if prepared, else the four IDX files in data_dir or the system."""
+    """tfds `fashion_mnist` if prepared, else the four IDX files.
+
+    The IDX files are read from `data_dir` when it is given, else from Debian's folder. A
+    `data_dir` that is given but holds neither is an error, never a silent fall-back to
+    another copy of the data.
+    """
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise DataUnavailableError(f"--data_dir={data_dir} does not exist or is not a folder")
     prepared, root = _tfds_prepared("fashion_mnist", data_dir)
     if prepared:
         train, test = _load_tfds("fashion_mnist", data_dir, ("image", "label"))
         arrays = (train["image"], train["label"], test["image"], test["label"])
     else:
-        from mwnet_tf.data.idx import has_idx_files, load_idx_folder
+        from mwnet_tf.data.idx import has_any_idx_file, load_idx_folder
 
-        folders = ([data_dir] if data_dir else []) + [FASHION_MNIST_SYSTEM_DIR]
-        folder = next((f for f in folders if has_idx_files(f)), None)
-        if folder is None:
+        folder = data_dir if data_dir is not None else FASHION_MNIST_SYSTEM_DIR
+        if not has_any_idx_file(folder) and data_dir is not None:
             raise DataUnavailableError(
-                f"fashion_mnist not found: neither prepared for tensorflow-datasets in {root} "
-                f"nor as the four IDX files in {' or '.join(folders)}; pass --data_dir=DIR "
-                "(a tfds data_dir or a folder with the IDX files) or run "
+                f"fashion_mnist not found in --data_dir={data_dir}: it holds neither a "
+                "tfds-prepared fashion_mnist nor the four IDX files (train-images-idx3-ubyte.gz "
+                "and the others); point --data_dir at one of those, or leave it out to read "
+                f"Debian's {FASHION_MNIST_SYSTEM_DIR}")
+        if not has_any_idx_file(folder):
+            raise DataUnavailableError(
+                f"fashion_mnist not found: not prepared for tensorflow-datasets in {root} and "
+                f"no IDX files in {FASHION_MNIST_SYSTEM_DIR}; pass --data_dir=DIR (a tfds "
+                "data_dir or a folder with the four IDX files) or run "
                 "`apt-get install dataset-fashion-mnist`")
+        # Some of the four files are there: a missing or damaged one is named by the reader.
         train_x, train_y, test_x, test_y = load_idx_folder(folder)
         arrays = (train_x[..., None], train_y, test_x[..., None], test_y)
     train_x, train_y, test_x, test_y = arrays

@@ -31,9 +31,9 @@ def _path(folder: str, stem: str) -> str | None:
     return None
 
 
-def has_idx_files(folder: str) -> bool:
-    """Whether `folder` holds all four files (gzipped or not)."""
-    return os.path.isdir(folder) and all(_path(folder, s) for s in IDX_FILES.values())
+def has_any_idx_file(folder: str) -> bool:
+    """Whether `folder` holds at least one of the four files (then all four are expected)."""
+    return os.path.isdir(folder) and any(_path(folder, s) for s in IDX_FILES.values())
 
 
 def read_idx(path: str) -> np.ndarray:
