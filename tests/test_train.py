@@ -66,6 +66,24 @@ def test_run_writes_results_weight_fn_checkpoints_and_summaries(tmp_path):
                                                 saved["weight_curve"]["8"]], atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["ce", "mwnet"])
+def test_fashion_mnist_idx_files_train_the_cnn_with_each_method(tmp_path, method):
+    """The whole Fashion-MNIST path on 200 + 50 random 28x28 images in the four IDX files."""
+    from test_idx import _write_folder
+
+    _write_folder(tmp_path / "idx", n_train=200, n_test=50)
+    config = Config(dataset="fashion_mnist", data_dir=str(tmp_path / "idx"), model="cnn",
+                    method=method, noise="flip", rate=0.4, meta_per_class=2, epochs=1,
+                    lr_decay_epochs=(), batch_size=20, meta_batch_size=20,
+                    progress_seconds=0.0, seed=0)
+    logs = []
+    results = trainer.train_and_evaluate(config, str(tmp_path / "run"), log=logs.append)
+    assert logs[0].startswith("fashion_mnist: 180 training images") and "20 meta" in logs[0]
+    assert "with cnn" in logs[0]
+    assert 0 <= results["test_accuracy"] <= 100 and np.isfinite(results["test_accuracy"])
+    assert ("weight_curve" in results) == (method == "mwnet")
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     config = Config(**SMALL, deterministic=True)
     full = trainer.train_and_evaluate(config, str(tmp_path / "full"), log=lambda s: None)
