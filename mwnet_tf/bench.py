@@ -45,7 +45,7 @@ def benchmark(model: str, batch_size: int, classes: int, input_shape: tuple[int,
     import numpy as np
     import tensorflow as tf
 
-    from mwnet_tf import meta
+    from mwnet_tf import meta, optim
     from mwnet_tf.models import build_classifier, build_weight_net
 
     rng = np.random.default_rng(0)
@@ -60,8 +60,8 @@ def benchmark(model: str, batch_size: int, classes: int, input_shape: tuple[int,
     for method in ("ce", "mwnet"):
         clf = build_classifier(model, classes, input_shape, seed=0)
         wnet = build_weight_net(seed=1)
-        opt = keras.optimizers.SGD(0.1, momentum=0.9)
-        meta_opt = keras.optimizers.Adam(1e-3)
+        opt = optim.TorchSGD(0.1, momentum=0.9, weight_decay=5e-4)   # as the trainer's
+        meta_opt = optim.TorchAdam(1e-3, weight_decay=1e-4)
         opt.build(clf.trainable_variables)
         meta_opt.build(wnet.trainable_variables)
         steps[method] = meta.make_train_step(method, clf, opt, options, weight_net=wnet,

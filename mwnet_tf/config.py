@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
-METHODS = ("mwnet", "ce")
+# Every training method, in the order tables list them (modules in mwnet_tf/methods/).
+METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune", "l2rw",
+           "glc", "co_teaching", "confident_learning", "mwnet")
 META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 
@@ -44,6 +46,9 @@ class Config:
     jit_compile: bool = False
     keep_checkpoints: int = 2
     progress_seconds: float = 30.0
+    # The method's own hyperparameters (`mwnet_tf.methods`), flag name -> value; a name left
+    # out takes the method's default.
+    method_params: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         errors = validate(self)
@@ -54,8 +59,10 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """Flat: the method's hyperparameters are top-level keys, as their flags are."""
         d = dataclasses.asdict(self)
         d["lr_decay_epochs"] = list(self.lr_decay_epochs)
+        d.update(d.pop("method_params"))
         return d
 
 
@@ -89,7 +96,16 @@ def validate(c: Config) -> list[str]:
         (c.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
         (c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
     ]
-    return [msg for ok, msg in checks if not ok]
+    errors = [msg for ok, msg in checks if not ok]
+    if c.method in METHODS:
+        from mwnet_tf import methods
+
+        params = {p.name: p for p in methods.get(c.method).params}
+        errors += [f"{name} is not a hyperparameter of {c.method}"
+                   for name in c.method_params if name not in params]
+        errors += [e for p in params.values()
+                   if (e := p.check(c.method_params.get(p.name, p.default)))]
+    return errors
 
 
 def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:

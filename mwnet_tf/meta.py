@@ -29,19 +29,17 @@ WEIGHT_NORMS = ("none", "batch")
 class StepOptions:
     """Settings of a training step.
 
+    Weight decay is not here: it is the optimizers' (coupled L2 as in `torch.optim`, see
+    `mwnet_tf.optim`), applied once to the gradient summed over replicas.
+
     Attributes:
         global_batch_size: training examples per step over all replicas.
         global_meta_batch_size: meta examples per step over all replicas.
-        weight_decay: coupled L2 on every classifier variable (added to the gradient, as
-            PyTorch's SGD does), batch-norm and biases included.
-        meta_weight_decay: coupled L2 on the weight-net variables.
         weight_norm: "none" for `sum(v * l) / n`, "batch" for `sum(v / sum(v) * l)`.
     """
 
     global_batch_size: int
     global_meta_batch_size: int
-    weight_decay: float = 5e-4
-    meta_weight_decay: float = 1e-4
     weight_norm: str = "batch"
 
     def __post_init__(self):
@@ -57,36 +55,28 @@ def per_sample_ce(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         labels=tf.cast(labels, tf.int32), logits=logits)
 
 
-def _num_replicas() -> int:
+def num_replicas() -> int:
     context = tf.distribute.get_replica_context()
     return context.num_replicas_in_sync if context is not None else 1
 
 
-def _replica_sum(value):
+def replica_sum(value):
     """Sum over replicas (differentiable); the identity on one device."""
-    if _num_replicas() == 1:
+    if num_replicas() == 1:
         return value
     return tf.distribute.get_replica_context().all_reduce("SUM", value)
 
 
-def _normalized(v: tf.Tensor, options: StepOptions) -> tf.Tensor:
+def normalized(v: tf.Tensor, options: StepOptions) -> tf.Tensor:
     """Per-sample coefficients of the weighted loss: v / n or v / sum(v) (global)."""
     if options.weight_norm == "none":
         return v / tf.cast(options.global_batch_size, v.dtype)
-    total = _replica_sum(tf.reduce_sum(v))
+    total = replica_sum(tf.reduce_sum(v))
     # Guard as the authors' code does: a zero sum leaves the weights unnormalized.
     return v / tf.where(total == 0, tf.ones_like(total), total)
 
 
-def _with_l2(grads, variables, decay: float):
-    """Adds coupled L2 `decay * w`, split over replicas since the optimizer sums them."""
-    if not decay:
-        return list(grads)
-    scale = decay / _num_replicas()
-    return [g + tf.cast(scale, w.dtype) * w for g, w in zip(grads, variables)]
-
-
-def _weight_stats(v, batch) -> dict[str, tf.Tensor]:
+def weight_stats(v, batch) -> dict[str, tf.Tensor]:
     """Sums that the trainer turns into mean weights of clean and corrupted samples."""
     stats = {"weight_sum": tf.reduce_sum(v)}
     if "corrupted" in batch:
@@ -96,7 +86,7 @@ def _weight_stats(v, batch) -> dict[str, tf.Tensor]:
     return stats
 
 
-def _num_correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+def num_correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """How many argmax predictions equal the labels (float32 scalar)."""
     hits = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), tf.cast(labels, tf.int32))
     return tf.reduce_sum(tf.cast(hits, tf.float32))
@@ -135,49 +125,76 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
             logits, new_ntv = classifier.stateless_call(tv, ntv, batch["x"], training=True)
             losses = per_sample_ce(logits, batch["y"])                     # [n]
             v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
-            virtual_loss = tf.reduce_sum(_normalized(v, options) * losses)
-        grads = _replica_sum(inner.gradient(virtual_loss, tv))
+            virtual_loss = tf.reduce_sum(normalized(v, options) * losses)
+        grads = replica_sum(inner.gradient(virtual_loss, tv))
         w_hat = [w - lr * g for w, g in zip(tv, grads)]
         meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
         meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
             options.global_meta_batch_size, meta_logits.dtype)
     theta = weight_net.trainable_variables
-    meta_grads = _with_l2(outer.gradient(meta_loss, theta), theta, options.meta_weight_decay)
-    meta_optimizer.apply(meta_grads, theta)
+    meta_optimizer.apply(outer.gradient(meta_loss, theta), theta)
 
     v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-    grads = inner.gradient(losses, tv, output_gradients=_normalized(v_new, options))
+    grads = inner.gradient(losses, tv, output_gradients=normalized(v_new, options))
     del inner
-    optimizer.apply(_with_l2(grads, tv, options.weight_decay), trainable)
+    optimizer.apply(grads, trainable)
     for var, value in zip(non_trainable, new_ntv):
         var.assign(value)
 
-    return {"loss_sum": tf.reduce_sum(losses), "correct": _num_correct(logits, batch["y"]),
-            "meta_loss": meta_loss, **_weight_stats(v_new, batch)}
+    return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
+            "meta_loss": meta_loss, **weight_stats(v_new, batch)}
+
+
+def loss_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer, batch: dict,
+              options: StepOptions, loss_fn: Callable) -> dict[str, tf.Tensor]:
+    """One SGD step on `sum(loss_fn(logits, batch)) / n`, a per-sample training objective.
+
+    `loss_fn(logits, batch)` returns the per-sample objective [n] and the per-sample weights it
+    used (or None), which are logged like MW-Net's. Returns the sums of `mwnet_step`, with
+    `loss_sum` the plain cross-entropy against the training labels.
+    """
+    trainable = classifier.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = classifier(batch["x"], training=True)
+        objective, weights = loss_fn(logits, batch)
+        loss = tf.reduce_sum(objective) / tf.cast(options.global_batch_size, objective.dtype)
+    optimizer.apply(tape.gradient(loss, trainable), trainable)
+    out = {"loss_sum": tf.reduce_sum(per_sample_ce(logits, batch["y"])),
+           "correct": num_correct(logits, batch["y"])}
+    if weights is not None:
+        out.update(weight_stats(tf.cast(weights, tf.float32), batch))
+    return out
 
 
 def ce_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer,
             batch: dict, options: StepOptions) -> dict[str, tf.Tensor]:
     """One plain cross-entropy SGD step (the paper's BaseModel); same returns as `mwnet_step`."""
-    trainable = classifier.trainable_variables
-    with tf.GradientTape() as tape:
-        logits = classifier(batch["x"], training=True)
-        losses = per_sample_ce(logits, batch["y"])
-        loss = tf.reduce_sum(losses) / tf.cast(options.global_batch_size, losses.dtype)
-    grads = tape.gradient(loss, trainable)
-    optimizer.apply(_with_l2(grads, trainable, options.weight_decay), trainable)
-    return {"loss_sum": tf.reduce_sum(losses), "correct": _num_correct(logits, batch["y"])}
+    return loss_step(classifier, optimizer, batch, options,
+                     lambda logits, b: (per_sample_ce(logits, b["y"]), None))
+
+
+def compile_step(replica_fn: Callable, strategy: tf.distribute.Strategy | None = None,
+                 jit_compile: bool = False) -> Callable:
+    """`replica_fn(*args) -> dict of sums` as one `tf.function`, run on every replica under
+    `strategy` (metrics summed over replicas). Build the optimizers inside the strategy's scope
+    first (`opt.build(vars)`)."""
+    if strategy is None:
+        return tf.function(replica_fn, jit_compile=jit_compile)
+    per_replica = tf.function(replica_fn, jit_compile=True) if jit_compile else replica_fn
+
+    def distributed(*args):
+        out = strategy.run(per_replica, args=args)
+        return {k: strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
+
+    return tf.function(distributed)
 
 
 def make_train_step(method: str, classifier: keras.Model, optimizer, options: StepOptions, *,
                     weight_net: keras.Model | None = None, meta_optimizer=None,
                     strategy: tf.distribute.Strategy | None = None,
                     jit_compile: bool = False) -> Callable:
-    """Builds `step(batch, meta_batch) -> dict of summed metrics` as one `tf.function`.
-
-    Under a strategy the step runs on every replica and the returned metrics are summed over
-    replicas. Build the optimizers (`opt.build(vars)`) inside the strategy's scope first.
-    """
+    """`step(batch, meta_batch) -> dict of summed metrics` for "mwnet" or "ce", one
+    `tf.function` (the other methods build theirs through `mwnet_tf.methods`)."""
     if method not in ("mwnet", "ce"):
         raise ValueError(f"unknown method {method!r}")
     if method == "mwnet" and (weight_net is None or meta_optimizer is None):
@@ -189,32 +206,26 @@ def make_train_step(method: str, classifier: keras.Model, optimizer, options: St
                               meta_batch, options)
         return ce_step(classifier, optimizer, batch, options)
 
-    if strategy is None:
-        return tf.function(replica_fn, jit_compile=jit_compile)
-    per_replica = tf.function(replica_fn, jit_compile=True) if jit_compile else replica_fn
-
-    def distributed(batch, meta_batch):
-        out = strategy.run(per_replica, args=(batch, meta_batch))
-        return {k: strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
-
-    return tf.function(distributed)
+    return compile_step(replica_fn, strategy, jit_compile)
 
 
-def make_eval_step(classifier: keras.Model,
-                   strategy: tf.distribute.Strategy | None = None) -> Callable:
-    """Builds `eval(batch) -> {"loss_sum", "correct", "count"}` (sums over the batch)."""
+def make_eval_step(classifier: keras.Model, strategy: tf.distribute.Strategy | None = None,
+                   num_classes: int | None = None) -> Callable:
+    """Builds `eval(batch) -> {"loss_sum", "correct", "count"}` (sums over the batch), plus
+    `class_correct` and `class_count` [num_classes] when `num_classes` is given."""
 
     def replica_fn(batch):
         logits = classifier(batch["x"], training=False)
-        losses = per_sample_ce(logits, batch["y"])
-        return {"loss_sum": tf.reduce_sum(losses), "correct": _num_correct(logits, batch["y"]),
-                "count": tf.cast(tf.size(losses), tf.float32)}
+        labels = tf.cast(batch["y"], tf.int32)
+        losses = per_sample_ce(logits, labels)
+        out = {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, labels),
+               "count": tf.cast(tf.size(losses), tf.float32)}
+        if num_classes:
+            hits = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
+                           tf.float32)
+            out["class_correct"] = tf.math.unsorted_segment_sum(hits, labels, num_classes)
+            out["class_count"] = tf.math.unsorted_segment_sum(tf.ones_like(hits), labels,
+                                                              num_classes)
+        return out
 
-    if strategy is None:
-        return tf.function(replica_fn)
-
-    def distributed(batch):
-        out = strategy.run(replica_fn, args=(batch,))
-        return {k: strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
-
-    return tf.function(distributed)
+    return compile_step(replica_fn, strategy)

@@ -39,6 +39,7 @@ _start_tensorflow_quietly()
 from absl import app, flags, logging  # noqa: E402
 
 from mwnet_tf import config as config_lib  # noqa: E402
+from mwnet_tf import methods  # noqa: E402
 from mwnet_tf.data import DATASETS, NOISE_TYPES  # noqa: E402
 from mwnet_tf.meta import WEIGHT_NORMS  # noqa: E402
 from mwnet_tf.models import MODELS  # noqa: E402
@@ -95,6 +96,10 @@ def define_flags() -> None:
     flags.DEFINE_float("progress_seconds", d.progress_seconds,
                        "Seconds between progress lines within an epoch.", lower_bound=0)
     flags.DEFINE_bool("dry_run", False, "Print the resolved settings as a flagfile and exit.")
+    for name, (method, p) in methods.all_params().items():
+        define = flags.DEFINE_integer if p.kind is int else flags.DEFINE_float
+        define(name, p.default, f"[{method}] {p.help}", lower_bound=p.lower,
+               upper_bound=p.upper)
 
 
 def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
@@ -107,6 +112,13 @@ def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
             value = fv[name].value
             if value is not None or name == "data_dir":
                 values[name] = value
+    for name, (owner, _) in methods.all_params().items():
+        if fv[name].present and owner != values["method"]:
+            raise ValueError(f"--{name} is a hyperparameter of --method={owner}, not of "
+                             f"--method={values['method']}")
+    values["method_params"] = {p.name: fv[p.name].value
+                               for p in methods.get(values["method"]).params
+                               if fv[p.name].value is not None}
     if values.get("noise") == "none":
         values["rate"] = 0.0
     decay = values.get("lr_decay_epochs") or ()

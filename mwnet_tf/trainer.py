@@ -6,6 +6,7 @@ into a `Config`. Everything written to `workdir` is written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -14,11 +15,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import export, meta
+from mwnet_tf import meta, methods, optim
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, load_dataset, make_biased_data
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
-from mwnet_tf.models import build_classifier, build_weight_net
+from mwnet_tf.methods.base import reinitialize, reset_optimizer
+from mwnet_tf.models import build_classifier
 
 
 class TrainingError(RuntimeError):
@@ -35,32 +37,28 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def lr_schedule(config: Config, steps_per_epoch: int):
-    """Step decay: lr times `lr_decay_factor` after each of `lr_decay_epochs` (per iteration).
+def epoch_lr(base_lr: float, decay_epochs, factor: float, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (0-based) of a stage: `base_lr` times `factor` once
+    for each decay epoch already completed, so `decay_epochs=(5,)` trains epochs 1-5 at
+    `base_lr` and epoch 6 from its first step at `base_lr * factor`."""
+    return base_lr * factor ** sum(1 for d in decay_epochs if d <= epoch)
 
-    Step k (0-based, the value of `optimizer.iterations` when it is taken) uses the rate of
-    epoch `k // steps_per_epoch + 1`: with `lr_decay_epochs=(5,)` epochs 1-5 train at `lr` and
-    epoch 6 from its first step at `lr * lr_decay_factor`. `PiecewiseConstantDecay` keeps the
-    old value while `step <= boundary`, hence the boundaries one step before each epoch.
+
+def make_optimizer(config: Config, kind: str = "classifier") -> keras.optimizers.Optimizer:
+    """An optimizer with `torch.optim`'s rules (`mwnet_tf.optim`), coupled L2 included.
+
+    kind "classifier": SGD with momentum (`--lr`, set per epoch by the trainer); "meta": the
+    weight net's Adam or SGD (`--meta_optimizer`, fixed `--meta_lr`).
     """
-    if not config.lr_decay_epochs:
-        return config.lr
-    return keras.optimizers.schedules.PiecewiseConstantDecay(
-        [e * steps_per_epoch - 1 for e in config.lr_decay_epochs],
-        [config.lr * config.lr_decay_factor ** k for k in range(len(config.lr_decay_epochs) + 1)])
-
-
-def make_optimizers(config: Config, steps_per_epoch: int):
-    """The classifier's SGD-momentum and the weight net's Adam or SGD (coupled L2 is added
-    to the gradients by the step, not here: Keras' `weight_decay=` is decoupled)."""
-    opt = keras.optimizers.SGD(lr_schedule(config, steps_per_epoch), momentum=config.momentum,
-                               nesterov=config.nesterov)
+    if kind == "classifier":
+        return optim.TorchSGD(config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                              weight_decay=config.weight_decay)
+    if kind != "meta":
+        raise ValueError(f"unknown optimizer kind {kind!r}")
     if config.meta_optimizer == "adam":
-        meta_opt = keras.optimizers.Adam(config.meta_lr)
-    else:
-        meta_opt = keras.optimizers.SGD(config.meta_lr, momentum=config.meta_momentum,
-                                        nesterov=config.meta_nesterov)
-    return opt, meta_opt
+        return optim.TorchAdam(config.meta_lr, weight_decay=config.meta_weight_decay)
+    return optim.TorchSGD(config.meta_lr, momentum=config.meta_momentum,
+                          nesterov=config.meta_nesterov, weight_decay=config.meta_weight_decay)
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -112,13 +110,19 @@ def _epoch_metrics(sums: dict) -> dict[str, float]:
     return m
 
 
-def _evaluate(eval_step, dataset) -> dict[str, float]:
-    sums = {"loss_sum": 0.0, "correct": 0.0, "count": 0.0}
+def _evaluate(eval_step, dataset) -> dict:
+    """Test loss and accuracy (%), and per-class accuracy (%) when the step gives it."""
+    sums: dict = {}
     for batch in dataset:
         for k, v in eval_step(batch).items():
-            sums[k] += float(v)
-    return {"loss": sums["loss_sum"] / sums["count"],
-            "accuracy": 100.0 * sums["correct"] / sums["count"]}
+            sums[k] = sums.get(k, 0.0) + v.numpy().astype(np.float64)
+    out = {"loss": float(sums["loss_sum"] / sums["count"]),
+           "accuracy": float(100.0 * sums["correct"] / sums["count"])}
+    if "class_count" in sums:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["per_class_accuracy"] = [float(a) for a in
+                                         100.0 * sums["class_correct"] / sums["class_count"]]
+    return out
 
 
 def _restore(manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoint, log) -> None:
@@ -135,12 +139,24 @@ def _restore(manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoin
     log(f"resumed from {latest} at epoch {int(checkpoint.epoch.numpy())}")
 
 
+def _stage_at(stages, epoch: int):
+    """(stage index, epoch within the stage) of a run's 0-based epoch."""
+    start = 0
+    for i, stage in enumerate(stages):
+        if epoch < start + stage.epochs:
+            return i, epoch - start
+        start += stage.epochs
+    raise IndexError(epoch)
+
+
 def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None = None,
                        log=print) -> dict:
     """Trains `config.method` on the biased data and evaluates every epoch.
 
-    Writes into `workdir`: TensorBoard events (`train/`, `test/`), `checkpoints/` (resumed
-    from when present), `weight_fn/` (MW-Net only) and `results.json`. Returns the results.
+    The method (`mwnet_tf.methods`) gives the run's stages and steps; this loop runs them in
+    order. Writes into `workdir`: TensorBoard events (`train/`, `test/`), `checkpoints/`
+    (resumed from when present), the method's artifacts (MW-Net: `weight_fn/`) and
+    `results.json`. Returns the results.
     """
     if config.deterministic:
         keras.utils.set_random_seed(config.seed)
@@ -153,8 +169,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         data = make_biased_data(load_dataset(config.dataset, config.data_dir), noise=config.noise,
                                 rate=config.rate, imbalance=config.imbalance,
                                 meta_per_class=config.meta_per_class, seed=config.seed)
-    steps_per_epoch = len(data.train_y) // config.batch_size
-    if steps_per_epoch < 1:
+    method_cls = methods.get(config.method)
+    if len(data.train_y) < config.batch_size:
         raise ValueError(f"the training set ({len(data.train_y)} images) is smaller than one "
                          f"batch ({config.batch_size})")
     log(f"{config.dataset}: {len(data.train_y)} training images "
@@ -163,19 +179,28 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
 
     distributed = replicas > 1 or config.strategy in ("mirrored", "multi_worker")
     chief = _is_chief(strategy)
+    options = meta.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
     os.makedirs(workdir, exist_ok=True)
     with strategy.scope():
-        classifier = build_classifier(config.model, data.num_classes, data.train_x.shape[1:],
-                                      synchronized_bn=replicas > 1, seed=config.seed)
-        weight_net = build_weight_net(seed=config.seed + 1)
-        optimizer, meta_optimizer = make_optimizers(config, steps_per_epoch)
+        def new_classifier(seed: int) -> keras.Model:
+            return build_classifier(config.model, data.num_classes, data.train_x.shape[1:],
+                                    synchronized_bn=replicas > 1, seed=seed)
+
+        def new_optimizer(kind: str) -> keras.optimizers.Optimizer:
+            return make_optimizer(config, kind)
+
+        classifier = new_classifier(config.seed)
+        optimizer = new_optimizer("classifier")
         optimizer.build(classifier.trainable_variables)
-        meta_optimizer.build(weight_net.trainable_variables)
+        method = method_cls(methods.Context(
+            config=config, data=data, classifier=classifier, optimizer=optimizer,
+            options=options, new_classifier=new_classifier, new_optimizer=new_optimizer,
+            num_replicas=replicas))
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         best_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="best_accuracy")
-        checkpoint = tf.train.Checkpoint(classifier=classifier, weight_net=weight_net,
-                                         optimizer=optimizer, meta_optimizer=meta_optimizer,
-                                         epoch=epoch_var, best_accuracy=best_var)
+        checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
+                                         epoch=epoch_var, best_accuracy=best_var,
+                                         **method.trackables())
         ckpt_dir = os.path.join(workdir, "checkpoints")
         if not chief:
             ckpt_dir = os.path.join(workdir, f".worker-{strategy.cluster_resolver.task_id}")
@@ -183,13 +208,11 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                                              max_to_keep=config.keep_checkpoints)
         _restore(manager, checkpoint, log)
 
-    options = meta.StepOptions(config.batch_size, config.meta_batch_size, config.weight_decay,
-                               config.meta_weight_decay, config.weight_norm)
-    train_step = meta.make_train_step(
-        config.method, classifier, optimizer, options, weight_net=weight_net,
-        meta_optimizer=meta_optimizer,
-        strategy=strategy if distributed else None, jit_compile=config.jit_compile)
-    eval_step = meta.make_eval_step(classifier, strategy if distributed else None)
+    stages = method.stages()
+    total_epochs = sum(s.epochs for s in stages)
+    strategy_or_none = strategy if distributed else None
+    steps: dict[int, object] = {}
+    eval_step = meta.make_eval_step(method.eval_model(), strategy_or_none, data.num_classes)
     test_ds = make_test_dataset(data, batch_size=config.eval_batch_size)
     if distributed:
         test_ds = strategy.experimental_distribute_dataset(test_ds)
@@ -198,21 +221,40 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                                                 os.path.join(ckpt_dir, k))
                for k in ("train", "test")}
     start_time = time.time()
-    test = {"accuracy": float("nan"), "loss": float("nan")}
+    test: dict = {}
     train = {}
-    for epoch in range(int(epoch_var.numpy()), config.epochs):
+    for epoch in range(int(epoch_var.numpy()), total_epochs):
         t0 = time.time()
-        lr = float(optimizer.learning_rate)
-        train_ds = make_train_dataset(data, batch_size=config.batch_size,
+        index, stage_epoch = _stage_at(stages, epoch)
+        stage = stages[index]
+        if stage_epoch == 0 and stage.fresh:
+            with strategy.scope():
+                reinitialize(classifier, new_classifier(config.seed + 1000 * index))
+                reset_optimizer(optimizer)
+        lr = epoch_lr(stage.lr if stage.lr is not None else config.lr, stage.lr_decay_epochs,
+                      config.lr_decay_factor, stage_epoch)
+        optimizer.learning_rate = lr
+        method.begin_epoch(stage, stage_epoch)
+        stage_data = method.stage_data(stage)
+        steps_per_epoch = len(stage_data.train_y) // config.batch_size
+        if steps_per_epoch < 1:
+            raise ValueError(f"stage {stage.name!r} has {len(stage_data.train_y)} images, fewer "
+                             f"than one batch ({config.batch_size}): lower --batch_size")
+        if index not in steps:
+            steps[index] = meta.compile_step(method.replica_step(stage), strategy_or_none,
+                                             config.jit_compile)
+        train_step = steps[index]
+        train_ds = make_train_dataset(stage_data, batch_size=config.batch_size,
                                       meta_batch_size=config.meta_batch_size, seed=config.seed,
-                                      epoch=epoch)
+                                      epoch=epoch,
+                                      with_meta=method.meta_batches(stage))
         if distributed:
             train_ds = strategy.experimental_distribute_dataset(train_ds)
         sums: dict[str, float] = {}
         progress = _Progress(log, config.progress_seconds, steps_per_epoch, epoch + 1,
-                             config.epochs)
-        for step, (batch, meta_batch) in enumerate(train_ds, 1):
-            out = train_step(batch, meta_batch)
+                             total_epochs)
+        for step, element in enumerate(train_ds, 1):
+            out = train_step(*element)
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             if not np.isfinite(float(out["loss_sum"])) or not np.isfinite(
@@ -226,37 +268,45 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             progress.update(step, sums)
         train = _epoch_metrics(sums)
         test = _evaluate(eval_step, test_ds)
-        best_var.assign(max(float(best_var.numpy()), test["accuracy"]))
+        if stage.reported:
+            best_var.assign(max(float(best_var.numpy()), test["accuracy"]))
+        if stage_epoch == stage.epochs - 1:
+            method.end_stage(stage)
         epoch_var.assign(epoch + 1)
         with writers["train"].as_default(step=epoch + 1):
             for k, v in train.items():
                 tf.summary.scalar(k, v)
             tf.summary.scalar("learning_rate", lr)
         with writers["test"].as_default(step=epoch + 1):
-            for k, v in test.items():
-                tf.summary.scalar(k, v)
+            tf.summary.scalar("loss", test["loss"])
+            tf.summary.scalar("accuracy", test["accuracy"])
+            for c, acc in enumerate(test.get("per_class_accuracy", [])):
+                tf.summary.scalar(f"class_accuracy/{c:03d}", acc)
         manager.save(checkpoint_number=epoch + 1)
         extra = "".join(f"  {k} {train[k]:.3f}" for k in
                         ("meta_loss", "weight_clean", "weight_corrupted") if k in train)
-        log(f"epoch {epoch + 1}/{config.epochs}  lr {lr:g}  train loss {train['loss']:.4f} "
-            f"acc {train['accuracy']:.2f}%{extra}  test loss {test['loss']:.4f} "
-            f"acc {test['accuracy']:.2f}%  {time.time() - t0:.1f}s")
+        where = f" ({stage.name})" if len(stages) > 1 else ""
+        log(f"epoch {epoch + 1}/{total_epochs}{where}  lr {lr:g}  train loss "
+            f"{train['loss']:.4f} acc {train['accuracy']:.2f}%{extra}  test loss "
+            f"{test['loss']:.4f} acc {test['accuracy']:.2f}%  {time.time() - t0:.1f}s")
     for w in writers.values():
         w.flush()
 
+    if not test:  # nothing left to train: a finished run asked again
+        test = _evaluate(eval_step, test_ds)
     results = {
-        "test_accuracy": test["accuracy"] if train else _evaluate(eval_step, test_ds)["accuracy"],
+        "test_accuracy": test["accuracy"],
         "best_test_accuracy": float(best_var.numpy()),
+        "per_class_test_accuracy": test.get("per_class_accuracy"),
         "realized_noise_rate": float(data.realized_noise_rate),
-        "epochs": config.epochs,
+        "epochs": total_epochs,
+        "stages": [dataclasses.asdict(s) for s in stages],
         "train": train,
         "wall_seconds_this_session": round(time.time() - start_time, 1),
         "config": config.to_dict(),
+        **method.results(),
     }
-    if config.method == "mwnet":
-        results["weight_curve"] = export.weight_curve(weight_net)
-        if chief:
-            export.export_weight_fn(weight_net, os.path.join(workdir, "weight_fn"))
     if chief:
+        method.export(workdir)
         write_json(os.path.join(workdir, "results.json"), results)
     return results

@@ -15,7 +15,7 @@ import keras  # noqa: E402
 keras.config.set_floatx("float64")
 import numpy as np  # noqa: E402
 
-from mwnet_tf import meta  # noqa: E402
+from mwnet_tf import meta, optim  # noqa: E402
 from mwnet_tf.models import build_classifier, build_weight_net  # noqa: E402
 
 N, NM, D, C = 8, 6, 5, 3
@@ -24,8 +24,9 @@ N, NM, D, C = 8, 6, 5, 3
 def setup():
     clf = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=0)
     wnet = build_weight_net(seed=1)
-    opt = keras.optimizers.SGD(0.3, momentum=0.9)
-    meta_opt = keras.optimizers.Adam(1e-2)
+    # torch.optim's rules with coupled L2, applied once to the replica-summed gradients.
+    opt = optim.TorchSGD(0.3, momentum=0.9, weight_decay=5e-4)
+    meta_opt = optim.TorchAdam(1e-2, weight_decay=1e-4)
     opt.build(clf.trainable_variables)
     meta_opt.build(wnet.trainable_variables)
     return clf, wnet, opt, meta_opt
@@ -35,7 +36,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     batch = {"x": rng.normal(size=(N, D)).astype("float64"), "y": rng.integers(0, C, N)}
     meta_batch = {"x": rng.normal(size=(NM, D)).astype("float64"), "y": rng.integers(0, C, NM)}
-    options = meta.StepOptions(N, NM, weight_decay=5e-4, meta_weight_decay=1e-4)
+    options = meta.StepOptions(N, NM)
 
     one = setup()
     step = meta.make_train_step("mwnet", one[0], one[2], options, weight_net=one[1],

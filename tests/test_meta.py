@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import meta, optim
 from mwnet_tf.models import build_classifier, build_weight_net
 
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3
@@ -88,8 +88,7 @@ def test_weight_net_gradient_matches_eq6(float64, weight_norm):
     opt = keras.optimizers.SGD(LR)
     meta_opt = keras.optimizers.SGD(1.0)
     before = [v.numpy().copy() for v in wnet.trainable_variables]
-    options = meta.StepOptions(N, NM, weight_decay=0.0, meta_weight_decay=0.0,
-                               weight_norm=weight_norm)
+    options = meta.StepOptions(N, NM, weight_norm=weight_norm)
     meta.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch, options)
     got = [b - v.numpy() for b, v in zip(before, wnet.trainable_variables)]
     flat_e = np.concatenate([e.ravel() for e in expected])
@@ -111,9 +110,9 @@ def test_constant_weight_net_gives_plain_cross_entropy_step():
     clf_a, _ = _models(seed=7)
     clf_b, _ = _models(seed=7)
     wnet = _constant_weight_net()
-    options = meta.StepOptions(N, NM, weight_decay=5e-4, weight_norm="batch")
-    opt_a = keras.optimizers.SGD(LR, momentum=0.9)
-    opt_b = keras.optimizers.SGD(LR, momentum=0.9)
+    options = meta.StepOptions(N, NM, weight_norm="batch")
+    opt_a = optim.TorchSGD(LR, momentum=0.9, weight_decay=5e-4)
+    opt_b = optim.TorchSGD(LR, momentum=0.9, weight_decay=5e-4)
     meta_opt = keras.optimizers.SGD(0.0)  # the weight net stays constant
     theta = [v.numpy().copy() for v in wnet.trainable_variables]
     for _ in range(2):

@@ -33,13 +33,11 @@ def _events(path):
     return tags
 
 
-def test_lr_decays_on_the_first_step_of_the_epoch_after_each_decay_epoch():
-    config = Config(**dict(SMALL, epochs=8, lr=0.1, lr_decay_epochs=(5, 7)))
-    schedule = trainer.lr_schedule(config, steps_per_epoch=10)
-    # Step k (0-based) belongs to epoch k // 10 + 1: epochs 1-5 at 0.1, 6-7 at 0.01, 8 at 0.001.
-    expected = {0: 0.1, 49: 0.1, 50: 0.01, 69: 0.01, 70: 0.001, 79: 0.001}
-    for step, lr in expected.items():
-        np.testing.assert_allclose(float(schedule(step)), lr, rtol=1e-6, err_msg=f"step {step}")
+def test_lr_decays_on_the_first_epoch_after_each_decay_epoch():
+    # Epochs (0-based) 0-4 at 0.1, 5-6 at 0.01, 7 at 0.001 for decay epochs (5, 7).
+    expected = {0: 0.1, 4: 0.1, 5: 0.01, 6: 0.01, 7: 0.001}
+    for epoch, lr in expected.items():
+        assert trainer.epoch_lr(0.1, (5, 7), 0.1, epoch) == pytest.approx(lr), epoch
 
 
 def test_run_writes_results_weight_fn_checkpoints_and_summaries(tmp_path):

@@ -98,7 +98,7 @@ def _meta_stream(data: BiasedData, meta_batch_size: int, seed: int,
 
 
 def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: int, seed: int,
-                       epoch: int) -> tf.data.Dataset:
+                       epoch: int, with_meta: bool = True) -> tf.data.Dataset:
     """One epoch of training batches, each zipped with a batch of the endless meta stream.
 
     The training set is shuffled with a seed derived from (seed, epoch) and batched with the
@@ -108,7 +108,8 @@ def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: in
 
     Returns:
         Elements `({"x": float32 [B, H, W, C], "y": int32 [B], "y_clean": int32 [B],
-        "corrupted": bool [B]}, {"x": float32 [Bm, H, W, C], "y": int32 [Bm]})`.
+        "corrupted": bool [B]}, {"x": float32 [Bm, H, W, C], "y": int32 [Bm]})`; with
+        `with_meta=False` the meta set is not read and elements are `(batch,)`.
     """
     n, m = len(data.train_y), len(data.meta_y)
     if batch_size < 1 or meta_batch_size < 1:
@@ -116,7 +117,7 @@ def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: in
     if n < batch_size:
         raise ValueError(f"the training set ({n} images) is smaller than one batch "
                          f"({batch_size}): lower the batch size")
-    if m < meta_batch_size:
+    if with_meta and m < meta_batch_size:
         raise ValueError(f"the meta set ({m} images) is smaller than one meta batch "
                          f"({meta_batch_size}): lower the meta batch size or raise "
                          "meta_per_class")
@@ -132,6 +133,8 @@ def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: in
     train = (train.batch(batch_size, drop_remainder=True)
              .map(_normalize_map(data.mean, data.std), num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True))
+    if not with_meta:
+        return train.map(lambda batch: (batch,)).prefetch(tf.data.AUTOTUNE)
     meta = _meta_stream(data, meta_batch_size, seed, epoch)
     return tf.data.Dataset.zip((train, meta)).prefetch(tf.data.AUTOTUNE)
 

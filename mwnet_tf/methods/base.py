@@ -1,0 +1,219 @@
+"""What the trainer asks of a training method.
+
+A method is a class with a name, its hyperparameters (`Param`, one flag each), whether it reads
+the clean meta set, and:
+
+- `stages()`: the run as a list of `Stage`s (epochs, which data, fresh weights or not); most
+  methods have one stage, fine-tuning has two (train set, then meta set), GLC two (a model of
+  the noisy data, then corrected training), confident learning k + 1 (k cross-validation folds,
+  then training on the samples kept);
+- `replica_step(stage)`: a replica function `(batch, meta_batch=None) -> dict of sums`, run
+  under the strategy like MW-Net's step; it must return `loss_sum` (cross-entropy of the
+  classifier against the training labels, summed) and `correct`; it may return `meta_loss`,
+  `weight_sum`, `weight_sum_corrupted` and `count_corrupted` (the weights it gave);
+- `meta_batches(stage)`: whether the stage's steps get meta batches (methods that never read
+  the meta set never receive it: the pipeline does not even build the meta stream);
+- `begin_epoch(stage, epoch)` (after the trainer has set the epoch's learning rate) and
+  `end_stage(stage)`: eager hooks that update the method's variables (a forget rate, a
+  threshold, a corruption matrix, a kept-sample mask);
+- `trackables()`: its extra state (a weight net, a second classifier, their optimizers, its
+  variables), saved in every checkpoint beside the classifier;
+- `stage_data(stage)`: the data a stage trains on (default: the training set, or the meta set
+  when `stage.source == "meta"`).
+
+The trainer owns everything else: strategy, the classifier and its optimizer, the learning rate
+of each epoch, evaluation, summaries, checkpoints and the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mwnet_tf.data import BiasedData
+
+SOURCES = ("train", "meta")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """A method hyperparameter, exposed as the flag `--<name>`.
+
+    `default=None` means "derived from the setting" (the method says how in `help`).
+    """
+
+    name: str
+    default: float | int | None
+    help: str
+    lower: float | None = None
+    upper: float | None = None
+    kind: type = float
+
+    def check(self, value) -> str | None:
+        """An error message for a bad value, else None."""
+        if value is None:
+            return None if self.default is None else f"{self.name} must be set"
+        if self.lower is not None and value < self.lower:
+            return f"{self.name} must be >= {self.lower:g}, got {value:g}"
+        if self.upper is not None and value > self.upper:
+            return f"{self.name} must be <= {self.upper:g}, got {value:g}"
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A part of a run.
+
+    Attributes:
+        name: shown in the log ("train", "fine-tune", "fold 2/5", ...).
+        epochs: its number of epochs.
+        lr_decay_epochs: epochs of the stage after which the learning rate is multiplied by
+            the run's decay factor.
+        source: "train" (the biased training set, or `Method.stage_data`) or "meta" (the clean
+            meta set as training data).
+        fresh: re-initialize the classifier and reset its optimizer at the start.
+        reported: the stage's test accuracy counts for the run's results (final and best).
+        lr: the stage's initial learning rate (None: the run's `lr`).
+    """
+
+    name: str
+    epochs: int
+    lr_decay_epochs: tuple[int, ...] = ()
+    source: str = "train"
+    fresh: bool = False
+    reported: bool = True
+    lr: float | None = None
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"stage source must be one of {SOURCES}")
+        if self.epochs < 1:
+            raise ValueError("a stage needs at least one epoch")
+
+
+@dataclasses.dataclass
+class Context:
+    """What a method is built from (inside the strategy's scope).
+
+    Attributes:
+        config: the run's `Config` (the method's own values in `config.method_params`).
+        data: the biased training data, meta set and test set.
+        classifier: the classifier the trainer evaluates, checkpoints and trains.
+        optimizer: its optimizer (the learning rate is set by the trainer each epoch).
+        options: batch sizes and weight normalization (`meta.StepOptions`).
+        new_classifier: `seed -> a new classifier` of the same architecture.
+        new_optimizer: `(kind) -> a new optimizer`, kind "classifier" (like `optimizer`) or
+            "meta" (the run's weight-net optimizer).
+        num_replicas: replicas in sync.
+    """
+
+    config: Any
+    data: BiasedData
+    classifier: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    options: Any
+    new_classifier: Callable[[int], keras.Model]
+    new_optimizer: Callable[[str], keras.optimizers.Optimizer]
+    num_replicas: int = 1
+
+
+class Method:
+    """The default: one stage on the training set; subclasses give `replica_step`."""
+
+    name = ""
+    uses_meta = False  # reads the clean meta set in any way (then it must be the run's meta set)
+    params: tuple[Param, ...] = ()
+    reference = ""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.config = ctx.config
+        self.hp = {p.name: ctx.config.method_params.get(p.name, p.default) for p in self.params}
+
+    # --- the run's shape -------------------------------------------------------------------
+    def stages(self) -> list[Stage]:
+        c = self.config
+        return [Stage("train", c.epochs, tuple(c.lr_decay_epochs))]
+
+    def meta_batches(self, stage: Stage) -> bool:
+        """Whether the stage's steps get a meta batch beside each training batch."""
+        return self.uses_meta
+
+    def stage_data(self, stage: Stage) -> BiasedData:
+        """The data a stage trains on."""
+        if stage.source == "meta":
+            return meta_as_training(self.ctx.data)
+        return self.ctx.data
+
+    # --- state -----------------------------------------------------------------------------
+    def trackables(self) -> dict[str, Any]:
+        return {}
+
+    def eval_model(self) -> keras.Model:
+        return self.ctx.classifier
+
+    # --- hooks (eager) ---------------------------------------------------------------------
+    def begin_epoch(self, stage: Stage, epoch: int) -> None:
+        """Called before epoch `epoch` (0-based within the stage)."""
+
+    def end_stage(self, stage: Stage) -> None:
+        """Called after the last epoch of a stage, before its checkpoint is written."""
+
+    def results(self) -> dict:
+        """Extra entries of results.json."""
+        return {}
+
+    def export(self, workdir: str) -> None:
+        """Writes the method's artifacts into the run folder (chief only)."""
+
+    # --- the step ---------------------------------------------------------------------------
+    def replica_step(self, stage: Stage) -> Callable:
+        raise NotImplementedError
+
+
+# --- helpers shared by methods ---------------------------------------------------------------
+
+def meta_as_training(data: BiasedData) -> BiasedData:
+    """The clean meta set in the place of the training set (labels clean, none corrupted)."""
+    return dataclasses.replace(data, train_x=data.meta_x, train_y=data.meta_y,
+                               train_clean_y=data.meta_y, train_index=data.meta_index)
+
+
+def training_subset(data: BiasedData, rows: np.ndarray) -> BiasedData:
+    """The training set restricted to `rows` (indices into `data.train_y`)."""
+    rows = np.asarray(rows, np.int64)
+    return dataclasses.replace(data, train_x=data.train_x[rows], train_y=data.train_y[rows],
+                               train_clean_y=data.train_clean_y[rows],
+                               train_index=data.train_index[rows])
+
+
+def predict_probabilities(model: keras.Model, data: BiasedData, x: np.ndarray,
+                          batch_size: int = 500) -> np.ndarray:
+    """Softmax outputs [N, C] (float64) of `model` in eval mode on uint8 images `x`."""
+    from mwnet_tf.data.pipeline import normalize
+
+    out = []
+    for i in range(0, len(x), batch_size):
+        logits = model(normalize(x[i:i + batch_size], data.mean, data.std), training=False)
+        out.append(tf.nn.softmax(tf.cast(logits, tf.float64)).numpy())
+    if not out:
+        return np.zeros((0, data.num_classes))
+    return np.concatenate(out)
+
+
+def reinitialize(model: keras.Model, fresh: keras.Model) -> None:
+    """Copies the initial weights of `fresh` (same architecture) into `model`."""
+    for var, value in zip(model.weights, fresh.weights):
+        var.assign(value)
+
+
+def reset_optimizer(optimizer: keras.optimizers.Optimizer) -> None:
+    """Zeroes an optimizer's slots and step count (its learning rate is left alone)."""
+    lr = getattr(optimizer, "_learning_rate", None)
+    for var in optimizer.variables:
+        if var is not lr:
+            var.assign(tf.zeros_like(var))
