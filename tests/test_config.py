@@ -54,16 +54,23 @@ def test_flagfile_values_are_the_paper_defaults():
                noise=values["noise"], rate=float(values["rate"]), imbalance=imbalance)
 
 
-def test_fashion_flagfiles_run_the_fashion_defaults():
-    files = sorted(glob.glob(os.path.join(REPO, "flags", "fashion_*.cfg")))
-    assert [os.path.basename(f) for f in files] == ["fashion_flip0.4.cfg",
-                                                   "fashion_uniform0.4.cfg"]
-    for path, noise in zip(files, ("flip", "uniform")):
+def test_offline_flagfiles_run_their_settings_defaults():
+    files = sorted(glob.glob(os.path.join(REPO, "flags", "fashion_*.cfg")) +
+                   glob.glob(os.path.join(REPO, "flags", "digits_*.cfg")))
+    assert [os.path.basename(f) for f in files] == [
+        "digits_flip0.4.cfg", "digits_longtail20.cfg", "fashion_flip0.4.cfg",
+        "fashion_longtail10.cfg", "fashion_longtail100.cfg", "fashion_longtail10_flip0.2.cfg",
+        "fashion_uniform0.4.cfg"]
+    for path in files:
         got = _dry_run(f"--flagfile={path}")
-        expected = paper_defaults("fashion_mnist", noise, 1.0)
-        assert (got["dataset"], got["noise"], got["rate"]) == ("fashion_mnist", noise, "0.4")
+        expected = paper_defaults(got["dataset"], got["noise"], float(got["imbalance"]))
+        name = os.path.basename(path)
+        assert got["dataset"] == ("digits" if name.startswith("digits") else "fashion_mnist")
+        if "longtail" in name:
+            assert float(got["imbalance"]) == float(name.split("longtail")[1].split("_")[0]
+                                                    .removesuffix(".cfg"))
         assert (got["model"], got["epochs"], got["meta_per_class"]) == (
-            expected["model"], str(expected["epochs"]), str(expected["meta_per_class"]))
+            expected["model"], str(expected["epochs"]), str(expected["meta_per_class"])), name
         assert got["lr_decay_epochs"] == ",".join(map(str, expected["lr_decay_epochs"]))
 
 
