@@ -1,0 +1,110 @@
+"""Learning to Reweight Examples (L2RW): per-batch weights from one virtual step's meta-gradient.
+
+Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples for Robust Deep Learning", ICML 2018
+(official TensorFlow 1 code: uber-research/learning-to-reweight-examples).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from mwnet_tf import meta
+from mwnet_tf.methods.base import Method
+
+
+def l2rw_weights(meta_grad: tf.Tensor) -> tf.Tensor:
+    """The example weights of L2RW from `meta_grad[i] = d meta_loss / d eps_i` at eps = 0.
+
+    `w_i = max(-meta_grad_i, 0) / sum_k max(-meta_grad_k, 0)`, the sum over the *global* batch
+    (all replicas); when every clipped weight is 0 the weights stay 0 (no division), as the
+    official code does (`sum += (sum == 0)`).
+    """
+    clipped = tf.maximum(-meta_grad, tf.zeros_like(meta_grad))
+    total = meta.replica_sum(tf.reduce_sum(clipped))
+    return clipped / tf.where(total == 0, tf.ones_like(total), total)
+
+
+def l2rw_step(classifier, optimizer, batch: dict, meta_batch: dict, options: meta.StepOptions,
+              return_weights: bool = False) -> dict[str, tf.Tensor]:
+    """One L2RW iteration (Algorithm 1 of Ren et al.) on this replica's share of a global batch.
+
+    1. forward the training batch (train mode), per-sample losses `l`; perturbations
+       `eps = 0` [n], watched by an outer tape;
+    2. virtual plain SGD step `w_hat = w - lr * grad_w sum(eps * l)` (nested tapes, the inner
+       gradient all-reduced over replicas; lr the optimizer's current learning rate);
+    3. meta loss: mean cross-entropy of `w_hat` on the meta batch; `g = d meta_loss / d eps`;
+    4. weights `l2rw_weights(g)` (constant), and the real step on `sum(w_i * l_i)` with the
+       classifier's optimizer, reusing the first forward (its batch-norm statistics are
+       assigned once).
+
+    Returns the sums of `meta.mwnet_step`: "loss_sum", "correct", "meta_loss" (a global-mean
+    share) and the weight sums of `meta.weight_stats`, logged as `n * w_i` (n the global batch,
+    so 1 is the uniform weight); with `return_weights=True` also "weights", the `w_i` [n] the
+    real step used (for tests: the trainer sums every output to a scalar).
+    """
+    trainable = classifier.trainable_variables
+    non_trainable = classifier.non_trainable_variables
+    tv = [v.value for v in trainable]
+    ntv = [v.value for v in non_trainable]
+    lr = tf.cast(optimizer.learning_rate, tv[0].dtype)
+    with tf.GradientTape(watch_accessed_variables=False) as outer:
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as inner:
+            inner.watch(tv)
+            logits, new_ntv = classifier.stateless_call(tv, ntv, batch["x"], training=True)
+            losses = meta.per_sample_ce(logits, batch["y"])                  # [n]
+            eps = tf.zeros_like(losses)
+            outer.watch(eps)
+            virtual_loss = tf.reduce_sum(eps * losses)
+        grads = meta.replica_sum(inner.gradient(virtual_loss, tv))
+        w_hat = [w - lr * g for w, g in zip(tv, grads)]
+        meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
+        meta_loss = tf.reduce_sum(meta.per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
+            options.global_meta_batch_size, meta_logits.dtype)
+    weights = tf.stop_gradient(l2rw_weights(outer.gradient(meta_loss, eps)))
+
+    grads = inner.gradient(losses, tv, output_gradients=weights)
+    del inner
+    optimizer.apply(grads, trainable)
+    for var, value in zip(non_trainable, new_ntv):
+        var.assign(value)
+
+    logged = weights * tf.cast(options.global_batch_size, weights.dtype)
+    out = {"loss_sum": tf.reduce_sum(losses), "correct": meta.num_correct(logits, batch["y"]),
+           "meta_loss": meta_loss, **meta.weight_stats(logged, batch)}
+    if return_weights:
+        out["weights"] = weights
+    return out
+
+
+class LearningToReweight(Method):
+    """Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples for Robust Deep Learning",
+    ICML 2018. Each step weighs the training batch by the clipped, normalized negative gradient
+    of the clean meta batch's loss after one virtual SGD step (`l2rw_step`).
+
+    Taken from the official code (`models/reweight_model.py`, `cifar/cifar_train.py`): the
+    perturbations start at 0 and enter the training loss as a sum `sum(eps * l)`; the clean
+    pass is a mean over the meta batch; the weights are `max(-grad, 0)` divided by their sum,
+    left at 0 when the sum is 0, and held constant (`stop_gradient`) in the real step, which
+    trains the classifier on `sum(w_i * l_i)` with the run's optimizer (momentum SGD, weight
+    decay in the optimizer). The official virtual step uses learning rate 1 (`w - grad`); this
+    one uses the optimizer's current rate as MW-Net's step does, which changes nothing after
+    normalization (any positive rate scales all of `g` alike).
+
+    No hyperparameters of its own: the run's `--lr` schedule, `--batch_size` and
+    `--meta_batch_size`; `--weight_norm` does not apply (the weights are always normalized by
+    their sum, as in the paper).
+    """
+
+    name = "l2rw"
+    uses_meta = True
+    reference = "Ren et al. 2018"
+
+    def replica_step(self, stage):
+        ctx = self.ctx
+
+        def step(batch, meta_batch):
+            return l2rw_step(ctx.classifier, ctx.optimizer, batch, meta_batch, ctx.options)
+        return step
+
+
+METHOD = LearningToReweight
