@@ -101,6 +101,7 @@ def _epoch_metrics(sums: dict) -> dict[str, float]:
     m = {"loss": sums["loss_sum"] / n, "accuracy": 100.0 * sums["correct"] / n}
     if "meta_loss" in sums:
         m["meta_loss"] = sums["meta_loss"] / sums["steps"]
+    if "weight_sum" in sums:
         m["weight_mean"] = sums["weight_sum"] / n
         if "count_corrupted" in sums:
             bad = sums["count_corrupted"]
