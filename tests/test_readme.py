@@ -27,3 +27,14 @@ def test_every_flagfile_named_in_the_readme_exists():
     assert "quickstart.cfg" in names
     for name in names:
         assert os.path.exists(os.path.join(REPO, "flags", name)), name
+
+
+def test_every_method_and_its_flags_are_in_the_readme():
+    from mwnet_tf import methods
+    from mwnet_tf.config import METHODS
+
+    section = _readme().split("## Methods", 1)[1].split("\n## ", 1)[0]
+    for name in METHODS:
+        assert f"`{name}`" in section, name
+        for p in methods.get(name).params:
+            assert f"`--{p.name}`" in section, p.name

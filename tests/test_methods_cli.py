@@ -1,0 +1,97 @@
+"""Every method through the command line and the trainer: run folder, meta set, bad values."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mwnet_tf import methods, trainer
+from mwnet_tf.config import METHODS, Config
+from mwnet_tf.data import load_dataset, make_biased_data
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains_through_the_cli_and_writes_the_run_folder(tmp_path, method):
+    work = tmp_path / "run"
+    extra = ["--cl_folds=2"] if method == "confident_learning" else []
+    proc = _cli("--flagfile=flags/smoke.cfg", f"--method={method}", "--model=tiny",
+                "--epochs=1", "--lr_decay_epochs=", f"--workdir={work}", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((work / "results.json").read_text())
+    assert results["config"]["method"] == method
+    assert 0 < results["test_accuracy"] <= 100
+    assert len(results["per_class_test_accuracy"]) == 10
+    flagfile = (work / "flags.cfg").read_text()
+    assert f"--method={method}" in flagfile
+    for p in methods.get(method).params:  # the method's hyperparameters are in flags.cfg
+        if p.default is not None:
+            assert f"--{p.name}=" in flagfile, p.name
+    assert os.path.isdir(work / "checkpoints")
+    assert os.path.isdir(work / "weight_fn") == (method == "mwnet")
+
+
+def test_every_method_declares_a_reference_and_valid_defaults():
+    names = set()
+    for name in METHODS:
+        cls = methods.get(name)
+        assert cls.name == name and cls.reference, name
+        for p in cls.params:
+            assert p.name not in names and p.check(p.default) is None, p.name
+            names.add(p.name)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--method=focal", "--focal_gamma=-1"], "focal_gamma"),
+    (["--method=ce", "--focal_gamma=1"], "--focal_gamma is a hyperparameter of --method=focal"),
+    (["--method=co_teaching", "--ct_forget_rate=1.5"], "ct_forget_rate"),
+    (["--method=confident_learning", "--cl_folds=1"], "cl_folds"),
+    (["--method=nope"], "method"),
+])
+def test_bad_method_values_are_one_line_errors_with_exit_2(tmp_path, args, needle):
+    proc = _cli("--flagfile=flags/smoke.cfg", *args, f"--workdir={tmp_path}/run")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert not os.path.exists(f"{tmp_path}/run")
+
+
+def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch):
+    """Methods that use clean data get the run's one meta set; the others never get meta
+    batches (their pipelines do not build the meta stream)."""
+    data = make_biased_data(load_dataset("digits"), noise="uniform", rate=0.4,
+                            meta_per_class=10, seed=3)
+    seen = []
+    real = trainer.make_train_dataset
+
+    def spy(stage_data, **kwargs):
+        seen.append((stage_data, kwargs["with_meta"]))
+        return real(stage_data, **kwargs)
+
+    monkeypatch.setattr(trainer, "make_train_dataset", spy)
+    for name in METHODS:
+        seen.clear()
+        params = {"cl_folds": 2} if name == "confident_learning" else {}
+        config = Config(dataset="digits", model="tiny", method=name, epochs=1,
+                        batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=3,
+                        method_params=params)
+        trainer.train_and_evaluate(config, str(tmp_path / name), data=data, log=lambda s: None)
+        uses_meta = methods.get(name).uses_meta
+        assert seen, name
+        for stage_data, with_meta in seen:
+            # every stage's data carries the run's meta split, unchanged
+            np.testing.assert_array_equal(stage_data.meta_index, data.meta_index)
+            assert with_meta <= uses_meta, name
+            if not uses_meta:  # its training rows never include a meta image
+                assert not np.isin(stage_data.train_index, data.meta_index).any(), name
+        assert any(w for _, w in seen) == (name in ("l2rw", "glc", "mwnet")), name
