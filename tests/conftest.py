@@ -1,9 +1,19 @@
 """Shared test fixtures."""
 
+import keras
 import numpy as np
 import pytest
 
 from mwnet_tf.data import Dataset
+
+
+@pytest.fixture
+def float64():
+    """Keras floatx float64 for the test, restored afterwards."""
+    old = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx(old)
 
 
 @pytest.fixture

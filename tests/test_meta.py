@@ -15,14 +15,6 @@ from mwnet_tf.models import build_classifier, build_weight_net
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3
 
 
-@pytest.fixture
-def float64():
-    old = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old)
-
-
 def _batches(dtype="float64", seed=0):
     rng = np.random.default_rng(seed)
     batch = {"x": rng.normal(size=(N, D)).astype(dtype), "y": rng.integers(0, C, N),

@@ -3,7 +3,6 @@
 import json
 import types
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,14 +20,6 @@ N, D, C = 12, 5, 4
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,
              seed=3)
-
-
-@pytest.fixture
-def float64():
-    old = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old)
 
 
 def _batch(seed=0, dtype="float64"):

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import types
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -24,14 +23,6 @@ N, NM, D, C, LR = 8, 6, 5, 3, 0.3
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,
              seed=3)
-
-
-@pytest.fixture
-def float64():
-    old = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old)
 
 
 def _batches(seed=0):

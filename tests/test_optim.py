@@ -18,14 +18,6 @@ LRS = (0.1, 0.01)
 WD = 0.05
 
 
-@pytest.fixture
-def float64():
-    old = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx(old)
-
-
 # --- NumPy transcriptions of torch.optim (plain float64) ---------------------------------------
 
 def lr_at(step, lrs=LRS, boundary=BOUNDARY):
