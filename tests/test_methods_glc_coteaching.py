@@ -13,6 +13,7 @@ from mwnet_tf import meta, trainer
 from mwnet_tf.config import Config
 from mwnet_tf.data import make_biased_data
 from mwnet_tf.methods import Context, co_teaching, glc
+from mwnet_tf.methods.base import scaled_decay_epochs
 from mwnet_tf.models import build_classifier
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, batch_size=100,
@@ -109,9 +110,9 @@ def test_glc_corrected_loss_matches_numpy_and_is_guarded():
 
 def test_glc_stages_and_decay_scaling():
     config = Config(**dict(RUN, epochs=10, lr_decay_epochs=(6, 8), method="glc"))
-    assert glc.scaled_decay_epochs((6, 8), 10, 10) == (6, 8)
-    assert glc.scaled_decay_epochs((6, 8), 10, 5) == (3, 4)
-    assert glc.scaled_decay_epochs((6, 8), 10, 1) == ()
+    assert scaled_decay_epochs((6, 8), 10, 10) == (6, 8)
+    assert scaled_decay_epochs((6, 8), 10, 5) == (3, 4)
+    assert scaled_decay_epochs((6, 8), 10, 1) == ()
     method = glc.METHOD.__new__(glc.METHOD)  # stages() only reads the config and hp
     method.config = config
     method.hp = {"glc_estimate_epochs": None}

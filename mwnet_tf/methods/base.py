@@ -28,6 +28,7 @@ of each epoch, evaluation, summaries, checkpoints and the run folder.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import keras
@@ -203,6 +204,15 @@ def predict_probabilities(model: keras.Model, data: BiasedData, x: np.ndarray,
     if not out:
         return np.zeros((0, data.num_classes))
     return np.concatenate(out)
+
+
+def scaled_decay_epochs(decay_epochs, epochs: int, stage_epochs: int) -> tuple[int, ...]:
+    """The run's decay epochs moved in proportion to a stage of `stage_epochs` epochs (rounded
+    half up; those landing on 0 or on the stage's end dropped)."""
+    if stage_epochs == epochs:
+        return tuple(decay_epochs)
+    moved = {math.floor(d * stage_epochs / epochs + 0.5) for d in decay_epochs}
+    return tuple(sorted(d for d in moved if 0 < d < stage_epochs))
 
 
 def reinitialize(model: keras.Model, fresh: keras.Model) -> None:

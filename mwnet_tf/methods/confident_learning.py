@@ -44,7 +44,6 @@ sample to `label_issues.npz`.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -52,7 +51,14 @@ import tensorflow as tf
 
 from mwnet_tf import meta
 from mwnet_tf.data import BiasedData
-from mwnet_tf.methods.base import Method, Param, Stage, predict_probabilities, training_subset
+from mwnet_tf.methods.base import (
+    Method,
+    Param,
+    Stage,
+    predict_probabilities,
+    scaled_decay_epochs,
+    training_subset,
+)
 
 _FOLD_STREAM = 0xC1F0  # this method's own random stream, beside the data pipeline's
 FINAL_STAGE = "train on kept"
@@ -130,11 +136,8 @@ class ConfidentLearning(Method):
         """(epochs, lr decay epochs) of each fold stage."""
         c = self.config
         epochs = self.hp["cl_fold_epochs"]
-        if epochs is None or int(epochs) == c.epochs:
-            return c.epochs, tuple(c.lr_decay_epochs)
-        epochs = int(epochs)
-        decay = {math.floor(d * epochs / c.epochs + 0.5) for d in c.lr_decay_epochs}
-        return epochs, tuple(sorted(d for d in decay if 0 < d < epochs))
+        epochs = c.epochs if epochs is None else int(epochs)
+        return epochs, scaled_decay_epochs(c.lr_decay_epochs, c.epochs, epochs)
 
     def stages(self) -> list[Stage]:
         c = self.config

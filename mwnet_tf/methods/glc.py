@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import meta
-from mwnet_tf.methods.base import Method, Param, Stage, predict_probabilities
+from mwnet_tf.methods.base import Method, Param, Stage, predict_probabilities, scaled_decay_epochs
 
 LOG_FLOOR = 1e-12
 
@@ -74,14 +74,6 @@ def corrected_loss(logits: tf.Tensor, labels: tf.Tensor, c_hat: tf.Tensor) -> tf
     log_c = tf.math.log(tf.maximum(tf.cast(c_hat, log_p.dtype), LOG_FLOOR))
     columns = tf.gather(tf.transpose(log_c), tf.cast(labels, tf.int32))   # [n, C]: C[:, y]
     return -tf.reduce_logsumexp(log_p + columns, axis=-1)
-
-
-def scaled_decay_epochs(decay_epochs, epochs: int, stage_epochs: int) -> tuple[int, ...]:
-    """The run's decay epochs moved proportionally to a stage of `stage_epochs` epochs."""
-    if stage_epochs == epochs:
-        return tuple(decay_epochs)
-    moved = {int(round(d * stage_epochs / epochs)) for d in decay_epochs}
-    return tuple(sorted(d for d in moved if 0 < d < stage_epochs))
 
 
 class GoldLossCorrection(Method):
