@@ -52,7 +52,12 @@ def test_run_writes_results_weight_fn_checkpoints_and_summaries(tmp_path):
     assert os.path.exists(tmp_path / "checkpoints" / "checkpoint")
     assert {"loss", "accuracy", "meta_loss", "weight_clean", "weight_corrupted",
             "learning_rate"} <= _events(tmp_path / "train")
-    assert {"loss", "accuracy"} <= _events(tmp_path / "test")
+    assert {"loss", "accuracy", "class_accuracy/000", "class_accuracy/009"} <= _events(
+        tmp_path / "test")
+    assert len(saved["per_class_test_accuracy"]) == 10
+    # the digits test set is stratified (about 50 per class): per-class mean ~ overall accuracy
+    assert np.mean(saved["per_class_test_accuracy"]) == pytest.approx(saved["test_accuracy"],
+                                                                      abs=1.0)
     # The SavedModel's serving signature maps losses float32[N, 1] to weights float32[N, 1].
     sig = tf.saved_model.load(str(tmp_path / "weight_fn")).signatures["serving_default"]
     spec = sig.structured_input_signature[1]["losses"]
