@@ -33,6 +33,11 @@ KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (plus the seed, averaged over).
 VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "deterministic",
                       "keep_checkpoints", "progress_seconds", "eval_batch_size"})
+# The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
+# "meta" optimizer (tests/test_report.py checks that), so runs of other methods that differ in
+# them alone are one protocol.
+WEIGHT_NET = frozenset({"meta_lr", "meta_optimizer", "meta_momentum", "meta_nesterov",
+                        "meta_weight_decay", "weight_norm"})
 PAPER_NAMES = {"BaseModel": "ce", "Focal Loss": "focal", "Class-Balanced": "class_balanced",
                "Fine-tuning": "fine_tune", "L2RW": "l2rw", "MW-Net": "mwnet",
                "Reed-Hard": "reed_hard", "Self-paced": "self_paced", "Co-teaching": "co_teaching",
@@ -111,7 +116,13 @@ def setting_label(noise: str, rate: float, imbalance: float) -> str:
 
 def _protocol(config: dict) -> str:
     """The config without the seed and the fields that do not change the result."""
-    return json.dumps({k: v for k, v in config.items() if k not in VOLATILE}, sort_keys=True)
+    ignored = _ignored(config)
+    return json.dumps({k: v for k, v in config.items() if k not in ignored}, sort_keys=True)
+
+
+def _ignored(config: dict) -> frozenset:
+    """Config fields that do not change what a run of this method computes."""
+    return VOLATILE if config.get("method") == "mwnet" else VOLATILE | WEIGHT_NET
 
 
 def _per_seed(members: list[tuple[str, dict]]) -> list[dict]:
@@ -129,7 +140,7 @@ def _per_seed(members: list[tuple[str, dict]]) -> list[dict]:
         by_seed[seed] = (path, r)
     (path0, r0), *rest = by_seed.values()
     for path, r in rest:
-        differ = sorted(k for k in set(r0["config"]) & set(r["config"]) - VOLATILE
+        differ = sorted(k for k in set(r0["config"]) & set(r["config"]) - _ignored(r["config"])
                         if r0["config"][k] != r["config"][k])
         if differ:
             raise ReportError(f"{path0} and {path} differ in {', '.join(differ)}: keep them "

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from mwnet_tf import config as config_lib
-from mwnet_tf import report
+from mwnet_tf import report, tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README_BLOCK = "intro\n<!-- report:{} -->\nwhatever was here\n<!-- /report -->\noutro\n"
@@ -270,3 +270,20 @@ def test_readme_tables_match_the_kept_runs():
                               os.path.join(REPO, "runs", "reference"))
     assert diff == "", ("README.md differs from runs/reference/; regenerate it with "
                         "`python -m mwnet_tf.report --readme README.md`:\n" + diff)
+
+
+def test_only_mwnet_builds_a_weight_net_so_its_flags_may_differ_for_other_methods(tmp_path):
+    """tables.WEIGHT_NET is ignored when grouping other methods' runs: that is right only while
+    no other method builds the weight-net ("meta") optimizer or reads weight_norm."""
+    methods_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), "mwnet_tf", "methods")
+    for name in os.listdir(methods_dir):
+        if name.endswith(".py") and name not in ("mwnet.py", "base.py"):
+            with open(os.path.join(methods_dir, name)) as f:
+                text = f.read()
+            assert 'new_optimizer("meta")' not in text, name
+            assert "options.weight_norm" not in text and "normalized(" not in text, name
+    a = {"method": "ce", "seed": 0, "meta_lr": 1e-3, "epochs": 3}
+    assert tables._protocol(a) == tables._protocol({**a, "meta_lr": 1e-5, "seed": 1})
+    assert tables._protocol({**a, "method": "mwnet"}) != tables._protocol(
+        {**a, "method": "mwnet", "meta_lr": 1e-5})
+    assert tables._protocol(a) != tables._protocol({**a, "epochs": 4})
