@@ -10,36 +10,40 @@ any flag given overrides it. The run folder receives `flags.cfg`, which repeats 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _start_tensorflow_quietly() -> None:
-    """Imports TensorFlow and finds the devices with stderr silenced, unless
-    TF_CPP_MIN_LOG_LEVEL < 2: its C++ start-up lines (CUDA probing, CPU features) would
-    otherwise bury our one-line errors."""
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silences file descriptor 2 unless TF_CPP_MIN_LOG_LEVEL < 2: TensorFlow's C++ start-up
+    lines (CUDA probing at import, device discovery) would otherwise bury our one-line errors.
+    Python exceptions still reach the caller."""
     if int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")) < 2:
+        yield
         return
+    sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow as tf
-        tf.config.list_logical_devices()
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
 
 
-_start_tensorflow_quietly()
+with _quiet_stderr():  # imports TensorFlow; its devices start only with the strategy (main)
+    import tensorflow  # noqa: F401
 
 from absl import app, flags, logging  # noqa: E402
 
+from mwnet_tf import cluster, methods  # noqa: E402
 from mwnet_tf import config as config_lib  # noqa: E402
-from mwnet_tf import methods  # noqa: E402
 from mwnet_tf.data import DATASETS, NOISE_TYPES  # noqa: E402
 from mwnet_tf.meta import WEIGHT_NORMS  # noqa: E402
 from mwnet_tf.models import MODELS  # noqa: E402
@@ -202,29 +206,49 @@ def main(argv: list[str]) -> None:
     if FLAGS.dry_run:
         print(config_to_flagfile(config, workdir), end="")
         return
+    task = None
+    if config.strategy == "multi_worker":
+        try:
+            task = cluster.current_task()
+        except ValueError as e:
+            _fail(str(e), 2)
+    chief = task is None or task.is_chief
     new_folder = not os.path.exists(workdir)
-    try:
-        prepare_workdir(config, workdir)
-    except ValueError as e:
-        _fail(str(e), 2)
+    if chief:  # the other workers of a cluster write nothing into the run folder
+        try:
+            prepare_workdir(config, workdir)
+        except ValueError as e:
+            _fail(str(e), 2)
 
-    from mwnet_tf import trainer  # heavy imports only once the flags are valid
-    from mwnet_tf.data import DataUnavailableError
+    with _quiet_stderr():  # heavy imports only once the flags are valid
+        from mwnet_tf import trainer
+        from mwnet_tf.data import DataUnavailableError
+        # The strategy comes before anything else touches TensorFlow's devices: a
+        # MultiWorkerMirroredStrategy can configure its collective ops only then.
+        strategy = trainer.make_strategy(config.strategy)
 
     print(f"run folder: {workdir}", flush=True)
     try:
-        results = trainer.train_and_evaluate(config, workdir,
+        results = trainer.train_and_evaluate(config, workdir, strategy=strategy,
                                              log=lambda s: print(s, flush=True))
     except DataUnavailableError as e:
-        if new_folder:  # the data is read before anything else: only flags.cfg is there
+        if new_folder and chief:  # the data is read before anything else: only flags.cfg
             _remove_fresh_workdir(workdir)
         _fail(str(e), 1)
     except trainer.TrainingError as e:
         _fail(str(e), 1)
+    except (tensorflow.errors.UnavailableError, tensorflow.errors.DeadlineExceededError) as e:
+        if task is None:
+            raise
+        first = str(e).strip().splitlines()[0][:200]
+        _fail(f"worker {task.task_id} lost contact with the cluster ({first}); start every "
+              "worker again with the same command to resume from the last checkpoint", 1)
     except ValueError as e:
         _fail(str(e), 2)
+    where = (f"results in {workdir}/results.json" if chief else
+             f"worker {task.task_id}: the chief writes the run folder")
     print(f"test accuracy {results['test_accuracy']:.2f}% (best "
-          f"{results['best_test_accuracy']:.2f}%); results in {workdir}/results.json", flush=True)
+          f"{results['best_test_accuracy']:.2f}%); {where}", flush=True)
     if "weight_curve" in results:
         curve = "  ".join(f"{k}:{v:.3f}" for k, v in results["weight_curve"].items())
         print(f"learned weight function (loss:weight) {curve}", flush=True)

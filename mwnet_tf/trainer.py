@@ -6,9 +6,13 @@ into a `Config`. Everything written to `workdir` is written atomically.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -126,8 +130,7 @@ def _evaluate(eval_step, dataset) -> dict:
     return out
 
 
-def _restore(manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoint, log) -> None:
-    latest = manager.latest_checkpoint
+def _restore(latest: str | None, checkpoint: tf.train.Checkpoint, log) -> None:
     if not latest:
         return
     try:
@@ -138,6 +141,30 @@ def _restore(manager: tf.train.CheckpointManager, checkpoint: tf.train.Checkpoin
             f"cannot restore checkpoint {latest} ({first}); move the checkpoints folder "
             "away or pick another --workdir to start afresh") from None
     log(f"resumed from {latest} at epoch {int(checkpoint.epoch.numpy())}")
+
+
+def _worker_scratch(workdir: str, task_id: int) -> str:
+    """An empty temporary folder for a non-chief worker's checkpoints, removed at exit; named
+    after the run folder, so a killed worker's leftovers are cleared when it starts again."""
+    key = hashlib.sha256(os.path.abspath(workdir).encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), f"mwnet_tf-worker{task_id}-{key}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def _check_same_checkpoint(strategy: tf.distribute.Strategy, latest: str | None) -> None:
+    """All workers must resume from the same checkpoint (the chief's latest; its number is
+    the epoch it ends), else the collective restore would fail on a half-restored state."""
+    number = int(latest.rsplit("-", 1)[1]) if latest else 0
+    value = strategy.run(lambda: tf.constant([number], tf.int64))
+    numbers = strategy.gather(value, axis=0).numpy()
+    low, high = int(numbers.min()), int(numbers.max())
+    if low != high:
+        raise TrainingError(
+            f"the workers would resume from different epochs ({low} to {high}): the run "
+            "folder's checkpoints/ must be on a filesystem every worker reads")
 
 
 def _stage_at(stages, epoch: int):
@@ -151,18 +178,23 @@ def _stage_at(stages, epoch: int):
 
 
 def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None = None,
-                       log=print) -> dict:
+                       strategy: tf.distribute.Strategy | None = None, log=print) -> dict:
     """Trains `config.method` on the biased data and evaluates every epoch.
 
     The method (`mwnet_tf.methods`) gives the run's stages and steps; this loop runs them in
     order. Writes into `workdir`: TensorBoard events (`train/`, `test/`), `checkpoints/`
     (resumed from when present), the method's artifacts (MW-Net: `weight_fn/`) and
     `results.json`. Returns the results.
+
+    `strategy` defaults to `make_strategy(config.strategy)`; under multi-worker training pass
+    one made at program start. Only the chief writes `workdir`: the other workers restore
+    from its `checkpoints/` (so the run folder must be on a filesystem they share to resume)
+    and save their own copies to a temporary folder they remove.
     """
     if config.deterministic:
         keras.utils.set_random_seed(config.seed)
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config.strategy)
+    strategy = strategy or make_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas or config.meta_batch_size % replicas:
         raise ValueError(f"batch sizes must be divisible by the {replicas} replicas")
@@ -181,7 +213,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     distributed = replicas > 1 or config.strategy in ("mirrored", "multi_worker")
     chief = _is_chief(strategy)
     options = meta.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
-    os.makedirs(workdir, exist_ok=True)
+    if chief:
+        os.makedirs(workdir, exist_ok=True)
     with strategy.scope():
         def new_classifier(seed: int) -> keras.Model:
             return build_classifier(config.model, data.num_classes, data.train_x.shape[1:],
@@ -203,11 +236,16 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                                          epoch=epoch_var, best_accuracy=best_var,
                                          **method.trackables())
         ckpt_dir = os.path.join(workdir, "checkpoints")
-        if not chief:
-            ckpt_dir = os.path.join(workdir, f".worker-{strategy.cluster_resolver.task_id}")
-        manager = tf.train.CheckpointManager(checkpoint, ckpt_dir,
-                                             max_to_keep=config.keep_checkpoints)
-        _restore(manager, checkpoint, log)
+        if chief:
+            manager = tf.train.CheckpointManager(checkpoint, ckpt_dir,
+                                                 max_to_keep=config.keep_checkpoints)
+        else:  # every worker takes part in a save; the others' copies go to a temporary folder
+            scratch = _worker_scratch(workdir, strategy.cluster_resolver.task_id)
+            manager = tf.train.CheckpointManager(checkpoint, scratch, max_to_keep=1)
+        latest = tf.train.latest_checkpoint(ckpt_dir)
+        if config.strategy == "multi_worker":  # restoring is collective: agree on it first
+            _check_same_checkpoint(strategy, latest)
+        _restore(latest, checkpoint, log)
 
     stages = method.stages()
     total_epochs = sum(s.epochs for s in stages)
@@ -218,9 +256,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     if distributed:
         test_ds = strategy.experimental_distribute_dataset(test_ds)
 
-    writers = {k: tf.summary.create_file_writer(os.path.join(workdir, k) if chief else
-                                                os.path.join(ckpt_dir, k))
-               for k in ("train", "test")}
+    writers = {k: tf.summary.create_file_writer(os.path.join(workdir, k)) if chief else
+               tf.summary.create_noop_writer() for k in ("train", "test")}
     start_time = time.time()
     test: dict = {}
     train = {}

@@ -1,0 +1,175 @@
+"""Multi-worker training on loopback: TF_CONFIG checks, two worker processes against one
+process, and a run that loses a worker and resumes from the chief's checkpoint."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from mwnet_tf import cluster, launch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Three epochs of MW-Net on digits with the tiny model; deterministic, so runs compare exactly.
+ARGS = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=3", "--lr_decay_epochs=2",
+        "--deterministic", "--progress_seconds=0"]
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1",
+               **extra)
+    return env
+
+
+def _train(args, env, cpu=None):
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = (lambda: os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})) if cpu is not None else None
+    return subprocess.Popen([sys.executable, "-m", "mwnet_tf.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=pin)
+
+
+def _results(workdir):
+    with open(os.path.join(workdir, "results.json")) as f:
+        return json.load(f)
+
+
+def _assert_same_run(a, b):
+    assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-9)
+    for k in ("loss", "accuracy", "meta_loss", "weight_clean", "weight_corrupted"):
+        assert a["train"][k] == pytest.approx(b["train"][k], rel=1e-5), k
+    for loss, weight in a["weight_curve"].items():
+        assert weight == pytest.approx(b["weight_curve"][loss], abs=1e-5), loss
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "needs the TF_CONFIG environment variable"),
+    ("{cluster", "not valid JSON"),
+    ('{"task": {"type": "worker", "index": 0}}', 'needs a "cluster" object'),
+    ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "task type 'ps'"),
+    ('{"cluster": {"worker": ["a"]}, "task": {"type": "worker", "index": 0}}', '"host:port"'),
+    ('{"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}',
+     "address twice"),
+    ('{"cluster": {"worker": ["a:1"]}}', 'needs a "task" object'),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}',
+     "'chief' is not in its cluster"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "index 2 is out of range"),
+])
+def test_bad_tf_config_is_named(text, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        cluster.parse_tf_config(text)
+
+
+def test_chief_is_the_chief_task_or_worker_0():
+    two = {"worker": ["a:1", "b:2"]}
+    tasks = [cluster.parse_tf_config(json.dumps({"cluster": two, "task": {
+        "type": "worker", "index": i}})) for i in (0, 1)]
+    assert [t.is_chief for t in tasks] == [True, False]
+    assert tasks[1].num_workers == 2
+    with_chief = {"chief": ["c:3"], **two}
+    chief, worker0 = (cluster.parse_tf_config(json.dumps({"cluster": with_chief, "task": t}))
+                      for t in ({"type": "chief", "index": 0}, {"type": "worker", "index": 0}))
+    assert chief.is_chief and not worker0.is_chief and chief.num_workers == 3
+
+
+def test_loopback_configs_name_every_worker_once():
+    configs = [json.loads(c) for c in launch.tf_configs(launch.free_ports(3))]
+    assert [c["task"]["index"] for c in configs] == [0, 1, 2]
+    assert len(set(configs[0]["cluster"]["worker"])) == 3
+    assert all(cluster.parse_tf_config(json.dumps(c)).num_workers == 3 for c in configs)
+
+
+def test_launcher_blames_the_killed_worker_not_its_peers_or_those_it_stopped():
+    assert launch._first_failure([0, 0], set()) == 0
+    assert launch._first_failure([1, -9], set()) == -9  # worker 0's error followed worker 1
+    assert launch._first_failure([-9, 2], {0}) == 2  # the launcher stopped worker 0
+    assert launch._first_failure([2, 1], set()) == 2
+
+
+def test_bad_tf_config_on_the_command_line_is_one_line_and_creates_nothing(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mwnet_tf.train", *ARGS, "--strategy=multi_worker",
+         f"--workdir={run}"], cwd=REPO, env=_env(TF_CONFIG='{"cluster": {}}'),
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith('error: TF_CONFIG needs a "task" object'), proc.stderr
+    assert not run.exists()
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("single") / "run"
+    proc = _train([*ARGS, f"--workdir={run}"], _env())
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return _results(run)
+
+
+def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_process_run):
+    chief_dir, worker_dir = tmp_path / "chief" / "run", tmp_path / "worker" / "run"
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    configs = launch.tf_configs(launch.free_ports(2))
+    procs = [_train([*ARGS, "--strategy=multi_worker", f"--workdir={d}"],
+                    _env(TF_CONFIG=c, TMPDIR=str(scratch)), cpu=i)
+             for i, (c, d) in enumerate(zip(configs, (chief_dir, worker_dir)))]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "on 2 replica(s)" in outs[0] and "on 2 replica(s)" in outs[1]
+    _assert_same_run(_results(chief_dir), one_process_run)
+    assert sorted(os.listdir(chief_dir)) == ["checkpoints", "flags.cfg", "results.json", "test",
+                                             "train", "weight_fn"]
+    assert not worker_dir.parent.exists()  # the other worker wrote nothing
+    assert os.listdir(scratch) == []  # and removed its temporary checkpoints
+
+    # Started again, the chief finds its checkpoint of epoch 3 and the other worker (whose
+    # run folder is elsewhere, as on a machine without the shared filesystem) none: both stop.
+    procs = [_train([*ARGS, "--strategy=multi_worker", f"--workdir={d}"],
+                    _env(TF_CONFIG=c, TMPDIR=str(scratch)), cpu=i)
+             for i, (c, d) in enumerate(zip(launch.tf_configs(launch.free_ports(2)),
+                                            (chief_dir, worker_dir)))]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [1, 1], outs
+    for out in outs:
+        assert out.splitlines()[-1].startswith(
+            "error: the workers would resume from different epochs (0 to 3)"), out
+
+
+def test_a_run_that_loses_a_worker_resumes_from_the_chief_checkpoint(tmp_path,
+                                                                    one_process_run):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "mwnet_tf.launch", "--workers=2", "--",
+           *ARGS, f"--workdir={run}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    first = run / "checkpoints" / "ckpt-1.index"
+    deadline = time.time() + 240
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    assert first.exists(), "".join(lines)
+    pid = next(int(line.split("pid ")[1].split(",")[0]) for line in list(lines)
+               if line.startswith("[launch] worker 1: pid"))
+    os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    assert proc.returncode == 128 + signal.SIGKILL, "".join(lines)
+    assert any("worker 1 ended with status -9" in line for line in lines), "".join(lines)
+    assert not (run / "results.json").exists()
+
+    again = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for worker in (0, 1):
+        assert f"[worker {worker}] resumed from {run}/checkpoints/ckpt-" in again.stdout
+    _assert_same_run(_results(run), one_process_run)
