@@ -46,6 +46,7 @@ class Config:
     jit_compile: bool = False
     keep_checkpoints: int = 2
     progress_seconds: float = 30.0
+    steps_per_call: int = 10
     # The method's own hyperparameters (`mwnet_tf.methods`), flag name -> value; a name left
     # out takes the method's default.
     method_params: dict = dataclasses.field(default_factory=dict)
@@ -95,6 +96,7 @@ def validate(c: Config) -> list[str]:
         (c.weight_norm in WEIGHT_NORMS, f"weight_norm must be one of {WEIGHT_NORMS}"),
         (c.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
         (c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
+        (c.steps_per_call >= 1, "steps_per_call must be >= 1"),
     ]
     errors = [msg for ok, msg in checks if not ok]
     if c.method in METHODS:

@@ -95,8 +95,14 @@ def num_correct(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
                optimizer: keras.optimizers.Optimizer,
                meta_optimizer: keras.optimizers.Optimizer,
-               batch: dict, meta_batch: dict, options: StepOptions) -> dict[str, tf.Tensor]:
+               batch: dict, meta_batch: dict, options: StepOptions,
+               head: "HeadSplit | None" = None) -> dict[str, tf.Tensor]:
     """One MW-Net iteration on this replica's share of a global batch.
+
+    With `head` (`split_head(classifier)`), an approximation (`--meta_scope=head`): the
+    virtual step moves the classifier's last layer only, and the meta batch is forwarded
+    through the rest with the current weights, so the meta-gradient reaches the weight net
+    through the last layer's gradient alone (no second-order pass through the body).
 
     Args:
         classifier: Keras model mapping images to logits (batch norm in train mode here).
@@ -107,6 +113,7 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
         batch: {"x", "y"} and optionally {"corrupted"} for diagnostics.
         meta_batch: {"x", "y"} from the clean meta set.
         options: batch sizes, weight decays, weight normalization.
+        head: None for the exact step (the paper's), else the classifier's split.
 
     Returns:
         Per-replica sums (divide by the global batch after reducing over replicas):
@@ -114,6 +121,9 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
         "weight_sum" and, when the batch says which samples are corrupted,
         "weight_sum_corrupted" and "count_corrupted".
     """
+    if head is not None:
+        return _mwnet_head_step(head, weight_net, optimizer, meta_optimizer, batch, meta_batch,
+                                options)
     trainable = classifier.trainable_variables
     non_trainable = classifier.non_trainable_variables
     tv = [v.value for v in trainable]
@@ -143,6 +153,96 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
 
     return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
             "meta_loss": meta_loss, **weight_stats(v_new, batch)}
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadSplit:
+    """A classifier as `body` (a Keras model to the last layer's input, sharing its layers)
+    and its last layer, a linear `Dense` (`logits = features @ kernel + bias`)."""
+
+    body: keras.Model
+    kernel: keras.Variable
+    bias: keras.Variable
+    variables: tuple  # the classifier's trainable variables, body's first
+
+
+def split_head(classifier: keras.Model) -> HeadSplit:
+    """The body and last layer of a functional classifier ending in a linear `Dense`, or a
+    `ValueError`."""
+    last = classifier.layers[-1]
+    if (not isinstance(last, keras.layers.Dense) or not last.use_bias
+            or last.activation is not keras.activations.linear):
+        raise ValueError(f"--meta_scope=head needs a classifier whose last layer is a linear "
+                         f"Dense with bias; {classifier.name}'s is {type(last).__name__}")
+    body = keras.Model(classifier.input, last.input, name=f"{classifier.name}_body")
+    return HeadSplit(body, last.kernel, last.bias,
+                     (*body.trainable_variables, last.kernel, last.bias))
+
+
+def _mwnet_head_step(head: HeadSplit, weight_net, optimizer, meta_optimizer, batch,
+                     meta_batch, options) -> dict[str, tf.Tensor]:
+    """`mwnet_step` with the virtual step on the last layer only (see there)."""
+    body = head.body
+    tv = [v.value for v in body.trainable_variables]
+    ntv = [v.value for v in body.non_trainable_variables]
+    kernel, bias = head.kernel.value, head.bias.value
+    lr = tf.cast(optimizer.learning_rate, kernel.dtype)
+    meta_features, _ = body.stateless_call(tv, ntv, meta_batch["x"], training=True)
+    meta_features = tf.stop_gradient(meta_features)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as inner:
+            inner.watch(tv + [kernel, bias])
+            features, new_ntv = body.stateless_call(tv, ntv, batch["x"], training=True)
+            logits = tf.matmul(features, kernel) + bias
+            losses = per_sample_ce(logits, batch["y"])
+            v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
+            virtual_loss = tf.reduce_sum(normalized(v, options) * losses)
+        g_kernel, g_bias = replica_sum(inner.gradient(virtual_loss, [kernel, bias]))
+        meta_logits = (tf.matmul(meta_features, kernel - lr * g_kernel) + bias - lr * g_bias)
+        meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
+            options.global_meta_batch_size, meta_logits.dtype)
+    theta = weight_net.trainable_variables
+    meta_optimizer.apply(outer.gradient(meta_loss, theta), theta)
+
+    v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
+    grads = inner.gradient(losses, tv + [kernel, bias],
+                           output_gradients=normalized(v_new, options))
+    del inner
+    optimizer.apply(grads, list(head.variables))
+    for var, value in zip(body.non_trainable_variables, new_ntv):
+        var.assign(value)
+    return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
+            "meta_loss": meta_loss, **weight_stats(v_new, batch)}
+
+
+def weighted_step(classifier: keras.Model, weight_net: keras.Model,
+                  optimizer: keras.optimizers.Optimizer, batch: dict,
+                  options: StepOptions) -> dict[str, tf.Tensor]:
+    """MW-Net's real step alone: SGD on the loss weighted by the current weight net, no
+    meta update (the steps between meta updates of `--meta_interval`, and a frozen weight
+    function). The same sums as `mwnet_step`, with `meta_loss` 0."""
+    trainable = classifier.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = classifier(batch["x"], training=True)
+        losses = per_sample_ce(logits, batch["y"])
+        v = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
+        loss = tf.reduce_sum(normalized(v, options) * losses)
+    optimizer.apply(tape.gradient(loss, trainable), trainable)
+    return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
+            "meta_loss": tf.zeros((), losses.dtype), **weight_stats(v, batch)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Alternating:
+    """A replica step that is `first` on every `every`-th step and `other` on the rest,
+    counted by `counter` (an int64 variable, checkpointed by its owner). Both return dicts
+    with the same keys. The choice is made outside the replicas, around `strategy.run`:
+    control flow inside a replica function cannot hold an optimizer's cross-replica sync."""
+
+    first: Callable
+    other: Callable
+    every: int
+    counter: tf.Variable
 
 
 def loss_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer, batch: dict,
@@ -178,15 +278,54 @@ def compile_step(replica_fn: Callable, strategy: tf.distribute.Strategy | None =
     """`replica_fn(*args) -> dict of sums` as one `tf.function`, run on every replica under
     `strategy` (metrics summed over replicas). Build the optimizers inside the strategy's scope
     first (`opt.build(vars)`)."""
-    if strategy is None:
+    if strategy is None and not isinstance(replica_fn, Alternating):
         return tf.function(replica_fn, jit_compile=jit_compile)
+    one = _one_step(replica_fn, strategy, jit_compile)
+    return tf.function(lambda *args: one(args))
+
+
+def _one_step(replica_fn, strategy, jit_compile):
+    """`one(element) -> dict of sums`: one step, in cross-replica context."""
+    if isinstance(replica_fn, Alternating):
+        first, other = (_one_step(f, strategy, jit_compile)
+                        for f in (replica_fn.first, replica_fn.other))
+        counter, every = replica_fn.counter, replica_fn.every
+
+        def alternating(element):
+            out = tf.cond(counter % every == 0, lambda: first(element),
+                          lambda: other(element))
+            counter.assign_add(1)
+            return out
+        return alternating
+    if strategy is None:
+        step = tf.function(replica_fn, jit_compile=jit_compile)
+        return lambda element: step(*element)
     per_replica = tf.function(replica_fn, jit_compile=True) if jit_compile else replica_fn
 
-    def distributed(*args):
-        out = strategy.run(per_replica, args=args)
+    def distributed(element):
+        out = strategy.run(per_replica, args=tuple(element))
         return {k: strategy.reduce("SUM", v, axis=None) for k, v in out.items()}
+    return distributed
 
-    return tf.function(distributed)
+
+def compile_loop(replica_fn: Callable, strategy: tf.distribute.Strategy | None = None,
+                 jit_compile: bool = False) -> Callable:
+    """`loop(iterator, n) -> dict of sums over n steps`: n steps of `replica_fn` in one
+    `tf.function` call, each on the next element of `iterator` (a dataset or distributed
+    iterator holding at least n more), the metrics summed on the device. The same steps as n
+    calls of `compile_step(replica_fn, ...)`, without the host round trip between them; `n`
+    is a tensor (another value does not retrace)."""
+    one = _one_step(replica_fn, strategy, jit_compile)
+
+    @tf.function
+    def loop(iterator, n):
+        sums = one(next(iterator))
+        for _ in tf.range(n - 1):
+            out = one(next(iterator))
+            sums = {k: sums[k] + out[k] for k in sums}
+        return sums
+
+    return loop
 
 
 def make_train_step(method: str, classifier: keras.Model, optimizer, options: StepOptions, *,

@@ -32,7 +32,11 @@ import numpy as np
 KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (plus the seed, averaged over).
 VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "deterministic",
-                      "keep_checkpoints", "progress_seconds", "eval_batch_size"})
+                      "keep_checkpoints", "progress_seconds", "eval_batch_size",
+                      "steps_per_call"})
+# Method hyperparameters added after runs were kept: a kept run without one ran with its default
+# (tests/test_report.py checks these against the methods' own defaults).
+ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1}}
 # The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
 # "meta" optimizer (tests/test_report.py checks that), so runs of other methods that differ in
 # them alone are one protocol.
@@ -116,6 +120,7 @@ def setting_label(noise: str, rate: float, imbalance: float) -> str:
 
 def _protocol(config: dict) -> str:
     """The config without the seed and the fields that do not change the result."""
+    config = {**ADDED_LATER.get(config.get("method"), {}), **config}
     ignored = _ignored(config)
     return json.dumps({k: v for k, v in config.items() if k not in ignored}, sort_keys=True)
 

@@ -51,7 +51,7 @@ from mwnet_tf.models import MODELS  # noqa: E402
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
 RESUMABLE = ("epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds", "data_dir",
-             "strategy", "jit_compile")
+             "strategy", "jit_compile", "steps_per_call")
 
 
 def define_flags() -> None:
@@ -99,8 +99,14 @@ def define_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_float("progress_seconds", d.progress_seconds,
                        "Seconds between progress lines within an epoch.", lower_bound=0)
+    flags.DEFINE_integer("steps_per_call", d.steps_per_call,
+                         "Training steps per tf.function call (metrics stay on the device "
+                         "between calls; the same steps whatever the value).", lower_bound=1)
     flags.DEFINE_bool("dry_run", False, "Print the resolved settings as a flagfile and exit.")
     for name, (method, p) in methods.all_params().items():
+        if p.choices is not None:
+            flags.DEFINE_enum(name, p.default, p.choices, f"[{method}] {p.help}")
+            continue
         define = flags.DEFINE_integer if p.kind is int else flags.DEFINE_float
         define(name, p.default, f"[{method}] {p.help}", lower_bound=p.lower,
                upper_bound=p.upper)

@@ -104,7 +104,7 @@ def _epoch_metrics(sums: dict) -> dict[str, float]:
     n = sums["count"]
     m = {"loss": sums["loss_sum"] / n, "accuracy": 100.0 * sums["correct"] / n}
     if "meta_loss" in sums:
-        m["meta_loss"] = sums["meta_loss"] / sums["steps"]
+        m["meta_loss"] = sums["meta_loss"] / sums.get("meta_steps", sums["steps"])
     if "weight_sum" in sums:
         m["weight_mean"] = sums["weight_sum"] / n
         if "count_corrupted" in sums:
@@ -152,6 +152,32 @@ def _worker_scratch(workdir: str, task_id: int) -> str:
     os.makedirs(path)
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+def train_epoch(train_loop, dataset, *, steps: int, steps_per_call: int, batch_size: int,
+                epoch: int = 0, progress=None) -> dict[str, float]:
+    """Runs `steps` training steps of `train_loop` (`meta.compile_loop`) over `dataset`,
+    `steps_per_call` per call with one host synchronization each; returns the metric sums
+    (float64) with `count` (examples) and `steps`. A NaN/inf loss raises `TrainingError`;
+    `progress(step, sums)` is called after each call."""
+    sums: dict[str, float] = {}
+    iterator, step = iter(dataset), 0
+    while step < steps:
+        n = min(steps_per_call, steps - step)
+        out = {k: float(v) for k, v in train_loop(iterator, tf.constant(n)).items()}
+        step += n
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v
+        if not np.isfinite(out["loss_sum"]) or not np.isfinite(out.get("meta_loss", 0.0)):
+            where = f"step {step}" if n == 1 else f"steps {step - n + 1}-{step}"
+            raise TrainingError(
+                f"loss became NaN/inf at epoch {epoch + 1} {where}; the last checkpoint "
+                f"(epoch {epoch}) is kept: lower --lr or --meta_lr and rerun")
+        sums["count"] = step * batch_size
+        sums["steps"] = step
+        if progress is not None:
+            progress(step, sums)
+    return sums
 
 
 def _check_same_checkpoint(strategy: tf.distribute.Strategy, latest: str | None) -> None:
@@ -250,7 +276,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     stages = method.stages()
     total_epochs = sum(s.epochs for s in stages)
     strategy_or_none = strategy if distributed else None
-    steps: dict[int, object] = {}
+    loops: dict[int, object] = {}
     eval_step = meta.make_eval_step(method.eval_model(), strategy_or_none, data.num_classes)
     test_ds = make_test_dataset(data, batch_size=config.eval_batch_size)
     if distributed:
@@ -278,32 +304,21 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         if steps_per_epoch < 1:
             raise ValueError(f"stage {stage.name!r} has {len(stage_data.train_y)} images, fewer "
                              f"than one batch ({config.batch_size}): lower --batch_size")
-        if index not in steps:
-            steps[index] = meta.compile_step(method.replica_step(stage), strategy_or_none,
+        if index not in loops:
+            loops[index] = meta.compile_loop(method.replica_step(stage), strategy_or_none,
                                              config.jit_compile)
-        train_step = steps[index]
+        train_loop = loops[index]
         train_ds = make_train_dataset(stage_data, batch_size=config.batch_size,
                                       meta_batch_size=config.meta_batch_size, seed=config.seed,
                                       epoch=epoch,
                                       with_meta=method.meta_batches(stage))
         if distributed:
             train_ds = strategy.experimental_distribute_dataset(train_ds)
-        sums: dict[str, float] = {}
         progress = _Progress(log, config.progress_seconds, steps_per_epoch, epoch + 1,
                              total_epochs)
-        for step, element in enumerate(train_ds, 1):
-            out = train_step(*element)
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            if not np.isfinite(float(out["loss_sum"])) or not np.isfinite(
-                    float(out.get("meta_loss", 0.0))):
-                raise TrainingError(
-                    f"loss became NaN/inf at epoch {epoch + 1} step {step}; the last "
-                    f"checkpoint (epoch {int(epoch_var.numpy())}) is kept: lower --lr or "
-                    "--meta_lr and rerun")
-            sums["count"] = step * config.batch_size
-            sums["steps"] = step
-            progress.update(step, sums)
+        sums = train_epoch(train_loop, train_ds, steps=steps_per_epoch,
+                           steps_per_call=config.steps_per_call, batch_size=config.batch_size,
+                           epoch=epoch, progress=progress.update)
         train = _epoch_metrics(sums)
         test = _evaluate(eval_step, test_ds)
         if stage.reported:

@@ -1,7 +1,13 @@
-"""Run by test_meta.py in its own process: splits the CPU into 2 logical devices, runs one
-MW-Net step (float64) under MirroredStrategy and on one device with the same global batch, exits
-non-zero unless the classifier, its batch-norm statistics and the weight net agree."""
+"""Run by test_meta.py in its own process: splits the CPU into 2 logical devices, runs MW-Net
+steps (float64) under MirroredStrategy and on one device with the same global batch, exits
+non-zero unless the classifier, its batch-norm statistics and the weight net agree.
 
+    python tests/mirrored_check.py [exact|head|interval]
+
+exact: two steps, each its own call (`make_train_step`); head: `--meta_scope=head`; interval:
+`--meta_interval=2`, four steps in one `compile_loop` call (the trainer's loop)."""
+
+import contextlib
 import sys
 
 import tensorflow as tf
@@ -32,27 +38,42 @@ def setup():
     return clf, wnet, opt, meta_opt
 
 
-def main() -> int:
+def main(variant: str) -> int:
     rng = np.random.default_rng(0)
     batch = {"x": rng.normal(size=(N, D)).astype("float64"), "y": rng.integers(0, C, N)}
     meta_batch = {"x": rng.normal(size=(NM, D)).astype("float64"), "y": rng.integers(0, C, NM)}
     options = meta.StepOptions(N, NM)
-
-    one = setup()
-    step = meta.make_train_step("mwnet", one[0], one[2], options, weight_net=one[1],
-                                meta_optimizer=one[3])
-    for _ in range(2):
-        out_one = step(batch, meta_batch)
-
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
+
+    def run(models, distributed):
+        clf, wnet, opt, meta_opt = models
+        ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(4)
+        if distributed:
+            ds = strategy.experimental_distribute_dataset(ds)
+        if variant == "exact":
+            step = meta.make_train_step("mwnet", clf, opt, options, weight_net=wnet,
+                                        meta_optimizer=meta_opt,
+                                        strategy=strategy if distributed else None)
+            for b, mb in list(ds)[:2]:
+                out = step(b, mb)
+            return out
+        head = meta.split_head(clf) if variant == "head" else None
+        full = lambda b, mb: meta.mwnet_step(clf, wnet, opt, meta_opt, b, mb,  # noqa: E731
+                                             options, head=head)
+        if variant == "interval":
+            with strategy.scope() if distributed else contextlib.nullcontext():
+                counter = tf.Variable(0, dtype=tf.int64)
+            plain = lambda b, mb: meta.weighted_step(clf, wnet, opt, b, options)  # noqa: E731
+            full = meta.Alternating(full, plain, 2, counter)
+        loop = meta.compile_loop(full, strategy if distributed else None)
+        return loop(iter(ds), tf.constant(4 if variant == "interval" else 2))
+
+    one = setup()
+    out_one = run(one, False)
     with strategy.scope():
         two = setup()
-    dstep = meta.make_train_step("mwnet", two[0], two[2], options, weight_net=two[1],
-                                 meta_optimizer=two[3], strategy=strategy)
-    ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(2)
-    for b, mb in strategy.experimental_distribute_dataset(ds):
-        out_two = dstep(b, mb)
+    out_two = run(two, True)
 
     worst = 0.0
     pairs = list(zip(one[0].variables + one[1].variables, two[0].variables + two[1].variables))
@@ -69,4 +90,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "exact"))

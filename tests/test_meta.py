@@ -29,11 +29,13 @@ def _models(seed=0):
     return clf, wnet
 
 
-def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm):
+def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=False):
     """Paper Eq. 6 from per-sample gradients computed one by one.
 
     d meta_loss / d theta = -lr * sum_j (g_meta . grad_w l_j(w)) * d c_j / d theta, where
-    c_j = v_j / n (no normalization) or v_j / sum_k v_k (batch normalization).
+    c_j = v_j / n (no normalization) or v_j / sum_k v_k (batch normalization). With
+    `head_only`, w is the last layer's kernel and bias alone (the rest stays put in the
+    virtual step): `--meta_scope=head`.
     """
     tv = [v.value for v in clf.trainable_variables]
     ntv = [v.value for v in clf.non_trainable_variables]
@@ -60,13 +62,15 @@ def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm):
         dcoef = [[dv[j][i] / s - v[j] / s ** 2 * dsum[i] for i in range(len(theta))]
                  for j in range(N)]
         coef = v / s
-    w_hat = [w - LR * sum(coef[j] * grads_l[j][i] for j in range(N)) for i, w in enumerate(tv)]
+    moved = set(range(len(tv) - 2, len(tv))) if head_only else set(range(len(tv)))
+    w_hat = [w - LR * sum(coef[j] * grads_l[j][i] for j in range(N)) if i in moved else w
+             for i, w in enumerate(tv)]
     with tf.GradientTape() as t3:
         t3.watch(w_hat)
         meta_logits, _ = clf.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
         meta_loss = tf.reduce_mean(meta.per_sample_ce(meta_logits, meta_batch["y"]))
     g_meta = t3.gradient(meta_loss, w_hat)
-    dots = [sum(float(tf.reduce_sum(a * b)) for a, b in zip(g_meta, grads_l[j]))
+    dots = [sum(float(tf.reduce_sum(g_meta[i] * grads_l[j][i])) for i in moved)
             for j in range(N)]
     return [-LR * sum(dots[j] * dcoef[j][i] for j in range(N)) for i in range(len(theta))]
 
@@ -89,6 +93,35 @@ def test_weight_net_gradient_matches_eq6(float64, weight_norm):
     np.testing.assert_allclose(flat_g, flat_e, rtol=1e-6, atol=1e-12 * np.abs(flat_e).max())
 
 
+@pytest.mark.parametrize("weight_norm", ["none", "batch"])
+def test_head_scope_weight_net_gradient_matches_eq6_on_the_last_layer(float64, weight_norm):
+    clf, wnet = _models()
+    batch, meta_batch = _batches()
+    expected = _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=True)
+    exact = _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm)
+    opt, meta_opt = keras.optimizers.SGD(LR), keras.optimizers.SGD(1.0)
+    before = [v.numpy().copy() for v in wnet.trainable_variables]
+    options = meta.StepOptions(N, NM, weight_norm=weight_norm)
+    meta.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch, options,
+                    head=meta.split_head(clf))
+    got = np.concatenate([(b - v.numpy()).ravel()
+                          for b, v in zip(before, wnet.trainable_variables)])
+    flat_e = np.concatenate([e.ravel() for e in expected])
+    flat_exact = np.concatenate([e.ravel() for e in exact])
+    assert np.linalg.norm(flat_e) > 1e-8
+    assert not np.allclose(flat_e, flat_exact, rtol=1e-3)  # an approximation, not the same
+    np.testing.assert_allclose(got, flat_e, rtol=1e-6, atol=1e-12 * np.abs(flat_e).max())
+
+
+def test_head_scope_needs_a_linear_dense_last_layer():
+    inputs = keras.Input((D,))
+    model = keras.Model(inputs, keras.layers.Dense(C, activation="softmax")(inputs))
+    with pytest.raises(ValueError, match="last layer is a linear Dense"):
+        meta.split_head(model)
+    split = meta.split_head(_models()[0])
+    assert len(split.variables) == len(_models()[0].trainable_variables)
+
+
 def _constant_weight_net(value_logit=0.0):
     wnet = build_weight_net(seed=3)
     last = wnet.layers[-1]
@@ -97,7 +130,9 @@ def _constant_weight_net(value_logit=0.0):
     return wnet
 
 
-def test_constant_weight_net_gives_plain_cross_entropy_step():
+@pytest.mark.parametrize("scope", ["full", "head", "interval"])
+def test_constant_weight_net_gives_plain_cross_entropy_step(scope):
+    # full and head: the MW-Net step; interval: the steps between meta updates.
     batch, meta_batch = _batches("float32")
     clf_a, _ = _models(seed=7)
     clf_b, _ = _models(seed=7)
@@ -107,8 +142,12 @@ def test_constant_weight_net_gives_plain_cross_entropy_step():
     opt_b = optim.TorchSGD(LR, momentum=0.9, weight_decay=5e-4)
     meta_opt = keras.optimizers.SGD(0.0)  # the weight net stays constant
     theta = [v.numpy().copy() for v in wnet.trainable_variables]
+    head = meta.split_head(clf_a) if scope == "head" else None
     for _ in range(2):
-        meta.mwnet_step(clf_a, wnet, opt_a, meta_opt, batch, meta_batch, options)
+        if scope == "interval":
+            meta.weighted_step(clf_a, wnet, opt_a, batch, options)
+        else:
+            meta.mwnet_step(clf_a, wnet, opt_a, meta_opt, batch, meta_batch, options, head=head)
         meta.ce_step(clf_b, opt_b, batch, options)
     for t, v in zip(theta, wnet.trainable_variables):
         np.testing.assert_array_equal(t, v.numpy())
@@ -152,11 +191,12 @@ def test_step_is_a_tf_function_and_does_not_retrace_on_new_learning_rate():
     assert float(out[0]["count_corrupted"]) == float(np.sum(batch["corrupted"]))
 
 
-def test_two_replica_mirrored_step_matches_one_device():
+@pytest.mark.parametrize("variant", ["exact", "head", "interval"])
+def test_two_replica_mirrored_step_matches_one_device(variant):
     script = os.path.join(os.path.dirname(__file__), "mirrored_check.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = subprocess.run([sys.executable, script, variant], capture_output=True, text=True,
+                          env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "max relative difference" in proc.stdout
 
@@ -176,3 +216,34 @@ def test_xla_compiled_step_matches_the_plain_graph_step():
         results.append([v.numpy() for v in clf.variables + wnet.variables])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_meta_interval_alternates_meta_and_weighted_steps():
+    """Alternating(every=3) over 6 steps, as one loop call, equals the steps called by hand:
+    meta, weighted, weighted, meta, weighted, weighted."""
+    batch, meta_batch = _batches("float32")
+    options = meta.StepOptions(N, NM)
+    runs, thetas = [], []
+    for by_hand in (False, True):
+        clf, wnet = _models(seed=4)
+        opt, meta_opt = optim.TorchSGD(LR, momentum=0.9), optim.TorchAdam(1e-2)
+        opt.build(clf.trainable_variables)
+        meta_opt.build(wnet.trainable_variables)
+        full = lambda b, mb: meta.mwnet_step(clf, wnet, opt, meta_opt, b, mb, options)  # noqa
+        plain = lambda b, mb: meta.weighted_step(clf, wnet, opt, b, options)  # noqa
+        if by_hand:
+            for i in range(6):
+                (full if i % 3 == 0 else plain)(batch, meta_batch)
+        else:
+            counter = tf.Variable(0, dtype=tf.int64)
+            loop = meta.compile_loop(meta.Alternating(full, plain, 3, counter))
+            ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(6)
+            it = iter(ds)
+            for n in (2, 4):  # two calls: the schedule runs on across calls
+                loop(it, tf.constant(n))
+                thetas.append([v.numpy().copy() for v in wnet.trainable_variables])
+            assert int(counter.numpy()) == 6
+        runs.append([v.numpy() for v in clf.variables + wnet.variables])
+    for a, b in zip(*runs):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert any(not np.allclose(a, b) for a, b in zip(*thetas))  # step 3 moved it again

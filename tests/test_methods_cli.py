@@ -41,6 +41,18 @@ def test_every_method_trains_through_the_cli_and_writes_the_run_folder(tmp_path,
     assert os.path.isdir(work / "weight_fn") == (method == "mwnet")
 
 
+def test_mwnet_approximations_train_through_the_cli(tmp_path):
+    work = tmp_path / "run"
+    proc = _cli("--flagfile=flags/smoke.cfg", "--model=tiny", "--meta_scope=head",
+                "--meta_interval=3", "--steps_per_call=4", f"--workdir={work}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((work / "results.json").read_text())
+    assert results["config"]["meta_scope"] == "head"
+    assert results["config"]["meta_interval"] == 3
+    assert np.isfinite(results["train"]["meta_loss"]) and results["train"]["meta_loss"] > 0
+    assert "--meta_scope=head" in (work / "flags.cfg").read_text()
+
+
 def test_every_method_declares_a_reference_and_valid_defaults():
     names = set()
     for name in METHODS:
@@ -57,6 +69,9 @@ def test_every_method_declares_a_reference_and_valid_defaults():
     (["--method=co_teaching", "--ct_forget_rate=1.5"], "ct_forget_rate"),
     (["--method=confident_learning", "--cl_folds=1"], "cl_folds"),
     (["--method=nope"], "method"),
+    (["--meta_scope=body"], "meta_scope"),
+    (["--meta_interval=0"], "meta_interval"),
+    (["--method=ce", "--meta_interval=2"], "--meta_interval is a hyperparameter of --method=mwnet"),
 ])
 def test_bad_method_values_are_one_line_errors_with_exit_2(tmp_path, args, needle):
     proc = _cli("--flagfile=flags/smoke.cfg", *args, f"--workdir={tmp_path}/run")

@@ -287,3 +287,18 @@ def test_only_mwnet_builds_a_weight_net_so_its_flags_may_differ_for_other_method
     assert tables._protocol({**a, "method": "mwnet"}) != tables._protocol(
         {**a, "method": "mwnet", "meta_lr": 1e-5})
     assert tables._protocol(a) != tables._protocol({**a, "epochs": 4})
+
+
+def test_runs_kept_before_a_hyperparameter_existed_count_with_its_default(tmp_path):
+    from mwnet_tf import methods
+
+    for method, added in tables.ADDED_LATER.items():
+        defaults = {p.name: p.default for p in methods.get(method).params}
+        assert added == {k: defaults[k] for k in added}, method
+    table = tmp_path / "reference" / "t"
+    write_run(table / "old", 80.0, seed=0)  # kept before meta_scope and meta_interval existed
+    write_run(table / "new", 82.0, seed=1, meta_scope="full", meta_interval=1)
+    assert "81.00 ± 1.41" in report.render("t", str(tmp_path / "reference"))
+    write_run(table / "head", 83.0, seed=2, meta_scope="head", meta_interval=1)
+    with pytest.raises(report.ReportError, match="differ in meta_scope"):
+        report.render("t", str(tmp_path / "reference"))

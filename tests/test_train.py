@@ -172,3 +172,15 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "cannot restore checkpoint" in proc.stderr.strip().splitlines()[-1]
     assert (work / "results.json").exists()  # what was written before is still there
+
+
+def test_steps_per_call_changes_nothing_but_the_host_round_trips(tmp_path):
+    # 11 steps per epoch: one call each, calls of 4, 4 and 3 (a remainder), or all 11 in one.
+    runs = {k: trainer.train_and_evaluate(Config(**SMALL, deterministic=True, steps_per_call=k),
+                                          str(tmp_path / f"k{k}"), log=lambda s: None)
+            for k in (1, 4, 11)}
+    for k in (4, 11):
+        assert runs[k]["test_accuracy"] == runs[1]["test_accuracy"]
+        for name, value in runs[1]["train"].items():
+            assert runs[k]["train"][name] == pytest.approx(value, rel=1e-6), (k, name)
+        assert runs[k]["weight_curve"] == pytest.approx(runs[1]["weight_curve"], abs=1e-7)

@@ -48,16 +48,20 @@ class Param:
     """
 
     name: str
-    default: float | int | None
+    default: float | int | str | None
     help: str
     lower: float | None = None
     upper: float | None = None
     kind: type = float
+    choices: tuple[str, ...] | None = None  # kind str: the allowed values
 
     def check(self, value) -> str | None:
         """An error message for a bad value, else None."""
         if value is None:
             return None if self.default is None else f"{self.name} must be set"
+        if self.choices is not None:
+            return None if value in self.choices else (
+                f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
         if self.lower is not None and value < self.lower:
             return f"{self.name} must be >= {self.lower:g}, got {value:g}"
         if self.upper is not None and value > self.upper:

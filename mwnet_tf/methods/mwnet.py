@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+import tensorflow as tf
+
 from mwnet_tf import export, meta
-from mwnet_tf.methods.base import Method
+from mwnet_tf.methods.base import Method, Param
 from mwnet_tf.models import build_weight_net
 
 
@@ -13,28 +15,57 @@ class MetaWeightNet(Method):
     """Shu et al., "Meta-Weight-Net: Learning an Explicit Mapping For Sample Weighting",
     NeurIPS 2019. The step is `meta.mwnet_step` (Algorithm 1); the weight net (1-100-1 MLP,
     sigmoid) is trained by the run's weight-net optimizer (`--meta_optimizer`, `--meta_lr`,
-    `--meta_weight_decay`) and exported as a SavedModel in `weight_fn/`."""
+    `--meta_weight_decay`) and exported as a SavedModel in `weight_fn/`.
+
+    Two opt-in approximations trade exactness for speed (the exact step is the default):
+    `--meta_scope=head` takes the virtual step on the classifier's last layer only (as FaMUS,
+    Xu et al. 2021, restricts the meta-gradient to a few layers); `--meta_interval=K` updates
+    the weight net on every K-th step only, the other steps being the real step with the
+    current weight net (`meta.weighted_step`)."""
 
     name = "mwnet"
     uses_meta = True
     reference = "Shu et al. 2019"
+    params = (
+        Param("meta_scope", "full", "virtual step through the whole classifier (full, exact) "
+              "or its last layer only (head, an approximation)", kind=str,
+              choices=("full", "head")),
+        Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
+              "exact; K > 1 an approximation)", lower=1, kind=int),
+    )
 
     def __init__(self, ctx):
         super().__init__(ctx)
         self.weight_net = build_weight_net(seed=ctx.config.seed + 1)
         self.meta_optimizer = ctx.new_optimizer("meta")
         self.meta_optimizer.build(self.weight_net.trainable_variables)
+        self.head = (meta.split_head(ctx.classifier) if self.hp["meta_scope"] == "head"
+                     else None)
+        self.step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_count")
 
     def trackables(self):
-        return {"weight_net": self.weight_net, "meta_optimizer": self.meta_optimizer}
+        return {"weight_net": self.weight_net, "meta_optimizer": self.meta_optimizer,
+                "step_count": self.step_count}
 
     def replica_step(self, stage):
         ctx = self.ctx
+        share = 1.0 / ctx.num_replicas  # "meta_steps" sums to 1 over the replicas
 
         def step(batch, meta_batch):
-            return meta.mwnet_step(ctx.classifier, self.weight_net, ctx.optimizer,
-                                   self.meta_optimizer, batch, meta_batch, ctx.options)
-        return step
+            out = meta.mwnet_step(ctx.classifier, self.weight_net, ctx.optimizer,
+                                  self.meta_optimizer, batch, meta_batch, ctx.options,
+                                  head=self.head)
+            return {**out, "meta_steps": tf.constant(share)}
+
+        interval = int(self.hp["meta_interval"])
+        if interval == 1:
+            return step
+
+        def plain(batch, meta_batch):
+            out = meta.weighted_step(ctx.classifier, self.weight_net, ctx.optimizer, batch,
+                                     ctx.options)
+            return {**out, "meta_steps": tf.constant(0.0)}
+        return meta.Alternating(step, plain, interval, self.step_count)
 
     def results(self):
         return {"weight_curve": export.weight_curve(self.weight_net)}
