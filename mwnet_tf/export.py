@@ -1,4 +1,14 @@
-"""The learned weight function as a SavedModel: export, load, evaluate on a grid of losses."""
+"""The learned weight function as a SavedModel: export, read back as data, evaluate on a grid.
+
+Export uses Keras' `keras.export.ExportArchive`, whose SavedModel every standard consumer
+loads: `tf.saved_model.load`, `saved_model_cli run`, TensorFlow Serving (session-based loaders
+found no variables in the `tf.Module` export this project used before).
+
+Reading one back never runs its graph: a SavedModel is a program (TensorFlow's security
+guidance says to treat one from elsewhere as untrusted code), so `read_weight_net` takes only
+the variable values from its checkpoint (`variables/variables.*`, a tensor bundle read as
+data) and puts them into this project's own 1-100-1 weight net.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +24,8 @@ SIGNATURE = "serving_default"
 DEFAULT_LOSSES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
-class _WeightFn(tf.Module):
-    def __init__(self, weight_net: keras.Model):
-        super().__init__()
-        self.weight_net = weight_net  # tracked: the SavedModel holds its variables
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
-    def __call__(self, losses):
-        weights = self.weight_net(tf.cast(losses, self.weight_net.dtype), training=False)
-        return {"weights": tf.cast(weights, tf.float32)}
+class WeightFnError(ValueError):
+    """A path that is not a weight function this project can read (one-line message)."""
 
 
 def export_weight_fn(weight_net: keras.Model, path: str) -> str:
@@ -36,8 +39,17 @@ def export_weight_fn(weight_net: keras.Model, path: str) -> str:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".weight_fn-", dir=parent)
     try:
-        module = _WeightFn(weight_net)
-        tf.saved_model.save(module, tmp, signatures={SIGNATURE: module.__call__})
+        archive = keras.export.ExportArchive()
+        archive.track(weight_net)
+
+        def serve(losses):
+            weights = weight_net(tf.cast(losses, weight_net.dtype), training=False)
+            return {"weights": tf.cast(weights, tf.float32)}
+
+        archive.add_endpoint(
+            name=SIGNATURE, fn=serve,
+            input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
+        archive.write_out(tmp, verbose=False)
         old = None
         if os.path.exists(path):
             old = tmp + ".old"
@@ -50,15 +62,57 @@ def export_weight_fn(weight_net: keras.Model, path: str) -> str:
     return path
 
 
+def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
+    """A new weight net (1-`hidden`-1, `models.build_weight_net`) holding the variable values
+    of the SavedModel at `path`, read as data: its graph is not loaded or run.
+
+    The SavedModel must hold exactly one value of each shape of the weight net's variables
+    ([1, h], [h], [h, 1], [1], float); anything else is a `WeightFnError`.
+    """
+    from mwnet_tf.models import build_weight_net
+
+    index = os.path.join(path, "variables", "variables.index")
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")) or not os.path.isfile(index):
+        raise WeightFnError(f"{path} is not a SavedModel with variables (no saved_model.pb or "
+                            "variables/variables.index)")
+    try:
+        reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+        dtypes = reader.get_variable_to_dtype_map()
+        values: dict[tuple, list[np.ndarray]] = {}
+        for name, shape in reader.get_variable_to_shape_map().items():
+            if dtypes[name].is_floating:
+                values.setdefault(tuple(shape), []).append(reader.get_tensor(name))
+    except (tf.errors.OpError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightFnError(f"cannot read the variables of {path} ({first})") from None
+    net = build_weight_net(hidden=hidden, seed=0)
+    assigned = []
+    for var in net.trainable_variables:
+        shape = tuple(var.shape)
+        found = values.get(shape, [])
+        distinct = [v for i, v in enumerate(found)
+                    if not any(np.array_equal(v, w) for w in found[:i])]
+        if len(distinct) != 1:
+            have = ", ".join(f"{list(s)} x{len(v)}" for s, v in sorted(values.items())) or "none"
+            raise WeightFnError(
+                f"{path} does not hold a 1-{hidden}-1 weight function: it needs one float "
+                f"variable of shape {list(shape)}, it has {len(distinct)} (variables: {have})")
+        assigned.append((var, distinct[0]))
+    for var, value in assigned:
+        var.assign(value.astype(var.dtype))
+    return net
+
+
 def load_weight_fn(path: str):
-    """Loads an exported weight function: `fn(losses) -> weights`, both NumPy [N]."""
+    """An exported weight function as `fn(losses) -> weights`, both NumPy [N] (its variables
+    read as data, `read_weight_net`)."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no exported weight function at {path}")
-    serve = tf.saved_model.load(path).signatures[SIGNATURE]
+    net = read_weight_net(path)
 
     def fn(losses) -> np.ndarray:
-        x = tf.constant(np.asarray(losses, np.float32).reshape(-1, 1))
-        return serve(losses=x)["weights"].numpy()[:, 0]
+        x = np.asarray(losses, np.float32).reshape(-1, 1)
+        return net(x, training=False).numpy()[:, 0]
 
     return fn
 

@@ -107,6 +107,9 @@ def define_flags() -> None:
         if p.choices is not None:
             flags.DEFINE_enum(name, p.default, p.choices, f"[{method}] {p.help}")
             continue
+        if p.kind is str:
+            flags.DEFINE_string(name, p.default, f"[{method}] {p.help}")
+            continue
         define = flags.DEFINE_integer if p.kind is int else flags.DEFINE_float
         define(name, p.default, f"[{method}] {p.help}", lower_bound=p.lower,
                upper_bound=p.upper)
@@ -249,7 +252,9 @@ def main(argv: list[str]) -> None:
         first = str(e).strip().splitlines()[0][:200]
         _fail(f"worker {task.task_id} lost contact with the cluster ({first}); start every "
               "worker again with the same command to resume from the last checkpoint", 1)
-    except ValueError as e:
+    except ValueError as e:  # a bad value found once the data and models exist
+        if new_folder and chief:
+            _remove_fresh_workdir(workdir)
         _fail(str(e), 2)
     where = (f"results in {workdir}/results.json" if chief else
              f"worker {task.task_id}: the chief writes the run folder")

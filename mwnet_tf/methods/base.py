@@ -59,6 +59,8 @@ class Param:
         """An error message for a bad value, else None."""
         if value is None:
             return None if self.default is None else f"{self.name} must be set"
+        if self.kind is str and self.choices is None:
+            return None
         if self.choices is not None:
             return None if value in self.choices else (
                 f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")

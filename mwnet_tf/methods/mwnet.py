@@ -21,7 +21,11 @@ class MetaWeightNet(Method):
     `--meta_scope=head` takes the virtual step on the classifier's last layer only (as FaMUS,
     Xu et al. 2021, restricts the meta-gradient to a few layers); `--meta_interval=K` updates
     the weight net on every K-th step only, the other steps being the real step with the
-    current weight net (`meta.weighted_step`)."""
+    current weight net (`meta.weighted_step`).
+
+    `--weight_fn=PATH` trains with a frozen weight function (a `weight_fn/` this project
+    exported): `meta.weighted_step` on every step, about the cost of cross-entropy. Its
+    variables are read as data (`export.read_weight_net`), its graph is never run."""
 
     name = "mwnet"
     uses_meta = True
@@ -32,6 +36,9 @@ class MetaWeightNet(Method):
               choices=("full", "head")),
         Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
               "exact; K > 1 an approximation)", lower=1, kind=int),
+        Param("weight_fn", None, "train with this frozen weight function instead (the "
+              "weight_fn/ SavedModel of an earlier run, its variables read as data): no meta "
+              "step, no meta set", kind=str),
     )
 
     def __init__(self, ctx):
@@ -39,6 +46,15 @@ class MetaWeightNet(Method):
         self.weight_net = build_weight_net(seed=ctx.config.seed + 1)
         self.meta_optimizer = ctx.new_optimizer("meta")
         self.meta_optimizer.build(self.weight_net.trainable_variables)
+        self.frozen = bool(self.hp["weight_fn"])
+        if self.frozen:
+            if self.hp["meta_scope"] != "full" or self.hp["meta_interval"] != 1:
+                raise ValueError("--weight_fn trains with a frozen weight function: "
+                                 "--meta_scope and --meta_interval do not apply")
+            loaded = export.read_weight_net(self.hp["weight_fn"])
+            for var, value in zip(self.weight_net.trainable_variables,
+                                  loaded.trainable_variables):
+                var.assign(tf.cast(value, var.dtype))
         self.head = (meta.split_head(ctx.classifier) if self.hp["meta_scope"] == "head"
                      else None)
         self.step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_count")
@@ -47,8 +63,16 @@ class MetaWeightNet(Method):
         return {"weight_net": self.weight_net, "meta_optimizer": self.meta_optimizer,
                 "step_count": self.step_count}
 
+    def meta_batches(self, stage):
+        return not self.frozen
+
     def replica_step(self, stage):
         ctx = self.ctx
+        if self.frozen:
+            def frozen(batch):
+                return meta.weighted_step(ctx.classifier, self.weight_net, ctx.optimizer,
+                                          batch, ctx.options)
+            return frozen
         share = 1.0 / ctx.num_replicas  # "meta_steps" sums to 1 over the replicas
 
         def step(batch, meta_batch):
