@@ -351,7 +351,8 @@ def make_train_step(method: str, classifier: keras.Model, optimizer, options: St
 def make_eval_step(classifier: keras.Model, strategy: tf.distribute.Strategy | None = None,
                    num_classes: int | None = None) -> Callable:
     """Builds `eval(batch) -> {"loss_sum", "correct", "count"}` (sums over the batch), plus
-    `class_correct` and `class_count` [num_classes] when `num_classes` is given."""
+    `class_correct`, `class_count` [num_classes] and `confusion` [true, predicted] when
+    `num_classes` is given."""
 
     def replica_fn(batch):
         logits = classifier(batch["x"], training=False)
@@ -365,6 +366,9 @@ def make_eval_step(classifier: keras.Model, strategy: tf.distribute.Strategy | N
             out["class_correct"] = tf.math.unsorted_segment_sum(hits, labels, num_classes)
             out["class_count"] = tf.math.unsorted_segment_sum(tf.ones_like(hits), labels,
                                                               num_classes)
+            out["confusion"] = tf.math.confusion_matrix(
+                labels, tf.argmax(logits, -1, output_type=tf.int32), num_classes,
+                dtype=tf.float32)
         return out
 
     return compile_step(replica_fn, strategy)

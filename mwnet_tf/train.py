@@ -38,7 +38,12 @@ def _quiet_stderr():
 
 
 with _quiet_stderr():  # imports TensorFlow; its devices start only with the strategy (main)
-    import tensorflow  # noqa: F401
+    import tensorflow
+    # Probes the GPU platform (CUDA's start-up lines) now, quietly. TensorFlow's own absl
+    # callback (distribute/combinations.py) lists physical GPUs when `app.run` starts; a
+    # physical listing leaves the runtime uninitialized, so the multi-worker strategy can
+    # still configure its collective ops in `main`.
+    tensorflow.config.list_physical_devices("GPU")
 
 from absl import app, flags, logging  # noqa: E402
 

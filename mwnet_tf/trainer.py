@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import meta, methods, optim
+from mwnet_tf import meta, methods, optim, tracking
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, load_dataset, make_biased_data
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
@@ -127,6 +127,8 @@ def _evaluate(eval_step, dataset) -> dict:
         with np.errstate(invalid="ignore", divide="ignore"):
             out["per_class_accuracy"] = [float(a) for a in
                                          100.0 * sums["class_correct"] / sums["class_count"]]
+    if "confusion" in sums:
+        out["confusion_matrix"] = np.rint(sums["confusion"]).astype(int).tolist()
     return out
 
 
@@ -284,6 +286,10 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
 
     writers = {k: tf.summary.create_file_writer(os.path.join(workdir, k)) if chief else
                tf.summary.create_noop_writer() for k in ("train", "test")}
+    tracker = tracking.Tracker(data, method, seed=config.seed,
+                               batch_size=config.eval_batch_size, workdir=workdir, chief=chief,
+                               write=write_json)
+    tracker.start(int(epoch_var.numpy()))
     start_time = time.time()
     test: dict = {}
     train = {}
@@ -335,6 +341,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             tf.summary.scalar("accuracy", test["accuracy"])
             for c, acc in enumerate(test.get("per_class_accuracy", [])):
                 tf.summary.scalar(f"class_accuracy/{c:03d}", acc)
+        tracker.end_epoch(epoch + 1, lr, train, test, writers)
         manager.save(checkpoint_number=epoch + 1)
         extra = "".join(f"  {k} {train[k]:.3f}" for k in
                         ("meta_loss", "weight_clean", "weight_corrupted") if k in train)
@@ -357,6 +364,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         "train": train,
         "wall_seconds_this_session": round(time.time() - start_time, 1),
         "config": config.to_dict(),
+        **tracker.results(),
         **method.results(),
     }
     if chief:

@@ -64,6 +64,19 @@ def test_run_writes_results_weight_fn_checkpoints_and_summaries(tmp_path):
     assert spec.shape.as_list() == [None, 1] and spec.dtype == tf.float32
     out = sig(losses=tf.constant([[0.5], [3.0]]))["weights"]
     assert out.shape == (2, 1)
+    # figures: TensorBoard images and histograms each epoch, their data in results.json
+    assert {"weight_function", "weights_clean_corrupted", "weights/clean", "weights/corrupted",
+            "losses/clean", "losses/corrupted", "weight_variation/mean"} <= _events(
+        tmp_path / "train")
+    assert "confusion_matrix" in _events(tmp_path / "test")
+    assert [row["epoch"] for row in saved["history"]] == [1, 2]
+    assert "weight_variation_mean" in saved["history"][1]
+    assert saved["history"][1]["test_accuracy"] == saved["test_accuracy"]
+    matrix = np.array(saved["confusion_matrix"])
+    assert matrix.sum() == 500 and np.trace(matrix) == round(5 * saved["test_accuracy"])
+    assert len(saved["weight_function"]["losses"]) == len(saved["weight_function"]["weights"])
+    hist = saved["weight_histogram"]
+    assert sum(hist["clean"]) + sum(hist["corrupted"]) == min(2000, 1197)
     fn = export.load_weight_fn(str(tmp_path / "weight_fn"))
     np.testing.assert_allclose(fn([1.0, 8.0]), [saved["weight_curve"]["1"],
                                                 saved["weight_curve"]["8"]], atol=1e-5)
@@ -107,6 +120,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     assert sum(line.startswith("epoch ") for line in logs) == 1
     assert resumed["test_accuracy"] == pytest.approx(full["test_accuracy"], abs=1e-9)
     assert resumed["weight_curve"] == pytest.approx(full["weight_curve"], abs=1e-6)
+    # the per-epoch history survives the interruption, weight variation of the first resumed
+    # epoch included (measured against the tracked weights the checkpoint gives back)
+    assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+    for a, b in zip(resumed["history"], full["history"]):
+        assert a == pytest.approx(b, abs=1e-9)
 
 
 def test_same_seed_same_run_different_seed_different_run(tmp_path):
@@ -184,3 +202,14 @@ def test_steps_per_call_changes_nothing_but_the_host_round_trips(tmp_path):
         for name, value in runs[1]["train"].items():
             assert runs[k]["train"][name] == pytest.approx(value, rel=1e-6), (k, name)
         assert runs[k]["weight_curve"] == pytest.approx(runs[1]["weight_curve"], abs=1e-7)
+
+
+def test_a_run_prints_nothing_on_stderr_by_default(tmp_path):
+    """TensorFlow's C++ start-up lines (CUDA probing, device discovery) are silenced unless
+    TF_CPP_MIN_LOG_LEVEL asks for them, so that errors stay one line."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "mwnet_tf.train", "--flagfile=flags/smoke.cfg",
+                           "--model=tiny", "--epochs=1", "--lr_decay_epochs=",
+                           f"--workdir={tmp_path}/run"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr[-3000:]

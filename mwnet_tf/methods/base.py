@@ -163,6 +163,11 @@ class Method:
     def eval_model(self) -> keras.Model:
         return self.ctx.classifier
 
+    def weight_of(self, losses: np.ndarray) -> np.ndarray | None:
+        """The method's weight of a sample at each loss [N] (for the run's figures), or None
+        for a method without a weight function of the loss."""
+        return None
+
     # --- hooks (eager) ---------------------------------------------------------------------
     def begin_epoch(self, stage: Stage, epoch: int) -> None:
         """Called before epoch `epoch` (0-based within the stage)."""

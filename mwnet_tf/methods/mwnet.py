@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import export, meta
@@ -90,6 +91,10 @@ class MetaWeightNet(Method):
                                      ctx.options)
             return {**out, "meta_steps": tf.constant(0.0)}
         return meta.Alternating(step, plain, interval, self.step_count)
+
+    def weight_of(self, losses):
+        x = np.asarray(losses, np.float32).reshape(-1, 1)
+        return self.weight_net(x, training=False).numpy()[:, 0].astype(np.float64)
 
     def results(self):
         return {"weight_curve": export.weight_curve(self.weight_net)}

@@ -1,0 +1,136 @@
+"""PNG figures from finished run folders (their `results.json` alone).
+
+    python -m mwnet_tf.plot runs/fashion/fashion_flip0.4-mwnet-s0 runs/fashion/... --out figs
+
+Writes to `--out`:
+- `weight_functions.png`: the learned weight functions of the runs that have one, overlaid
+  (the paper's Fig. 1 (d)-(f));
+- `confusion_matrices.png`: the final test confusion matrices side by side (Fig. 3);
+- `test_accuracy.png`: test accuracy per epoch (Fig. 4);
+- `weight_histograms.png`: weights of clean and corrupted tracked samples in the last epoch,
+  one panel per run with a weight function (Fig. 5);
+- `weight_variation.png`: mean change of the tracked samples' weights per epoch, with its
+  standard deviation as a band (Fig. 6).
+
+A run folder without `results.json`, or whose `results.json` lacks what a figure needs (runs
+written before this version have no per-epoch history), is a one-line error naming the
+folder and the file, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+NEEDED = ("history", "confusion_matrix")
+
+
+class PlotError(ValueError):
+    """One line naming the run folder and the file."""
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("out", "figures", "Folder for the PNG files (created).")
+
+
+def load_run(folder: str) -> dict:
+    path = os.path.join(folder, "results.json")
+    if not os.path.isfile(path):
+        raise PlotError(f"{folder}: no results.json (is it a finished run folder?)")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlotError(f"{path}: not readable JSON ({e})") from None
+    missing = [k for k in NEEDED if k not in results]
+    if missing:
+        raise PlotError(f"{path} has no {' or '.join(missing)} (written before per-epoch "
+                        "history was kept: rerun it with this version)")
+    return results
+
+
+def label(results: dict) -> str:
+    """The run's setting in a few words: method, noise or long tail, seed."""
+    from mwnet_tf.tables import setting, setting_label
+
+    c = results.get("config", {})
+    extra = ""
+    if c.get("meta_scope", "full") != "full":
+        extra += f" {c['meta_scope']}"
+    if int(c.get("meta_interval", 1)) != 1:
+        extra += f" every {c['meta_interval']}"
+    where = setting_label(*setting(c)) if "noise" in c else "?"
+    return f"{c.get('method', '?')}{extra}, {where}, seed {c.get('seed', '?')}"
+
+
+def plot(folders: list[str], out: str) -> list[str]:
+    """Writes the figures of the runs in `folders` to `out`; returns the files written."""
+    from mwnet_tf import figures
+
+    runs = [(folder, load_run(folder)) for folder in folders]
+    labels = [label(r) for _, r in runs]
+    os.makedirs(out, exist_ok=True)
+    written = []
+
+    def save(fig, name):
+        path = os.path.join(out, name)
+        with open(path + ".tmp", "wb") as f:
+            f.write(figures.to_png(fig))
+        os.replace(path + ".tmp", path)
+        written.append(path)
+
+    hist = [(lab, [row["epoch"] for row in r["history"]],
+             [row["test_accuracy"] for row in r["history"]]) for lab, (_, r) in zip(labels, runs)]
+    save(figures.curves(hist, "epoch", "test accuracy (%)", "Test accuracy per epoch"),
+         "test_accuracy.png")
+    save(figures.confusion_matrices([(lab, r["confusion_matrix"])
+                                     for lab, (_, r) in zip(labels, runs)]),
+         "confusion_matrices.png")
+    weighted = [(lab, r) for lab, (_, r) in zip(labels, runs) if "weight_function" in r]
+    if weighted:
+        save(figures.curves([(lab, r["weight_function"]["losses"],
+                              r["weight_function"]["weights"]) for lab, r in weighted],
+                            "training loss", "weight", "Learned weight functions"),
+             "weight_functions.png")
+        save(figures.histogram_panels([(lab, r["weight_histogram"]) for lab, r in weighted],
+                                      "weight"), "weight_histograms.png")
+        varying = [(lab, r) for lab, r in weighted
+                   if any("weight_variation_mean" in row for row in r["history"])]
+        if varying:
+            series, bands = [], []
+            for lab, r in varying:
+                rows = [row for row in r["history"] if "weight_variation_mean" in row]
+                series.append((lab, [row["epoch"] for row in rows],
+                               [row["weight_variation_mean"] for row in rows]))
+                bands.append([row["weight_variation_std"] for row in rows])
+            save(figures.curves(series, "epoch", "mean |change of weight|",
+                                "Weight variation of tracked samples", spread=bands),
+                 "weight_variation.png")
+    return written
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2:
+        print("error: give one or more run folders: python -m mwnet_tf.plot RUN [RUN ...] "
+              "--out DIR", file=sys.stderr)
+        sys.exit(2)
+    try:
+        written = plot(argv[1:], FLAGS.out)
+    except PlotError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    for path in written:
+        print(path)
+
+
+def run() -> None:
+    define_flags()
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

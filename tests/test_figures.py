@@ -1,0 +1,90 @@
+"""Figures of a run: the tracked samples' statistics, and the plot command."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mwnet_tf import diagnostics, plot, trainer
+from mwnet_tf.config import Config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_tracked_samples_are_seeded_distinct_and_in_range():
+    a, b = diagnostics.tracked_indices(5000, 3), diagnostics.tracked_indices(5000, 3)
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) == 2000 and a.min() >= 0 and a.max() < 5000
+    assert not np.array_equal(a, diagnostics.tracked_indices(5000, 4))
+    assert len(diagnostics.tracked_indices(300, 0)) == 300
+
+
+def test_epoch_summary_counts_means_and_variation():
+    rng = np.random.default_rng(0)
+    losses = rng.exponential(1.0, 400)
+    corrupted = rng.random(400) < 0.3
+    weights, before = rng.random(400), rng.random(400)
+    s = diagnostics.epoch_summary(losses, corrupted, weights, before)
+    assert sum(s["loss_histogram"]["clean"]) == (~corrupted).sum()
+    assert sum(s["loss_histogram"]["corrupted"]) == corrupted.sum()
+    assert s["loss_histogram"]["bins"][-1] >= losses.max()
+    assert sum(s["weight_histogram"]["corrupted"]) == corrupted.sum()
+    assert s["weight_clean"] == pytest.approx(weights[~corrupted].mean())
+    assert s["weight_corrupted"] == pytest.approx(weights[corrupted].mean())
+    assert s["weight_variation_mean"] == pytest.approx(np.abs(weights - before).mean())
+    assert s["weight_variation_std"] == pytest.approx((weights - before).std())
+    plain = diagnostics.epoch_summary(losses, corrupted, None, None)
+    assert set(plain) == {"loss_histogram"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    small = dict(dataset="digits", model="tiny", epochs=2, lr_decay_epochs=(1,),
+                 batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=1)
+    for method in ("mwnet", "ce"):
+        trainer.train_and_evaluate(Config(**small, method=method), str(root / method),
+                                   log=lambda s: None)
+    return root
+
+
+def test_plot_command_writes_every_figure(runs, tmp_path):
+    out = tmp_path / "figs"
+    proc = subprocess.run([sys.executable, "-m", "mwnet_tf.plot", str(runs / "mwnet"),
+                           str(runs / "ce"), f"--out={out}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(os.listdir(out))
+    assert names == ["confusion_matrices.png", "test_accuracy.png", "weight_functions.png",
+                     "weight_histograms.png", "weight_variation.png"]
+    for name in names:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a run without a weight function gives only the figures that do not need one
+    only_ce = plot.plot([str(runs / "ce")], str(tmp_path / "ce"))
+    assert sorted(os.path.basename(p) for p in only_ce) == ["confusion_matrices.png",
+                                                          "test_accuracy.png"]
+
+
+def test_labels_name_method_setting_and_seed(runs):
+    results = json.loads((runs / "mwnet" / "results.json").read_text())
+    assert plot.label(results) == "mwnet, uniform 0.4, seed 1"
+
+
+def test_a_run_missing_what_a_figure_needs_is_one_line(runs, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    old = tmp_path / "old"
+    old.mkdir()
+    results = json.loads((runs / "ce" / "results.json").read_text())
+    del results["history"]
+    (old / "results.json").write_text(json.dumps(results))
+    for folder, needle in ((empty, f"{empty}: no results.json"),
+                           (old, f"{old}/results.json has no history")):
+        proc = subprocess.run([sys.executable, "-m", "mwnet_tf.plot", str(folder),
+                               f"--out={tmp_path}/o"], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
