@@ -47,6 +47,8 @@ class Config:
     keep_checkpoints: int = 2
     progress_seconds: float = 30.0
     steps_per_call: int = 10
+    checkpoint_every_steps: int = 0      # 0: off
+    checkpoint_every_minutes: float = 10.0  # 0: off
     # The method's own hyperparameters (`mwnet_tf.methods`), flag name -> value; a name left
     # out takes the method's default.
     method_params: dict = dataclasses.field(default_factory=dict)
@@ -97,6 +99,8 @@ def validate(c: Config) -> list[str]:
         (c.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
         (c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (c.steps_per_call >= 1, "steps_per_call must be >= 1"),
+        (c.checkpoint_every_steps >= 0 and c.checkpoint_every_minutes >= 0,
+         "checkpoint_every_steps and checkpoint_every_minutes must be >= 0 (0: off)"),
     ]
     errors = [msg for ok, msg in checks if not ok]
     if c.method in METHODS:

@@ -45,22 +45,33 @@ class Tracker:
             lambda x, y: meta.per_sample_ce(model(x, training=False), y))
         self.history: list[dict] = []
         self.previous: np.ndarray | None = None
+        # the tracked weights at the end of the last epoch, checkpointed with the run
+        # (`trackables`), so that a run resumed inside an epoch measures its weight change
+        # from the same point as an uninterrupted one
+        self._previous = tf.Variable(np.zeros(len(index)), dtype=tf.float64, trainable=False,
+                                     name="tracked_weights")
+        self._has_previous = tf.Variable(False, trainable=False, name="has_tracked_weights")
         self.last: dict = {}
         self.seconds = 0.0
+
+    def trackables(self) -> dict:
+        """The tracker's state to checkpoint beside the model."""
+        return {"tracked_weights": self._previous, "has_tracked_weights": self._has_previous}
 
     def losses(self) -> np.ndarray:
         return np.concatenate([self._losses(x, y).numpy() for x, y in self.batches]).astype(
             np.float64)
 
     def start(self, epoch: int) -> None:
-        """Before the first epoch of this session (`epoch` epochs already done): the history
-        of a resumed run, and its tracked weights as they were at the end of that epoch."""
+        """Before the first epoch of this session (`epoch` epochs already done, the checkpoint
+        restored): the history of a resumed run, and its tracked weights as they were at the
+        end of its last complete epoch."""
         path = os.path.join(self.workdir, HISTORY)
         if epoch > 0 and self.chief and os.path.exists(path):
             with open(path) as f:
                 self.history = [row for row in json.load(f) if row["epoch"] <= epoch]
-        if epoch > 0:
-            self.previous = self.method.weight_of(self.losses())
+        if bool(self._has_previous.numpy()):
+            self.previous = self._previous.numpy()
 
     def end_epoch(self, epoch: int, lr: float, train: dict, test: dict, writers: dict) -> None:
         """After epoch `epoch` (1-based): the tracked samples' figures and a history row."""
@@ -69,13 +80,23 @@ class Tracker:
         weights = self.method.weight_of(losses)
         summary = diagnostics.epoch_summary(losses, self.corrupted, weights, self.previous)
         self.previous = weights
+        if weights is not None:
+            self._previous.assign(weights)
+            self._has_previous.assign(True)
         row = {"epoch": epoch, "lr": lr, "train_loss": train["loss"],
                "train_accuracy": train["accuracy"], "test_loss": test["loss"],
-               "test_accuracy": test["accuracy"]}
+               "test_accuracy": test["accuracy"], "train": dict(train)}
         row.update({k: summary[k] for k in ("weight_clean", "weight_corrupted",
                                             "weight_variation_mean", "weight_variation_std")
                     if k in summary})
         self.history.append(row)
+        self._set_last(losses, weights, summary, test)
+        if self.chief:
+            self._summaries(epoch, losses, weights, summary, writers)
+            self.write(os.path.join(self.workdir, HISTORY), self.history)
+        self.seconds += time.time() - t0
+
+    def _set_last(self, losses, weights, summary, test) -> None:
         self.last = {"loss_histogram": summary["loss_histogram"]}
         if weights is not None:
             grid = diagnostics.loss_grid(losses)
@@ -85,10 +106,16 @@ class Tracker:
                 "weights": [round(float(v), 6) for v in self.method.weight_of(grid)]}
         if "confusion_matrix" in test:
             self.last["confusion_matrix"] = test["confusion_matrix"]
-        if self.chief:
-            self._summaries(epoch, losses, weights, summary, writers)
-            self.write(os.path.join(self.workdir, HISTORY), self.history)
-        self.seconds += time.time() - t0
+
+    def final(self, test: dict) -> dict:
+        """For a run that had nothing left to train this session: the last epoch's figures'
+        data recomputed from the restored model (no history row, no summaries); returns the
+        last epoch's training metrics from the history."""
+        losses = self.losses()
+        weights = self.method.weight_of(losses)
+        self._set_last(losses, weights,
+                       diagnostics.epoch_summary(losses, self.corrupted, weights, None), test)
+        return dict(self.history[-1]["train"]) if self.history else {}
 
     def _summaries(self, epoch, losses, weights, summary, writers) -> None:
         bad = self.corrupted

@@ -10,8 +10,10 @@ any flag given overrides it. The run folder receives `flags.cfg`, which repeats 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,7 +49,7 @@ with _quiet_stderr():  # imports TensorFlow; its devices start only with the str
 
 from absl import app, flags, logging  # noqa: E402
 
-from mwnet_tf import cluster, methods  # noqa: E402
+from mwnet_tf import cluster, methods, runlock  # noqa: E402
 from mwnet_tf import config as config_lib  # noqa: E402
 from mwnet_tf.data import DATASETS, NOISE_TYPES  # noqa: E402
 from mwnet_tf.meta import WEIGHT_NORMS  # noqa: E402
@@ -56,7 +58,8 @@ from mwnet_tf.models import MODELS  # noqa: E402
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
 RESUMABLE = ("epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds", "data_dir",
-             "strategy", "jit_compile", "steps_per_call")
+             "strategy", "jit_compile", "steps_per_call", "checkpoint_every_steps",
+             "checkpoint_every_minutes")
 
 
 def define_flags() -> None:
@@ -107,6 +110,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps_per_call", d.steps_per_call,
                          "Training steps per tf.function call (metrics stay on the device "
                          "between calls; the same steps whatever the value).", lower_bound=1)
+    flags.DEFINE_integer("checkpoint_every_steps", d.checkpoint_every_steps,
+                         "Also checkpoint inside an epoch every N steps (0: off).",
+                         lower_bound=0)
+    flags.DEFINE_float("checkpoint_every_minutes", d.checkpoint_every_minutes,
+                       "Also checkpoint inside an epoch every M minutes (0: off).",
+                       lower_bound=0)
     flags.DEFINE_bool("dry_run", False, "Print the resolved settings as a flagfile and exit.")
     for name, (method, p) in methods.all_params().items():
         if p.choices is not None:
@@ -197,8 +206,10 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> None:
 
 def _remove_fresh_workdir(workdir: str) -> None:
     """Removes a run folder this run created, if it holds nothing but its flags.cfg."""
-    if os.listdir(workdir) == ["flags.cfg"]:
-        os.remove(os.path.join(workdir, "flags.cfg"))
+    names = os.listdir(workdir)
+    if set(names) <= {"flags.cfg"}:
+        for name in names:
+            os.remove(os.path.join(workdir, name))
         os.rmdir(workdir)
 
 
@@ -228,10 +239,29 @@ def main(argv: list[str]) -> None:
             _fail(str(e), 2)
     chief = task is None or task.is_chief
     new_folder = not os.path.exists(workdir)
+    lock = None
+
+    def abandon() -> None:
+        """After a failed start: the lock released, a folder this command created removed
+        if it holds nothing but its flags.cfg."""
+        if lock is not None:
+            lock.release()
+        if new_folder and os.path.isdir(workdir):
+            _remove_fresh_workdir(workdir)
+
     if chief:  # the other workers of a cluster write nothing into the run folder
+        if os.path.exists(workdir) and not os.path.isdir(workdir):
+            _fail(f"--workdir={workdir} is a file, not a folder", 2)
         try:
+            os.makedirs(workdir, exist_ok=True)
+            lock = runlock.RunLock(workdir).acquire()
+            atexit.register(lock.release)
             prepare_workdir(config, workdir)
-        except ValueError as e:
+        except OSError as e:
+            abandon()
+            _fail(f"cannot write the run folder {workdir} ({e.strerror or e})", 2)
+        except ValueError as e:  # LockError included
+            abandon()
             _fail(str(e), 2)
 
     with _quiet_stderr():  # heavy imports only once the flags are valid
@@ -242,13 +272,29 @@ def main(argv: list[str]) -> None:
         strategy = trainer.make_strategy(config.strategy)
 
     print(f"run folder: {workdir}", flush=True)
+    requested: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        if not requested:
+            print(f"signal {signum}: stopping after the current call, saving a checkpoint",
+                  flush=True)
+        requested.append(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
     try:
-        results = trainer.train_and_evaluate(config, workdir, strategy=strategy,
-                                             log=lambda s: print(s, flush=True))
+        results = trainer.train_and_evaluate(
+            config, workdir, strategy=strategy, log=lambda s: print(s, flush=True),
+            stop_requested=lambda: requested[0] if requested else None)
     except DataUnavailableError as e:
-        if new_folder and chief:  # the data is read before anything else: only flags.cfg
-            _remove_fresh_workdir(workdir)
+        abandon()  # the data is read before anything else: only flags.cfg is there
         _fail(str(e), 1)
+    except trainer.Interrupted as e:
+        if lock is not None:
+            lock.release()
+        print(f"stopped: {e}; resume with: python -m mwnet_tf.train "
+              f"--flagfile={os.path.join(workdir, 'flags.cfg')}", file=sys.stderr, flush=True)
+        sys.exit(128 + e.signum)
     except trainer.TrainingError as e:
         _fail(str(e), 1)
     except (tensorflow.errors.UnavailableError, tensorflow.errors.DeadlineExceededError) as e:
@@ -258,9 +304,10 @@ def main(argv: list[str]) -> None:
         _fail(f"worker {task.task_id} lost contact with the cluster ({first}); start every "
               "worker again with the same command to resume from the last checkpoint", 1)
     except ValueError as e:  # a bad value found once the data and models exist
-        if new_folder and chief:
-            _remove_fresh_workdir(workdir)
+        abandon()
         _fail(str(e), 2)
+    if lock is not None:
+        lock.release()
     where = (f"results in {workdir}/results.json" if chief else
              f"worker {task.task_id}: the chief writes the run folder")
     print(f"test accuracy {results['test_accuracy']:.2f}% (best "

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import meta, methods, optim, tracking
+from mwnet_tf import faults, meta, methods, optim, tracking
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, load_dataset, make_biased_data
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
@@ -121,6 +121,7 @@ def _evaluate(eval_step, dataset) -> dict:
     for batch in dataset:
         for k, v in eval_step(batch).items():
             sums[k] = sums.get(k, 0.0) + v.numpy().astype(np.float64)
+        faults.hit("eval")
     out = {"loss": float(sums["loss_sum"] / sums["count"]),
            "accuracy": float(100.0 * sums["correct"] / sums["count"])}
     if "class_count" in sums:
@@ -142,7 +143,35 @@ def _restore(latest: str | None, checkpoint: tf.train.Checkpoint, log) -> None:
         raise TrainingError(
             f"cannot restore checkpoint {latest} ({first}); move the checkpoints folder "
             "away or pick another --workdir to start afresh") from None
-    log(f"resumed from {latest} at epoch {int(checkpoint.epoch.numpy())}")
+    log(f"resumed from {latest} at epoch {int(checkpoint.epoch.numpy())} step "
+        f"{int(checkpoint.step_in_epoch.numpy())}")
+
+
+def _progress_path(ckpt_dir: str, number: int) -> str:
+    return os.path.join(ckpt_dir, f"progress-{number}.json")
+
+
+def _read_progress(ckpt_dir: str, latest: str | None) -> dict:
+    """The partial metric sums of the epoch the checkpoint `latest` stopped inside."""
+    if not latest:
+        return {}
+    path = _progress_path(ckpt_dir, int(latest.rsplit("-", 1)[1]))
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            return dict(json.load(f)["sums"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TrainingError(f"cannot read {path}; move the checkpoints folder away or pick "
+                            "another --workdir to start afresh") from None
+
+
+def _prune_progress(ckpt_dir: str, kept: list[str]) -> None:
+    """Removes the progress files of checkpoints the manager no longer keeps."""
+    keep = {os.path.basename(_progress_path(ckpt_dir, int(p.rsplit("-", 1)[1]))) for p in kept}
+    for name in os.listdir(ckpt_dir):
+        if name.startswith("progress-") and name.endswith(".json") and name not in keep:
+            os.remove(os.path.join(ckpt_dir, name))
 
 
 def _worker_scratch(workdir: str, task_id: int) -> str:
@@ -156,16 +185,32 @@ def _worker_scratch(workdir: str, task_id: int) -> str:
     return path
 
 
+class Interrupted(TrainingError):
+    """A stop requested by a signal; the run saved a checkpoint first."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.signum = signum
+
+
 def train_epoch(train_loop, dataset, *, steps: int, steps_per_call: int, batch_size: int,
-                epoch: int = 0, progress=None) -> dict[str, float]:
-    """Runs `steps` training steps of `train_loop` (`meta.compile_loop`) over `dataset`,
-    `steps_per_call` per call with one host synchronization each; returns the metric sums
-    (float64) with `count` (examples) and `steps`. A NaN/inf loss raises `TrainingError`;
-    `progress(step, sums)` is called after each call."""
-    sums: dict[str, float] = {}
-    iterator, step = iter(dataset), 0
+                epoch: int = 0, progress=None, start_step: int = 0,
+                sums: dict[str, float] | None = None, checkpoint_every_steps: int = 0,
+                after_call=None) -> dict[str, float]:
+    """Runs steps `start_step`..`steps` of an epoch with `train_loop` (`meta.compile_loop`)
+    over `dataset` (positioned at `start_step`), one host synchronization per call; returns
+    the metric sums (float64, continuing `sums`) with `count` (examples) and `steps`.
+
+    Calls end at multiples of `steps_per_call` and of `checkpoint_every_steps`, so a run
+    resumed at any checkpoint makes the same calls, and sums the same numbers, as one that was
+    never stopped. A NaN/inf loss raises `TrainingError`; `progress(step, sums)` and
+    `after_call(step, sums)` (checkpoints, stop requests) are called after each call."""
+    sums = dict(sums or {})
+    iterator, step = iter(dataset), start_step
     while step < steps:
-        n = min(steps_per_call, steps - step)
+        n = min(steps_per_call - step % steps_per_call, steps - step)
+        if checkpoint_every_steps:
+            n = min(n, checkpoint_every_steps - step % checkpoint_every_steps)
         out = {k: float(v) for k, v in train_loop(iterator, tf.constant(n)).items()}
         step += n
         for k, v in out.items():
@@ -174,24 +219,28 @@ def train_epoch(train_loop, dataset, *, steps: int, steps_per_call: int, batch_s
             where = f"step {step}" if n == 1 else f"steps {step - n + 1}-{step}"
             raise TrainingError(
                 f"loss became NaN/inf at epoch {epoch + 1} {where}; the last checkpoint "
-                f"(epoch {epoch}) is kept: lower --lr or --meta_lr and rerun")
+                "is kept: lower --lr or --meta_lr and rerun")
         sums["count"] = step * batch_size
         sums["steps"] = step
         if progress is not None:
             progress(step, sums)
+        faults.hit("after_call")
+        if after_call is not None:
+            after_call(step, sums)
     return sums
 
 
 def _check_same_checkpoint(strategy: tf.distribute.Strategy, latest: str | None) -> None:
     """All workers must resume from the same checkpoint (the chief's latest; its number is
-    the epoch it ends), else the collective restore would fail on a half-restored state."""
+    the run's step count), else the collective restore would fail on a half-restored state."""
     number = int(latest.rsplit("-", 1)[1]) if latest else 0
     value = strategy.run(lambda: tf.constant([number], tf.int64))
     numbers = strategy.gather(value, axis=0).numpy()
     low, high = int(numbers.min()), int(numbers.max())
     if low != high:
         raise TrainingError(
-            f"the workers would resume from different epochs ({low} to {high}): the run "
+            f"the workers would resume from different checkpoints (steps {low} to {high}): "
+            "the run "
             "folder's checkpoints/ must be on a filesystem every worker reads")
 
 
@@ -206,13 +255,19 @@ def _stage_at(stages, epoch: int):
 
 
 def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None = None,
-                       strategy: tf.distribute.Strategy | None = None, log=print) -> dict:
+                       strategy: tf.distribute.Strategy | None = None, log=print,
+                       stop_requested=None) -> dict:
     """Trains `config.method` on the biased data and evaluates every epoch.
 
     The method (`mwnet_tf.methods`) gives the run's stages and steps; this loop runs them in
     order. Writes into `workdir`: TensorBoard events (`train/`, `test/`), `checkpoints/`
     (resumed from when present), the method's artifacts (MW-Net: `weight_fn/`) and
     `results.json`. Returns the results.
+
+    Checkpoints: after each epoch, and inside it every `config.checkpoint_every_steps` steps
+    and `config.checkpoint_every_minutes` minutes; a resumed run continues at the next batch.
+    `stop_requested()`, polled after each call of the training loop, returns a signal number
+    to stop at: the run then saves a checkpoint and raises `Interrupted`.
 
     `strategy` defaults to `make_strategy(config.strategy)`; under multi-worker training pass
     one made at program start. Only the chief writes `workdir`: the other workers restore
@@ -260,9 +315,16 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             num_replicas=replicas))
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         best_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="best_accuracy")
+        # the position inside the epoch and the steps of the whole run (checkpoint numbers)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        global_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        tracker = tracking.Tracker(data, method, seed=config.seed,
+                                   batch_size=config.eval_batch_size, workdir=workdir,
+                                   chief=chief, write=write_json)
         checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
                                          epoch=epoch_var, best_accuracy=best_var,
-                                         **method.trackables())
+                                         step_in_epoch=step_var, global_step=global_var,
+                                         **tracker.trackables(), **method.trackables())
         ckpt_dir = os.path.join(workdir, "checkpoints")
         if chief:
             manager = tf.train.CheckpointManager(checkpoint, ckpt_dir,
@@ -274,6 +336,23 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         if config.strategy == "multi_worker":  # restoring is collective: agree on it first
             _check_same_checkpoint(strategy, latest)
         _restore(latest, checkpoint, log)
+    partial = _read_progress(ckpt_dir, latest) if chief else {}
+
+    def save() -> str | None:
+        """A checkpoint of the current position (the chief writes the epoch's partial metric
+        sums beside it first, named after it)."""
+        number = int(global_var.numpy())
+        if chief:
+            os.makedirs(ckpt_dir, exist_ok=True)
+            write_json(_progress_path(ckpt_dir, number),
+                       {"epoch": int(epoch_var.numpy()), "step": int(step_var.numpy()),
+                        "sums": partial})
+        faults.hit("checkpoint_before")
+        path = manager.save(checkpoint_number=number)
+        faults.hit("checkpoint_after")
+        if chief:
+            _prune_progress(ckpt_dir, manager.checkpoints)
+        return path
 
     stages = method.stages()
     total_epochs = sum(s.epochs for s in stages)
@@ -286,18 +365,37 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
 
     writers = {k: tf.summary.create_file_writer(os.path.join(workdir, k)) if chief else
                tf.summary.create_noop_writer() for k in ("train", "test")}
-    tracker = tracking.Tracker(data, method, seed=config.seed,
-                               batch_size=config.eval_batch_size, workdir=workdir, chief=chief,
-                               write=write_json)
     tracker.start(int(epoch_var.numpy()))
     start_time = time.time()
     test: dict = {}
     train = {}
-    for epoch in range(int(epoch_var.numpy()), total_epochs):
+    first_epoch, last_save = int(epoch_var.numpy()), time.time()
+
+    def after_call(step: int, sums: dict) -> None:
+        """Records the position; saves when a checkpoint is due or a stop was requested."""
+        nonlocal last_save
+        global_var.assign(epoch_base + step)
+        step_var.assign(step)
+        partial.clear()
+        partial.update(sums)
+        signum = stop_requested() if stop_requested else None
+        due = ((config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0)
+               or (config.checkpoint_every_minutes
+                   and time.time() - last_save >= 60 * config.checkpoint_every_minutes))
+        if due or signum:
+            path = save()
+            last_save = time.time()
+            if signum:
+                raise Interrupted(f"stopped by signal {signum} at epoch {epoch + 1} step "
+                                  f"{step}; checkpoint {path}", signum)
+
+    for epoch in range(first_epoch, total_epochs):
         t0 = time.time()
+        start_step = int(step_var.numpy()) if epoch == first_epoch else 0
+        epoch_base = int(global_var.numpy()) - start_step
         index, stage_epoch = _stage_at(stages, epoch)
         stage = stages[index]
-        if stage_epoch == 0 and stage.fresh:
+        if stage_epoch == 0 and stage.fresh and start_step == 0:
             with strategy.scope():
                 reinitialize(classifier, new_classifier(config.seed + 1000 * index))
                 reset_optimizer(optimizer)
@@ -318,13 +416,18 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                                       meta_batch_size=config.meta_batch_size, seed=config.seed,
                                       epoch=epoch,
                                       with_meta=method.meta_batches(stage))
+        if start_step:  # resumed inside the epoch: the same batches from the next one on
+            train_ds = train_ds.skip(start_step)
         if distributed:
             train_ds = strategy.experimental_distribute_dataset(train_ds)
         progress = _Progress(log, config.progress_seconds, steps_per_epoch, epoch + 1,
                              total_epochs)
         sums = train_epoch(train_loop, train_ds, steps=steps_per_epoch,
                            steps_per_call=config.steps_per_call, batch_size=config.batch_size,
-                           epoch=epoch, progress=progress.update)
+                           epoch=epoch, progress=progress.update, start_step=start_step,
+                           sums=partial if start_step else None,
+                           checkpoint_every_steps=config.checkpoint_every_steps,
+                           after_call=after_call)
         train = _epoch_metrics(sums)
         test = _evaluate(eval_step, test_ds)
         if stage.reported:
@@ -332,6 +435,9 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         if stage_epoch == stage.epochs - 1:
             method.end_stage(stage)
         epoch_var.assign(epoch + 1)
+        step_var.assign(0)
+        global_var.assign(epoch_base + steps_per_epoch)
+        partial.clear()
         with writers["train"].as_default(step=epoch + 1):
             for k, v in train.items():
                 tf.summary.scalar(k, v)
@@ -342,18 +448,24 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             for c, acc in enumerate(test.get("per_class_accuracy", [])):
                 tf.summary.scalar(f"class_accuracy/{c:03d}", acc)
         tracker.end_epoch(epoch + 1, lr, train, test, writers)
-        manager.save(checkpoint_number=epoch + 1)
+        path = save()
+        last_save = time.time()
         extra = "".join(f"  {k} {train[k]:.3f}" for k in
                         ("meta_loss", "weight_clean", "weight_corrupted") if k in train)
         where = f" ({stage.name})" if len(stages) > 1 else ""
         log(f"epoch {epoch + 1}/{total_epochs}{where}  lr {lr:g}  train loss "
             f"{train['loss']:.4f} acc {train['accuracy']:.2f}%{extra}  test loss "
             f"{test['loss']:.4f} acc {test['accuracy']:.2f}%  {time.time() - t0:.1f}s")
+        signum = stop_requested() if stop_requested else None
+        if signum and epoch + 1 < total_epochs:
+            raise Interrupted(f"stopped by signal {signum} after epoch {epoch + 1}; "
+                              f"checkpoint {path}", signum)
     for w in writers.values():
         w.flush()
 
-    if not test:  # nothing left to train: a finished run asked again
+    if not test:  # nothing left to train: a finished run asked again, or killed at the end
         test = _evaluate(eval_step, test_ds)
+        train = tracker.final(test)
     results = {
         "test_accuracy": test["accuracy"],
         "best_test_accuracy": float(best_var.numpy()),
@@ -368,6 +480,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         **method.results(),
     }
     if chief:
+        faults.hit("export")
         method.export(workdir)
+        faults.hit("results")
         write_json(os.path.join(workdir, "results.json"), results)
     return results

@@ -130,7 +130,7 @@ def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_p
     assert not worker_dir.parent.exists()  # the other worker wrote nothing
     assert os.listdir(scratch) == []  # and removed its temporary checkpoints
 
-    # Started again, the chief finds its checkpoint of epoch 3 and the other worker (whose
+    # Started again, the chief finds its checkpoint of epoch 3 (step 33) and the other worker (whose
     # run folder is elsewhere, as on a machine without the shared filesystem) none: both stop.
     procs = [_train([*ARGS, "--strategy=multi_worker", f"--workdir={d}"],
                     _env(TF_CONFIG=c, TMPDIR=str(scratch)), cpu=i)
@@ -140,7 +140,7 @@ def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_p
     assert [p.returncode for p in procs] == [1, 1], outs
     for out in outs:
         assert out.splitlines()[-1].startswith(
-            "error: the workers would resume from different epochs (0 to 3)"), out
+            "error: the workers would resume from different checkpoints (steps 0 to 33)"), out
 
 
 def test_a_run_that_loses_a_worker_resumes_from_the_chief_checkpoint(tmp_path,
@@ -153,7 +153,7 @@ def test_a_run_that_loses_a_worker_resumes_from_the_chief_checkpoint(tmp_path,
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
-    first = run / "checkpoints" / "ckpt-1.index"
+    first = run / "checkpoints" / "ckpt-11.index"  # one epoch: 11 steps
     deadline = time.time() + 240
     while not first.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.1)
