@@ -58,7 +58,7 @@ def test_killed_at_many_moments_and_rerun_it_ends_bitwise_equal(tmp_path, uninte
     # written, while the weight function is exported, before results.json: each time the
     # same command is run again in the same folder.
     faults = ["after_call:3", "eval:2", "checkpoint_before:2", "checkpoint_after:2",
-              "after_call:2", "export:1", "results:1"]
+              "export:1", "results:1"]
     for fault in faults:
         proc = _run(work, fault=fault)
         assert proc.returncode == -signal.SIGKILL, (fault, proc.stderr[-2000:])
