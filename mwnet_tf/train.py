@@ -246,7 +246,7 @@ def main(argv: list[str]) -> None:
         if it holds nothing but its flags.cfg."""
         if lock is not None:
             lock.release()
-        if new_folder and os.path.isdir(workdir):
+        if chief and new_folder and os.path.isdir(workdir):
             _remove_fresh_workdir(workdir)
 
     if chief:  # the other workers of a cluster write nothing into the run folder
