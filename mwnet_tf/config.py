@@ -10,6 +10,11 @@ METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tun
            "glc", "co_teaching", "confident_learning", "mwnet")
 META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+MIXED_PRECISION = ("none", "bfloat16", "float16")
+# float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.meta); the
+# others (l2rw, glc, co_teaching) write their own gradient steps without it.
+FLOAT16_METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune",
+                   "confident_learning", "mwnet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Config:
     deterministic: bool = False
     strategy: str = "auto"
     jit_compile: bool = False
+    mixed_precision: str = "none"   # none | bfloat16 | float16 (mwnet_tf.precision)
     keep_checkpoints: int = 2
     progress_seconds: float = 30.0
     steps_per_call: int = 10
@@ -97,6 +103,11 @@ def validate(c: Config) -> list[str]:
          f"meta_optimizer must be one of {META_OPTIMIZERS}"),
         (c.weight_norm in WEIGHT_NORMS, f"weight_norm must be one of {WEIGHT_NORMS}"),
         (c.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
+        (c.mixed_precision in MIXED_PRECISION,
+         f"mixed_precision must be one of {MIXED_PRECISION}"),
+        (c.mixed_precision != "float16" or c.method in FLOAT16_METHODS,
+         f"mixed_precision=float16 (loss scaling) is implemented for {', '.join(FLOAT16_METHODS)}"
+         f"; use bfloat16 with --method={c.method}"),
         (c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
         (c.steps_per_call >= 1, "steps_per_call must be >= 1"),
         (c.checkpoint_every_steps >= 0 and c.checkpoint_every_minutes >= 0,

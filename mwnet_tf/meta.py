@@ -22,6 +22,8 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
+from mwnet_tf import precision
+
 WEIGHT_NORMS = ("none", "batch")
 
 
@@ -136,23 +138,36 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
             losses = per_sample_ce(logits, batch["y"])                     # [n]
             v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
             virtual_loss = tf.reduce_sum(normalized(v, options) * losses)
-        grads = replica_sum(inner.gradient(virtual_loss, tv))
-        w_hat = [w - lr * g for w, g in zip(tv, grads)]
+            scaled_virtual = precision.scaled(virtual_loss, optimizer)
+        grads = precision.unscaled(replica_sum(inner.gradient(scaled_virtual, tv)), optimizer)
+        w_hat = [w - lr * tf.cast(g, w.dtype) for w, g in zip(tv, grads)]
         meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
         meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
             options.global_meta_batch_size, meta_logits.dtype)
+        scaled_meta = precision.scaled(meta_loss, meta_optimizer)
     theta = weight_net.trainable_variables
-    meta_optimizer.apply(outer.gradient(meta_loss, theta), theta)
+    meta_optimizer.apply(outer.gradient(scaled_meta, theta), theta)
+    meta_loss = _skipped_as_zero(meta_loss, meta_optimizer)
 
     v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-    grads = inner.gradient(losses, tv, output_gradients=normalized(v_new, options))
+    grads = inner.gradient(losses, tv, output_gradients=precision.scaled(
+        normalized(v_new, options), optimizer))
     del inner
-    optimizer.apply(grads, trainable)
+    optimizer.apply(grads, trainable)  # a LossScaleOptimizer divides by its scale
     for var, value in zip(non_trainable, new_ntv):
         var.assign(value)
 
     return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
             "meta_loss": meta_loss, **weight_stats(v_new, batch)}
+
+
+def _skipped_as_zero(meta_loss: tf.Tensor, meta_optimizer) -> tf.Tensor:
+    """Under loss scaling (float16) a non-finite meta loss is an overflow that the
+    `LossScaleOptimizer` has just skipped (and lowered its scale for), not a diverged run:
+    report it as 0. Without loss scaling it is returned as it is (the trainer stops on it)."""
+    if precision.scale(meta_optimizer) is None:
+        return meta_loss
+    return tf.where(tf.math.is_finite(meta_loss), meta_loss, tf.zeros_like(meta_loss))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,25 +203,29 @@ def _mwnet_head_step(head: HeadSplit, weight_net, optimizer, meta_optimizer, bat
     kernel, bias = head.kernel.value, head.bias.value
     lr = tf.cast(optimizer.learning_rate, kernel.dtype)
     meta_features, _ = body.stateless_call(tv, ntv, meta_batch["x"], training=True)
-    meta_features = tf.stop_gradient(meta_features)
+    meta_features = tf.stop_gradient(tf.cast(meta_features, kernel.dtype))
     with tf.GradientTape() as outer:
         with tf.GradientTape(persistent=True, watch_accessed_variables=False) as inner:
             inner.watch(tv + [kernel, bias])
             features, new_ntv = body.stateless_call(tv, ntv, batch["x"], training=True)
-            logits = tf.matmul(features, kernel) + bias
+            logits = tf.matmul(tf.cast(features, kernel.dtype), kernel) + bias
             losses = per_sample_ce(logits, batch["y"])
             v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
             virtual_loss = tf.reduce_sum(normalized(v, options) * losses)
-        g_kernel, g_bias = replica_sum(inner.gradient(virtual_loss, [kernel, bias]))
+            scaled_virtual = precision.scaled(virtual_loss, optimizer)
+        g_kernel, g_bias = precision.unscaled(
+            replica_sum(inner.gradient(scaled_virtual, [kernel, bias])), optimizer)
         meta_logits = (tf.matmul(meta_features, kernel - lr * g_kernel) + bias - lr * g_bias)
         meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
             options.global_meta_batch_size, meta_logits.dtype)
+        scaled_meta = precision.scaled(meta_loss, meta_optimizer)
     theta = weight_net.trainable_variables
-    meta_optimizer.apply(outer.gradient(meta_loss, theta), theta)
+    meta_optimizer.apply(outer.gradient(scaled_meta, theta), theta)
+    meta_loss = _skipped_as_zero(meta_loss, meta_optimizer)
 
     v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-    grads = inner.gradient(losses, tv + [kernel, bias],
-                           output_gradients=normalized(v_new, options))
+    grads = inner.gradient(losses, tv + [kernel, bias], output_gradients=precision.scaled(
+        normalized(v_new, options), optimizer))
     del inner
     optimizer.apply(grads, list(head.variables))
     for var, value in zip(body.non_trainable_variables, new_ntv):
@@ -226,7 +245,7 @@ def weighted_step(classifier: keras.Model, weight_net: keras.Model,
         logits = classifier(batch["x"], training=True)
         losses = per_sample_ce(logits, batch["y"])
         v = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-        loss = tf.reduce_sum(normalized(v, options) * losses)
+        loss = precision.scaled(tf.reduce_sum(normalized(v, options) * losses), optimizer)
     optimizer.apply(tape.gradient(loss, trainable), trainable)
     return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
             "meta_loss": tf.zeros((), losses.dtype), **weight_stats(v, batch)}
@@ -258,6 +277,7 @@ def loss_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer, ba
         logits = classifier(batch["x"], training=True)
         objective, weights = loss_fn(logits, batch)
         loss = tf.reduce_sum(objective) / tf.cast(options.global_batch_size, objective.dtype)
+        loss = precision.scaled(loss, optimizer)
     optimizer.apply(tape.gradient(loss, trainable), trainable)
     out = {"loss_sum": tf.reduce_sum(per_sample_ce(logits, batch["y"])),
            "correct": num_correct(logits, batch["y"])}

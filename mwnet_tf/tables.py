@@ -38,6 +38,8 @@ VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "determinis
 # Method hyperparameters added after runs were kept: a kept run without one ran with its default
 # (tests/test_report.py checks these against the methods' own defaults).
 ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1}}
+# Config fields added after runs were kept, with the value those runs had.
+ADDED_FIELDS = {"mixed_precision": "none"}
 # The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
 # "meta" optimizer (tests/test_report.py checks that), so runs of other methods that differ in
 # them alone are one protocol.
@@ -121,7 +123,7 @@ def setting_label(noise: str, rate: float, imbalance: float) -> str:
 
 def _protocol(config: dict) -> str:
     """The config without the seed and the fields that do not change the result."""
-    config = {**ADDED_LATER.get(config.get("method"), {}), **config}
+    config = {**ADDED_FIELDS, **ADDED_LATER.get(config.get("method"), {}), **config}
     ignored = _ignored(config)
     return json.dumps({k: v for k, v in config.items() if k not in ignored}, sort_keys=True)
 

@@ -103,6 +103,9 @@ def define_flags() -> None:
     flags.DEFINE_enum("strategy", d.strategy, config_lib.STRATEGIES,
                       "auto: MirroredStrategy when several GPUs, else one device.")
     flags.DEFINE_bool("jit_compile", d.jit_compile, "XLA-compile the training step.")
+    flags.DEFINE_enum("mixed_precision", d.mixed_precision, config_lib.MIXED_PRECISION,
+                      "Classifier compute dtype: bfloat16 (CPU, no loss scaling) or float16 "
+                      "(GPU, dynamic loss scaling); losses and the weight net stay float32.")
     flags.DEFINE_integer("keep_checkpoints", d.keep_checkpoints, "Checkpoints kept.",
                          lower_bound=1)
     flags.DEFINE_float("progress_seconds", d.progress_seconds,

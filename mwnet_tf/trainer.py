@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import faults, meta, methods, optim, tracking
+from mwnet_tf import faults, meta, methods, optim, precision, tracking
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, load_dataset, make_biased_data
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
@@ -55,14 +55,16 @@ def make_optimizer(config: Config, kind: str = "classifier") -> keras.optimizers
     weight net's Adam or SGD (`--meta_optimizer`, fixed `--meta_lr`).
     """
     if kind == "classifier":
-        return optim.TorchSGD(config.lr, momentum=config.momentum, nesterov=config.nesterov,
-                              weight_decay=config.weight_decay)
-    if kind != "meta":
+        opt = optim.TorchSGD(config.lr, momentum=config.momentum, nesterov=config.nesterov,
+                             weight_decay=config.weight_decay)
+    elif kind != "meta":
         raise ValueError(f"unknown optimizer kind {kind!r}")
-    if config.meta_optimizer == "adam":
-        return optim.TorchAdam(config.meta_lr, weight_decay=config.meta_weight_decay)
-    return optim.TorchSGD(config.meta_lr, momentum=config.meta_momentum,
-                          nesterov=config.meta_nesterov, weight_decay=config.meta_weight_decay)
+    elif config.meta_optimizer == "adam":
+        opt = optim.TorchAdam(config.meta_lr, weight_decay=config.meta_weight_decay)
+    else:
+        opt = optim.TorchSGD(config.meta_lr, momentum=config.meta_momentum,
+                             nesterov=config.meta_nesterov, weight_decay=config.meta_weight_decay)
+    return precision.wrap(opt, config.mixed_precision)  # loss scaling for float16
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -300,8 +302,9 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         os.makedirs(workdir, exist_ok=True)
     with strategy.scope():
         def new_classifier(seed: int) -> keras.Model:
-            return build_classifier(config.model, data.num_classes, data.train_x.shape[1:],
-                                    synchronized_bn=replicas > 1, seed=seed)
+            with precision.policy(config.mixed_precision):
+                return build_classifier(config.model, data.num_classes, data.train_x.shape[1:],
+                                        synchronized_bn=replicas > 1, seed=seed)
 
         def new_optimizer(kind: str) -> keras.optimizers.Optimizer:
             return make_optimizer(config, kind)

@@ -10,16 +10,42 @@ from mwnet_tf import bench
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_benchmark_times_both_steps_and_the_loop_at_each_steps_per_call():
+def test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call(tmp_path):
+    variants = ("ce", "mwnet", "mwnet_head", "mwnet_interval", "l2rw")
     r = bench.benchmark("tiny", 20, 10, (8, 8, 1), runs=1, warmup=1, rounds=1,
-                        jit_compile=False, loop_steps_per_call=(1, 3), loop_steps=4)
-    assert r["plain_step_s"] > 0 and r["mwnet_step_s"] > 0
-    assert r["ratio"] == r["mwnet_step_s"] / r["plain_step_s"]
+                        jit_compile=False, variants=variants, meta_interval=3,
+                        loop_steps_per_call=(1, 3), loop_steps=4, profile=str(tmp_path))
+    rows = {row["variant"]: row for row in r["steps"]}
+    assert list(rows) == list(variants)
+    assert rows["ce"]["vs_first"] == 1.0
+    for row in rows.values():
+        assert row["step_s"] > 0 and row["vs_first"] == row["step_s"] / rows["ce"]["step_s"]
+    # mwnet_interval is timed over whole blocks of K steps: one exact step and K - 1 weighted
+    assert rows["mwnet_interval"]["meta_interval"] == 3
+    assert r["ratio"] == rows["mwnet"]["step_s"] / rows["ce"]["step_s"]
     assert {(row["method"], row["steps_per_call"]) for row in r["loop"]} == {
-        ("ce", 1), ("ce", 3), ("mwnet", 1), ("mwnet", 3)}
+        (v, k) for v in variants for k in (1, 3)}
     for row in r["loop"]:
-        bare = r["plain_step_s"] if row["method"] == "ce" else r["mwnet_step_s"]
-        assert row["vs_bare_step"] == row["step_s"] / bare > 0
+        assert row["vs_bare_step"] == row["step_s"] / rows[row["method"]]["step_s"] > 0
+    # the profile: a second-order pass in the exact step and L2RW's, none in the plain step
+    prof = r["profile"]
+    assert prof["ce"]["phases"]["second-order backward"]["seconds"] == 0
+    for v in ("mwnet", "l2rw"):
+        assert prof[v]["phases"]["second-order backward"]["seconds"] > 0
+        assert abs(sum(p["share"] for p in prof[v]["phases"].values()) - 1) < 1e-9
+        assert prof[v]["op_types"][0]["seconds"] > 0
+
+
+def test_the_variants_are_the_trainers_steps():
+    """Bench builds each variant through the methods registry, as the trainer does."""
+    from mwnet_tf import optim
+    b = bench.Bench("mwnet_interval", "tiny", 20, 10, (8, 8, 1), meta_interval=4)
+    assert b.method.hp["meta_interval"] == 4 and b.unit == 4
+    assert isinstance(b.method.ctx.optimizer, optim.TorchSGD)
+    assert b.method.ctx.optimizer.coupled_weight_decay == 5e-4
+    assert bench.Bench("mwnet_head", "tiny", 20, 10, (8, 8, 1)).method.head is not None
+    assert not bench.Bench("ce", "tiny", 20, 10, (8, 8, 1)).with_meta
+    assert bench.Bench("l2rw", "tiny", 20, 10, (8, 8, 1)).with_meta
 
 
 def test_memory_probe_sees_the_step_allocate():
@@ -32,10 +58,20 @@ def test_command_writes_loop_and_memory_to_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mwnet_tf.bench", "--model=tiny", "--batch_size=20", "--runs=1",
          "--rounds=1", "--warmup=1", "--loop", "--steps_per_call=2", "--loop_steps=2",
-         "--memory", f"--json={out}"], cwd=REPO, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+         "--memory", "--mixed_precision=bfloat16", f"--json={out}"], cwd=REPO,
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
+    assert r["mixed_precision"] == "bfloat16"
     assert [row["steps_per_call"] for row in r["loop"]] == [2, 2]
-    assert r["memory"]["rss_ratio"] > 0 and r["memory"]["mwnet"]["method"] == "mwnet"
-    assert "memory ratio MW-Net / plain" in proc.stdout
+    assert r["memory"]["rss_ratio"]["ce"] == 1.0
+    assert r["memory"]["probes"]["mwnet"]["method"] == "mwnet"
+    assert "MW-Net, exact" in proc.stdout and "the peak of ce" in proc.stdout
+
+
+def test_unknown_variant_is_a_usage_error():
+    proc = subprocess.run([sys.executable, "-m", "mwnet_tf.bench", "--variants=ce,fast"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 1 and "--variants takes" in proc.stderr
+    assert "Traceback" not in proc.stderr

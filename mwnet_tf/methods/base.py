@@ -233,7 +233,9 @@ def reinitialize(model: keras.Model, fresh: keras.Model) -> None:
 
 
 def reset_optimizer(optimizer: keras.optimizers.Optimizer) -> None:
-    """Zeroes an optimizer's slots and step count (its learning rate is left alone)."""
+    """Zeroes an optimizer's slots and step count (its learning rate is left alone; inside a
+    `LossScaleOptimizer`, the inner optimizer's, the loss scale kept)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
     lr = getattr(optimizer, "_learning_rate", None)
     for var in optimizer.variables:
         if var is not lr:

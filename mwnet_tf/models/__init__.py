@@ -6,7 +6,8 @@ across replicas when `synchronized_bn` is set (exact data-parallel MW-Net).
 Models are built in `keras.config.floatx()`. Keras fixes its global dtype policy when it builds
 its first layer, after which `keras.config.set_floatx` alone no longer reaches new layers (and a
 policy fixed while floatx was float64 outlives `set_floatx("float32")`); the builders therefore
-use a plain policy of the current floatx. A mixed-precision global policy is kept as it is.
+use a plain policy of the current floatx. A mixed-precision global policy is kept as it is for
+classifiers (their output layer computes in float32), never for the weight net.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ MODELS = tuple(_BUILDERS)
 
 
 @contextlib.contextmanager
-def _floatx_policy() -> Iterator[None]:
-    """Build layers under a plain dtype policy of `keras.config.floatx()`."""
+def _floatx_policy(keep_mixed: bool = True) -> Iterator[None]:
+    """Build layers under a plain dtype policy of `keras.config.floatx()` (a mixed-precision
+    policy is kept when `keep_mixed`)."""
     old = keras.config.dtype_policy()
-    if old.compute_dtype != old.variable_dtype:  # mixed precision: leave it alone
+    if keep_mixed and old.compute_dtype != old.variable_dtype:
         yield
         return
     keras.config.set_dtype_policy(keras.config.floatx())
@@ -50,6 +52,7 @@ def build_classifier(name: str, num_classes: int, input_shape: tuple[int, ...], 
 
 
 def build_weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
-    """The weight net V: losses float [N, 1] -> weights in (0, 1) [N, 1]."""
-    with _floatx_policy():
+    """The weight net V: losses float [N, 1] -> weights in (0, 1) [N, 1], in floatx even under
+    mixed precision (it is tiny, and its meta-gradients are small)."""
+    with _floatx_policy(keep_mixed=False):
         return weight_net(hidden, seed)

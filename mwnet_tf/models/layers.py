@@ -50,12 +50,19 @@ def conv(filters: int, kernel: int, stride: int, seed: int | None, mode: str = "
 def dense(units: int, fan_in: int, seed: int | None, activation: str | None = None,
           kernel_initializer: keras.initializers.Initializer | str | None = None,
           bias_initializer: keras.initializers.Initializer | str | None = None,
-          ) -> keras.layers.Dense:
-    """A linear layer initialized as torch.nn.Linear unless initializers are given."""
+          logits: bool = False) -> keras.layers.Dense:
+    """A linear layer initialized as torch.nn.Linear unless initializers are given.
+
+    `logits=True` marks a classifier's output layer: under a mixed-precision policy it computes
+    in float32 (Keras' advice for the last layer), so that logits, per-sample losses and what
+    the weight net reads stay float32."""
     if kernel_initializer is None:
         kernel_initializer = torch_uniform(fan_in, seed)
     if bias_initializer is None:
         bias_initializer = torch_uniform(fan_in, None if seed is None else seed + 5_003)
+    policy = keras.config.dtype_policy()
+    mixed = policy.compute_dtype != policy.variable_dtype
     return keras.layers.Dense(units, activation=activation,
                               kernel_initializer=kernel_initializer,
-                              bias_initializer=bias_initializer)
+                              bias_initializer=bias_initializer,
+                              dtype=policy.variable_dtype if logits and mixed else None)

@@ -40,7 +40,8 @@ def resnet_cifar(num_classes: int, input_shape: tuple[int, ...], *, blocks_per_s
             x = keras.layers.ReLU()(keras.layers.Add()([y, _shortcut_a(x, channels, stride)]))
     x = keras.layers.GlobalAveragePooling2D()(x)
     seed_fc = seed_of()
-    logits = dense(num_classes, 64, seed_fc, kernel_initializer=kaiming_normal(seed_fc))(x)
+    logits = dense(num_classes, 64, seed_fc, kernel_initializer=kaiming_normal(seed_fc),
+                   logits=True)(x)
     return keras.Model(inputs, logits, name=f"resnet{6 * blocks_per_stage + 2}")
 
 
@@ -67,5 +68,5 @@ def resnet50(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn:
                     "seed" in init.get("config", {})):
                 init["config"]["seed"] = seed_of()
     base = keras.Model.from_config(config)
-    logits = dense(num_classes, base.output.shape[-1], seed_of())(base.output)
+    logits = dense(num_classes, base.output.shape[-1], seed_of(), logits=True)(base.output)
     return keras.Model(base.input, logits, name="resnet50")

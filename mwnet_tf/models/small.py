@@ -26,7 +26,7 @@ def mlp(num_classes: int, input_shape: tuple[int, ...], *, hidden: int = 256,
     x = keras.layers.Flatten()(inputs)
     x = dense(hidden, x.shape[-1], seed_of())(x)
     x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
-    return keras.Model(inputs, dense(num_classes, hidden, seed_of())(x), name="mlp")
+    return keras.Model(inputs, dense(num_classes, hidden, seed_of(), logits=True)(x), name="mlp")
 
 
 def cnn(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
@@ -44,7 +44,7 @@ def cnn(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool
         x = conv(channels, 3, stride, seed_of())(x)
         x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, dense(num_classes, x.shape[-1], seed_of())(x), name="cnn")
+    return keras.Model(inputs, dense(num_classes, x.shape[-1], seed_of(), logits=True)(x), name="cnn")
 
 
 def tiny(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
@@ -55,4 +55,4 @@ def tiny(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: boo
     x = keras.layers.Flatten()(inputs)
     x = dense(8, x.shape[-1], seed_of())(x)
     x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
-    return keras.Model(inputs, dense(num_classes, 8, seed_of())(x), name="tiny")
+    return keras.Model(inputs, dense(num_classes, 8, seed_of(), logits=True)(x), name="tiny")

@@ -41,5 +41,6 @@ def wide_resnet(num_classes: int, input_shape: tuple[int, ...], *, depth: int = 
             x = keras.layers.Add()([y, shortcut])
     x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    logits = dense(num_classes, x.shape[-1], seed_of(), bias_initializer="zeros")(x)
+    logits = dense(num_classes, x.shape[-1], seed_of(), bias_initializer="zeros",
+                   logits=True)(x)
     return keras.Model(inputs, logits, name=f"wrn{depth}_{width}")
