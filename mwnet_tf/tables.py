@@ -36,7 +36,8 @@ VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "determinis
                       "steps_per_call", "checkpoint_every_steps",
                       "checkpoint_every_minutes"})
 # Method hyperparameters added after runs were kept: a kept run without one ran with its default
-# (tests/test_report.py checks these against the methods' own defaults).
+# (tests/test_report.py checks these against the methods' own defaults). They are also the
+# method's approximations: runs that change one get a row of their own (`row_name`).
 ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1}}
 # Config fields added after runs were kept, with the value those runs had.
 ADDED_FIELDS = {"mixed_precision": "none"}
@@ -121,9 +122,14 @@ def setting_label(noise: str, rate: float, imbalance: float) -> str:
     return ", ".join(parts) or "clean"
 
 
+def _filled(config: dict) -> dict:
+    """The config with the values that runs kept before a field existed ran with."""
+    return {**ADDED_FIELDS, **ADDED_LATER.get(config.get("method"), {}), **config}
+
+
 def _protocol(config: dict) -> str:
     """The config without the seed and the fields that do not change the result."""
-    config = {**ADDED_FIELDS, **ADDED_LATER.get(config.get("method"), {}), **config}
+    config = _filled(config)
     ignored = _ignored(config)
     return json.dumps({k: v for k, v in config.items() if k not in ignored}, sort_keys=True)
 
@@ -147,28 +153,43 @@ def _per_seed(members: list[tuple[str, dict]]) -> list[dict]:
             continue
         by_seed[seed] = (path, r)
     (path0, r0), *rest = by_seed.values()
+    c0 = _filled(r0["config"])
     for path, r in rest:
-        differ = sorted(k for k in set(r0["config"]) & set(r["config"]) - _ignored(r["config"])
-                        if r0["config"][k] != r["config"][k])
+        c = _filled(r["config"])
+        differ = sorted(k for k in set(c0) & set(c) - _ignored(c) if c0[k] != c[k])
         if differ:
             raise ReportError(f"{path0} and {path} differ in {', '.join(differ)}: keep them "
                               "in different tables")
     return [r for _, r in sorted(by_seed.values(), key=lambda pr: pr[1]["config"]["seed"])]
 
 
+def row_name(config: dict) -> str:
+    """The method, and the approximations it was run with (rows of their own):
+    "mwnet", "mwnet (meta_scope=head)", "mwnet (meta_interval=10)"."""
+    method = config["method"]
+    parts = [f"{k}={config[k]}" for k, default in ADDED_LATER.get(method, {}).items()
+             if config.get(k, default) != default]
+    return f"{method} ({', '.join(parts)})" if parts else method
+
+
 def _cells(runs: list[tuple[str, dict]]) -> dict[tuple, list[dict]]:
-    """Runs per (method, column); a column is (dataset, model, noise, rate, imbalance)."""
+    """Runs per (row, column); a row is a method (`row_name`), a column is (dataset, model,
+    noise, rate, imbalance)."""
     groups = defaultdict(list)
     for path, r in runs:
         c = r["config"]
-        groups[(c["method"], (c["dataset"], c["model"], *setting(c)))].append((path, r))
+        groups[(row_name(c), (c["dataset"], c["model"], *setting(c)))].append((path, r))
     return {key: _per_seed(members) for key, members in groups.items()}
 
 
-def _method_order(methods) -> list[str]:
+def _method_order(names) -> list[str]:
+    """In `config.METHODS` order, a method's approximations after it; unknown names last."""
     from mwnet_tf.config import METHODS
-    known = [m for m in METHODS if m in methods]
-    return known + sorted(set(methods) - set(known))
+
+    def key(name):
+        base = name.split(" ", 1)[0]
+        return (METHODS.index(base) if base in METHODS else len(METHODS), base, name)
+    return sorted(set(names), key=key)
 
 
 def _column_order(col: tuple) -> tuple:

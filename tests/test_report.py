@@ -87,8 +87,9 @@ def test_setting_labels_and_no_noise_forms():
 
 def test_method_order_follows_config_then_alphabet(monkeypatch):
     monkeypatch.setattr(config_lib, "METHODS", ("ce", "focal", "mwnet"))
-    assert report._method_order({"zeta", "mwnet", "alpha", "ce"}) == [
-        "ce", "mwnet", "alpha", "zeta"]
+    assert report._method_order({"zeta", "mwnet", "alpha", "ce", "mwnet (meta_scope=head)",
+                                 "ce (x=1)"}) == [
+        "ce", "ce (x=1)", "mwnet", "mwnet (meta_scope=head)", "alpha", "zeta"]
 
 
 def test_single_seed_table_and_datasets_in_headers(tmp_path):
@@ -299,6 +300,19 @@ def test_runs_kept_before_a_hyperparameter_existed_count_with_its_default(tmp_pa
     write_run(table / "old", 80.0, seed=0)  # kept before meta_scope and meta_interval existed
     write_run(table / "new", 82.0, seed=1, meta_scope="full", meta_interval=1)
     assert "81.00 ± 1.41" in report.render("t", str(tmp_path / "reference"))
+    # an approximation is a row of its own, named after it, after the exact method
     write_run(table / "head", 83.0, seed=2, meta_scope="head", meta_interval=1)
-    with pytest.raises(report.ReportError, match="differ in meta_scope"):
+    write_run(table / "k10", 79.0, seed=0, meta_interval=10)
+    text = report.render("t", str(tmp_path / "reference"))
+    rows = [line.split("|")[1].strip() for line in text.splitlines()
+            if line.startswith("| mwnet")]
+    assert rows[:3] == ["mwnet", "mwnet (meta_interval=10)", "mwnet (meta_scope=head)"]
+    head_row = next(line for line in text.splitlines()
+                    if line.startswith("| mwnet (meta_scope=head)"))
+    assert "81.00 ± 1.41" in text and "83.00" in head_row
+    # Config fields added later: kept runs without them ran with the default
+    assert tables.ADDED_FIELDS == {k: getattr(config_lib.Config(), k)
+                                   for k in tables.ADDED_FIELDS}
+    write_run(table / "bf16", 70.0, seed=0, meta_scope="head", mixed_precision="bfloat16")
+    with pytest.raises(report.ReportError, match="differ in mixed_precision"):
         report.render("t", str(tmp_path / "reference"))
