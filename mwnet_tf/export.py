@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mwnet_tf import faults
+
 SIGNATURE = "serving_default"
 DEFAULT_LOSSES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
@@ -50,6 +52,7 @@ def export_weight_fn(weight_net: keras.Model, path: str) -> str:
             name=SIGNATURE, fn=serve,
             input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
         archive.write_out(tmp, verbose=False)
+        faults.hit("export", path)
         old = None
         if os.path.exists(path):
             old = tmp + ".old"

@@ -7,6 +7,7 @@ into a `Config`. Everything written to `workdir` is written atomically.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -14,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import Callable, Iterator
 
 import keras
 import numpy as np
@@ -76,13 +78,57 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def write_json(path: str, obj) -> None:
-    """Writes JSON atomically (a temporary file moved into place)."""
+def write_json(path: str, obj, fault: str | None = None) -> None:
+    """Writes JSON atomically (a temporary file moved into place; removed if writing fails, so
+    a full disk leaves the old file, if any, as it was). `fault`: a `faults` point hit once the
+    temporary file is written."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True)
+            f.write("\n")
+        if fault:
+            faults.hit(fault, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def _remove_leftovers(workdir: str) -> None:
+    """Temporary files of writes that a killed process never finished (`write_json`'s
+    `NAME.tmp-PID`, `export`'s `.weight_fn-*` folders); the run folder is locked, so no live
+    process owns them."""
+    for folder in (workdir, os.path.join(workdir, "checkpoints")):
+        if not os.path.isdir(folder):
+            continue
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if ".tmp-" in name and name.split(".tmp-")[-1].isdigit() and os.path.isfile(path):
+                os.remove(path)
+            elif name.startswith(".weight_fn-") and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+class WriteError(TrainingError):
+    """A run folder that cannot be written (full disk, no permission)."""
+
+
+@contextlib.contextmanager
+def _writing(what: str, last_checkpoint: Callable[[], str | None]) -> Iterator[None]:
+    """Turns a failed write of `what` into a one-line `WriteError` naming what is kept."""
+    try:
+        yield
+    except (OSError, tf.errors.OpError) as e:
+        reason = (e.strerror if isinstance(e, OSError) and e.strerror
+                  else str(getattr(e, "message", e)).strip().splitlines()[0][:160])
+        kept = last_checkpoint()
+        raise WriteError(
+            f"could not write {what} ({reason}); "
+            + (f"the last complete checkpoint {kept} is kept" if kept else "no checkpoint yet")
+            + " with everything written before: free space or fix the folder's permissions, "
+            "then rerun the same command to resume") from None
 
 
 class _Progress:
@@ -300,6 +346,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     options = meta.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
     if chief:
         os.makedirs(workdir, exist_ok=True)
+        _remove_leftovers(workdir)
     with strategy.scope():
         def new_classifier(seed: int) -> keras.Model:
             with precision.policy(config.mixed_precision):
@@ -341,17 +388,28 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         _restore(latest, checkpoint, log)
     partial = _read_progress(ckpt_dir, latest) if chief else {}
 
+    def last_checkpoint() -> str | None:
+        return tf.train.latest_checkpoint(ckpt_dir) if chief else None
+
     def save() -> str | None:
         """A checkpoint of the current position (the chief writes the epoch's partial metric
-        sums beside it first, named after it)."""
+        sums beside it first, named after it). A failed write removes that progress file and
+        leaves the last complete checkpoint the latest."""
         number = int(global_var.numpy())
-        if chief:
-            os.makedirs(ckpt_dir, exist_ok=True)
-            write_json(_progress_path(ckpt_dir, number),
-                       {"epoch": int(epoch_var.numpy()), "step": int(step_var.numpy()),
-                        "sums": partial})
-        faults.hit("checkpoint_before")
-        path = manager.save(checkpoint_number=number)
+        progress_file = _progress_path(ckpt_dir, number)
+        try:
+            with _writing(f"checkpoint {number} in {ckpt_dir}", last_checkpoint):
+                if chief:
+                    os.makedirs(ckpt_dir, exist_ok=True)
+                    write_json(progress_file, {"epoch": int(epoch_var.numpy()),
+                                               "step": int(step_var.numpy()), "sums": partial})
+                faults.hit("checkpoint_before", ckpt_dir)
+                path = manager.save(checkpoint_number=number)
+        except WriteError:
+            if chief and not os.path.exists(os.path.join(ckpt_dir, f"ckpt-{number}.index")):
+                with contextlib.suppress(OSError):
+                    os.remove(progress_file)
+            raise
         faults.hit("checkpoint_after")
         if chief:
             _prune_progress(ckpt_dir, manager.checkpoints)
@@ -450,7 +508,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             tf.summary.scalar("accuracy", test["accuracy"])
             for c, acc in enumerate(test.get("per_class_accuracy", [])):
                 tf.summary.scalar(f"class_accuracy/{c:03d}", acc)
-        tracker.end_epoch(epoch + 1, lr, train, test, writers)
+        with _writing(f"the epoch's history and summaries in {workdir}", last_checkpoint):
+            tracker.end_epoch(epoch + 1, lr, train, test, writers)
         path = save()
         last_save = time.time()
         extra = "".join(f"  {k} {train[k]:.3f}" for k in
@@ -483,8 +542,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         **method.results(),
     }
     if chief:
-        faults.hit("export")
-        method.export(workdir)
-        faults.hit("results")
-        write_json(os.path.join(workdir, "results.json"), results)
+        with _writing(f"the exports in {workdir}", last_checkpoint):
+            method.export(workdir)
+        with _writing(os.path.join(workdir, "results.json"), last_checkpoint):
+            write_json(os.path.join(workdir, "results.json"), results, fault="results")
     return results

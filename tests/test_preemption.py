@@ -68,6 +68,58 @@ def test_killed_at_many_moments_and_rerun_it_ends_bitwise_equal(tmp_path, uninte
     assert "resumed from" in proc.stdout
     assert _results(work) == uninterrupted
     assert not (work / ".lock").exists()
+    assert _leftovers(work) == []  # the killed writes' temporary files are gone
+
+
+def _leftovers(work):
+    return sorted(str(p.relative_to(work)) for p in work.rglob("*")
+                  if ".tmp-" in p.name or p.name.startswith(".weight_fn-"))
+
+
+def _one_error_line(proc, *texts):
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert len(errors) == 1 and errors[0].startswith("error: "), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    for text in texts:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, uninterrupted):
+    """ENOSPC / EACCES injected inside the writers (`mwnet_tf.faults`): a checkpoint, the
+    weight function, results.json. Each ends in one line naming what is kept; what was
+    written before stays readable; the same command then resumes and ends as if nothing
+    happened."""
+    import tensorflow as tf
+
+    from mwnet_tf import export
+
+    work = tmp_path / "run"
+    ckpts = work / "checkpoints"
+    # the second checkpoint (step 6, inside epoch 1) cannot be written
+    proc = _run(work, fault="checkpoint_before:2:enospc")
+    line = _one_error_line(proc, "could not write checkpoint 6", "No space left on device",
+                           "ckpt-3 is kept")
+    latest = tf.train.latest_checkpoint(str(ckpts))
+    assert latest.endswith("ckpt-3") and latest in line
+    assert tf.train.load_checkpoint(latest).get_variable_to_shape_map()  # readable
+    assert (ckpts / "progress-3.json").exists() and not (ckpts / "progress-6.json").exists()
+    flags_cfg = (work / "flags.cfg").read_bytes()
+    # resumed: the weight function cannot be written at the end (an unwritable folder)
+    proc = _run(work, fault="export:1:eacces")
+    _one_error_line(proc, "could not write the exports", "Permission denied", "is kept")
+    assert not (work / "weight_fn").exists() and not (work / "results.json").exists()
+    assert _leftovers(work) == []
+    # resumed again: results.json cannot be written; the weight function written before it is
+    proc = _run(work, fault="results:1:enospc")
+    _one_error_line(proc, "could not write", "results.json", "No space left on device")
+    assert not (work / "results.json").exists() and _leftovers(work) == []
+    export.read_weight_net(str(work / "weight_fn"))  # complete and readable
+    assert (work / "flags.cfg").read_bytes() == flags_cfg
+    proc = _run(work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _results(work) == uninterrupted and not (work / ".lock").exists()
 
 
 def _start(workdir, *extra):
