@@ -57,7 +57,8 @@ from mwnet_tf.models import MODELS  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
-RESUMABLE = ("epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds", "data_dir",
+RESUMABLE = ("workdir", "epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds",
+             "data_dir",
              "strategy", "jit_compile", "steps_per_call", "checkpoint_every_steps",
              "checkpoint_every_minutes")
 
@@ -188,8 +189,9 @@ def _flag_values(text: str) -> dict[str, str]:
     return out
 
 
-def prepare_workdir(config: config_lib.Config, workdir: str) -> None:
-    """Creates the run folder and writes flags.cfg; refuses a folder holding a different run."""
+def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
+    """Creates the run folder; refuses a folder holding a different run. Returns the text of
+    its flags.cfg, written by `write_flagfile` once the run has started."""
     path = os.path.join(workdir, "flags.cfg")
     new = config_to_flagfile(config, workdir)
     if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
@@ -201,9 +203,19 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> None:
             raise ValueError(f"{workdir} holds a run with other settings ({', '.join(changed)}); "
                              "pass another --workdir or repeat it with --flagfile=" + path)
     os.makedirs(workdir, exist_ok=True)
+    return new
+
+
+def write_flagfile(workdir: str, text: str) -> None:
+    """flags.cfg, atomically (an equal file is left untouched)."""
+    path = os.path.join(workdir, "flags.cfg")
+    if os.path.exists(path):
+        with open(path) as f:
+            if f.read() == text:
+                return
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
-        f.write(new)
+        f.write(text)
     os.replace(tmp, path)
 
 
@@ -259,7 +271,7 @@ def main(argv: list[str]) -> None:
             os.makedirs(workdir, exist_ok=True)
             lock = runlock.RunLock(workdir).acquire()
             atexit.register(lock.release)
-            prepare_workdir(config, workdir)
+            flagfile = prepare_workdir(config, workdir)
         except OSError as e:
             abandon()
             _fail(f"cannot write the run folder {workdir} ({e.strerror or e})", 2)
@@ -288,7 +300,8 @@ def main(argv: list[str]) -> None:
     try:
         results = trainer.train_and_evaluate(
             config, workdir, strategy=strategy, log=lambda s: print(s, flush=True),
-            stop_requested=lambda: requested[0] if requested else None)
+            stop_requested=lambda: requested[0] if requested else None,
+            on_start=(lambda: write_flagfile(workdir, flagfile)) if chief else None)
     except DataUnavailableError as e:
         abandon()  # the data is read before anything else: only flags.cfg is there
         _fail(str(e), 1)
@@ -324,7 +337,9 @@ def _parse(argv: list[str]) -> list[str]:
     try:
         return FLAGS(argv)
     except flags.Error as e:
-        _fail(str(e).splitlines()[0], 2)
+        message = str(e).splitlines()[0]
+        _fail(message.removeprefix("ERROR:: ").replace("Unable to open flagfile",
+                                                         "cannot read the flagfile"), 2)
 
 
 def run() -> None:

@@ -214,6 +214,24 @@ def _read_progress(ckpt_dir: str, latest: str | None) -> dict:
                             "another --workdir to start afresh") from None
 
 
+def _check_checkpoint_list(ckpt_dir: str) -> None:
+    """Checkpoints whose list (the `checkpoint` file) cannot be read: an error, not a fresh
+    start that would overwrite them."""
+    if not os.path.isdir(ckpt_dir):
+        return
+    if not any(n.startswith("ckpt-") and n.endswith(".index") for n in os.listdir(ckpt_dir)):
+        return
+    try:
+        latest = tf.train.latest_checkpoint(ckpt_dir)
+    except (tf.errors.OpError, ValueError):
+        latest = None
+    if latest is None:
+        raise TrainingError(
+            f"cannot read {os.path.join(ckpt_dir, 'checkpoint')}, the list of the checkpoints "
+            "beside it; move the checkpoints folder away or pick another --workdir to start "
+            "afresh")
+
+
 def _prune_progress(ckpt_dir: str, kept: list[str]) -> None:
     """Removes the progress files of checkpoints the manager no longer keeps."""
     keep = {os.path.basename(_progress_path(ckpt_dir, int(p.rsplit("-", 1)[1]))) for p in kept}
@@ -304,7 +322,7 @@ def _stage_at(stages, epoch: int):
 
 def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None = None,
                        strategy: tf.distribute.Strategy | None = None, log=print,
-                       stop_requested=None) -> dict:
+                       stop_requested=None, on_start: Callable[[], None] | None = None) -> dict:
     """Trains `config.method` on the biased data and evaluates every epoch.
 
     The method (`mwnet_tf.methods`) gives the run's stages and steps; this loop runs them in
@@ -314,6 +332,9 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
 
     Checkpoints: after each epoch, and inside it every `config.checkpoint_every_steps` steps
     and `config.checkpoint_every_minutes` minutes; a resumed run continues at the next batch.
+    `on_start()` is called (on the chief) once the data is loaded and the checkpoint, if any,
+    restored: the first moment the run folder is changed, so a start that fails before it
+    leaves an existing folder as it was.
     `stop_requested()`, polled after each call of the training loop, returns a signal number
     to stop at: the run then saves a checkpoint and raises `Interrupted`.
 
@@ -346,7 +367,6 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     options = meta.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
     if chief:
         os.makedirs(workdir, exist_ok=True)
-        _remove_leftovers(workdir)
     with strategy.scope():
         def new_classifier(seed: int) -> keras.Model:
             with precision.policy(config.mixed_precision):
@@ -376,6 +396,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                                          step_in_epoch=step_var, global_step=global_var,
                                          **tracker.trackables(), **method.trackables())
         ckpt_dir = os.path.join(workdir, "checkpoints")
+        _check_checkpoint_list(ckpt_dir)
         if chief:
             manager = tf.train.CheckpointManager(checkpoint, ckpt_dir,
                                                  max_to_keep=config.keep_checkpoints)
@@ -387,6 +408,10 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             _check_same_checkpoint(strategy, latest)
         _restore(latest, checkpoint, log)
     partial = _read_progress(ckpt_dir, latest) if chief else {}
+    if chief:
+        _remove_leftovers(workdir)
+        if on_start is not None:
+            on_start()
 
     def last_checkpoint() -> str | None:
         return tf.train.latest_checkpoint(ckpt_dir) if chief else None

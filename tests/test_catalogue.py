@@ -1,0 +1,311 @@
+"""The catalogue of bad inputs: each goes through `python -m mwnet_tf.train`'s command line
+(`tests/cli_runner.py`: one TensorFlow import, a forked child per case) and must end with exit
+status 1 or 2, exactly one `error:` line on stderr, no traceback, nothing left behind in a
+folder the command would have created, and an existing folder exactly as it was.
+
+The README's table of these inputs is this run's output: `python tests/test_catalogue.py`
+prints it, and `test_readme_table_is_this_catalogue` fails when the README differs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+TINY = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=2", "--progress_seconds=0"]
+BEGIN, END = "<!-- catalogue -->", "<!-- /catalogue -->"
+
+
+class Case:
+    """One bad input: `argv` (with {base} for the case's scratch folder), an optional
+    `setup(base)`, the exit status and a piece of the message expected, the folder the
+    command must leave as it found it (`watch`, default the run folder)."""
+
+    def __init__(self, kind, what, argv, code, expect, setup=None, env=None, watch="{base}/run"):
+        if not any(a.startswith("--workdir=") for a in argv):
+            argv = [*argv, "--workdir={base}/run"]  # never the default folder under runs/
+        self.kind, self.what, self.argv, self.code, self.expect = kind, what, argv, code, expect
+        self.setup, self.env, self.watch = setup, env or {}, watch
+
+
+def _write(path, data=b"", mode="wb"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, mode) as f:
+        f.write(data)
+
+
+def _idx_folder(base, *, truncate=None, garbage=None, drop=None):
+    """A Fashion-MNIST folder in the IDX layout: copies of small real-layout files, one of
+    them truncated, replaced by text, or left out."""
+    import numpy as np
+    folder = os.path.join(base, "fashion")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 200), ("t10k", 50)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        files = {f"{split}-images-idx3-ubyte.gz":
+                 b"\x00\x00\x08\x03" + np.array([n, 28, 28], ">u4").tobytes() + images.tobytes(),
+                 f"{split}-labels-idx1-ubyte.gz":
+                 b"\x00\x00\x08\x01" + np.array([n], ">u4").tobytes() + labels.tobytes()}
+        for name, raw in files.items():
+            if name == drop:
+                continue
+            data = gzip.compress(raw)
+            if name == truncate:
+                data = gzip.compress(raw[: len(raw) // 2])
+            if name == garbage:
+                data = b"this is not an IDX file\n"
+            _write(os.path.join(folder, name), data)
+    return folder
+
+
+_FINISHED: dict = {}
+
+
+def _finished_run(base, name="run", *extra):
+    """A finished tiny run (one epoch) in base/name, made by the real command (once per
+    setting; later calls copy it)."""
+    key = tuple(extra)
+    if key not in _FINISHED:
+        _FINISHED[key] = os.path.join(tempfile.mkdtemp(prefix="catalogue-run-"), "run")
+        proc = subprocess.run([sys.executable, "-m", "mwnet_tf.train", *TINY, "--epochs=1",
+                               "--lr_decay_epochs=", *extra, f"--workdir={_FINISHED[key]}"],
+                              cwd=REPO, capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    shutil.copytree(_FINISHED[key], os.path.join(base, name))
+
+
+def _truncate_checkpoint(base):
+    for name in os.listdir(f"{base}/run/checkpoints"):
+        if ".data-" in name:
+            with open(f"{base}/run/checkpoints/{name}", "r+b") as f:
+                f.truncate(16)
+
+
+def _other_models_checkpoint(base):
+    """The checkpoints of an mlp run under the tiny run's flags.cfg."""
+    shutil.rmtree(f"{base}/run/checkpoints")
+    shutil.copytree(f"{base}/other/checkpoints", f"{base}/run/checkpoints")
+
+
+def _weight_fn_of_wrong_shape(base):
+    """A SavedModel this project did not write: a 1-7-1 net exported by Keras."""
+    import keras
+    inputs = keras.Input((1,))
+    net = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(7)(inputs)))
+    net.export(f"{base}/wrong_fn", verbose=False)
+
+
+def _cases() -> list[Case]:
+    t = TINY
+    live = json.dumps({"pid": 1, "host": "another-host"})
+    return [
+        # flag values
+        Case("flag", "noise rate out of range", [*t, "--rate=2"], 2, "--rate=2"),
+        Case("flag", "zero epochs", [*t, "--epochs=0"], 2, "--epochs=0"),
+        Case("flag", "unknown data set", [*t, "--dataset=imagenet"], 2, "--dataset=imagenet"),
+        Case("flag", "unknown method", [*t, "--method=mixup"], 2, "--method=mixup"),
+        Case("flag", "negative learning rate", [*t, "--lr=-0.1"], 2, "--lr=-0.1"),
+        Case("flag", "learning-rate decay after the last epoch", [*t, "--lr_decay_epochs=5"],
+             2, "lr_decay_epochs must be increasing"),
+        Case("flag", "decay epochs that are not numbers", [*t, "--lr_decay_epochs=a,b"], 2,
+             "comma-separated list of integers"),
+        Case("flag", "batch size 0", [*t, "--batch_size=0"], 2, "--batch_size=0"),
+        Case("flag", "a batch larger than the training set", [*t, "--batch_size=5000",
+                                                              "--meta_batch_size=50"],
+             2, "smaller than one batch"),
+        Case("flag", "another method's hyperparameter", [*t, "--method=ce",
+                                                         "--meta_scope=head"],
+             2, "hyperparameter of --method=mwnet"),
+        Case("flag", "float16 for a method without loss scaling",
+             [*t, "--method=l2rw", "--mixed_precision=float16"], 2, "mixed_precision=float16"),
+        Case("flag", "meta_interval 0", [*t, "--meta_interval=0"], 2, "--meta_interval=0"),
+        Case("flag", "an argument that is not a flag", [*t, "cifar10"], 2,
+             "unexpected arguments: cifar10"),
+        Case("flag", "an unknown flag", [*t, "--learning_rate=0.1"], 2, "learning_rate"),
+        # flagfiles
+        Case("flagfile", "a flagfile that does not exist", ["--flagfile={base}/none.cfg"], 2,
+             "none.cfg"),
+        Case("flagfile", "a flagfile with an unknown flag", ["--flagfile={base}/bad.cfg"], 2,
+             "no_such_flag", setup=lambda b: _write(f"{b}/bad.cfg", "--no_such_flag=1\n", "w")),
+        Case("flagfile", "a flagfile with a bad value", ["--flagfile={base}/bad.cfg"], 2,
+             "--noise=gaussian",
+             setup=lambda b: _write(f"{b}/bad.cfg", "--noise=gaussian\n", "w")),
+        # data
+        Case("data", "a data folder that does not exist",
+             [*t, "--dataset=fashion_mnist", "--data_dir={base}/nowhere"], 1, "does not exist"),
+        Case("data", "a file as the data folder", [*t, "--dataset=fashion_mnist",
+                                                   "--data_dir={base}/file"], 1,
+             "not a folder", setup=lambda b: _write(f"{b}/file", b"x")),
+        Case("data", "an IDX folder missing a file",
+             [*t, "--dataset=fashion_mnist", "--data_dir={base}/fashion"], 1,
+             "t10k-labels-idx1-ubyte",
+             setup=lambda b: _idx_folder(b, drop="t10k-labels-idx1-ubyte.gz")),
+        Case("data", "a truncated IDX file",
+             [*t, "--dataset=fashion_mnist", "--data_dir={base}/fashion"], 1,
+             "train-images-idx3-ubyte.gz",
+             setup=lambda b: _idx_folder(b, truncate="train-images-idx3-ubyte.gz")),
+        Case("data", "a file in the wrong format",
+             [*t, "--dataset=fashion_mnist", "--data_dir={base}/fashion"], 1,
+             "train-labels-idx1-ubyte.gz",
+             setup=lambda b: _idx_folder(b, garbage="train-labels-idx1-ubyte.gz")),
+        Case("data", "CIFAR-10 not prepared in the folder",
+             [*t, "--dataset=cifar10", "--model=tiny", "--data_dir={base}/empty"], 1,
+             "cifar10", setup=lambda b: os.makedirs(f"{b}/empty")),
+        # run folders
+        Case("run folder", "a file as the run folder", [*t, "--workdir={base}/run"], 2,
+             "is a file", setup=lambda b: _write(f"{b}/run", b"notes")),
+        Case("run folder", "a run folder that cannot be created",
+             [*t, "--workdir={base}/file/run"], 2, "cannot write the run folder",
+             setup=lambda b: _write(f"{b}/file", b"x"), watch="{base}/file"),
+        Case("run folder", "another run's folder (other settings)",
+             [*t, "--rate=0.2", "--workdir={base}/run"], 2, "holds a run with other settings",
+             setup=lambda b: _finished_run(b)),
+        Case("run folder", "a run folder in use by a live process",
+             [*t, "--workdir={base}/run"], 2, "is in use by process",
+             setup=lambda b: _write(f"{b}/run/.lock",
+                                    json.dumps({"pid": os.getpid(),
+                                                "host": os.uname().nodename}), "w")),
+        Case("run folder", "a run folder locked from another host",
+             [*t, "--workdir={base}/run"], 2, "another-host",
+             setup=lambda b: _write(f"{b}/run/.lock", live, "w")),
+        # checkpoints
+        Case("checkpoint", "a truncated checkpoint",
+             [*t, "--workdir={base}/run"], 1, "cannot restore checkpoint",
+             setup=lambda b: (_finished_run(b), _truncate_checkpoint(b))),
+        Case("checkpoint", "a checkpoint of another model",
+             [*t, "--workdir={base}/run"], 1, "cannot restore checkpoint",
+             setup=lambda b: (_finished_run(b), _finished_run(b, "other", "--model=mlp"),
+                              _other_models_checkpoint(b))),
+        Case("checkpoint", "a garbled checkpoint index file",
+             [*t, "--workdir={base}/run"], 1, "checkpoint",
+             setup=lambda b: (_finished_run(b),
+                              _write(f"{b}/run/checkpoints/checkpoint", "garbage{{\n", "w"))),
+        # TF_CONFIG
+        Case("TF_CONFIG", "multi-worker without TF_CONFIG", [*t, "--strategy=multi_worker"], 2,
+             "TF_CONFIG", env={"TF_CONFIG": None}),
+        Case("TF_CONFIG", "TF_CONFIG that is not JSON", [*t, "--strategy=multi_worker"], 2,
+             "TF_CONFIG", env={"TF_CONFIG": "{cluster: nope"}),
+        Case("TF_CONFIG", "a task index beyond the cluster", [*t, "--strategy=multi_worker"], 2,
+             "TF_CONFIG", env={"TF_CONFIG": json.dumps(
+                 {"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                  "task": {"type": "worker", "index": 5}})}),
+        # weight functions
+        Case("weight_fn", "a weight function that does not exist",
+             [*t, "--weight_fn={base}/nowhere"], 2, "nowhere"),
+        Case("weight_fn", "a folder that is not a SavedModel",
+             [*t, "--weight_fn={base}/empty"], 2, "empty",
+             setup=lambda b: os.makedirs(f"{b}/empty")),
+        Case("weight_fn", "a SavedModel of another shape", [*t, "--weight_fn={base}/wrong_fn"],
+             2, "wrong_fn", setup=_weight_fn_of_wrong_shape),
+    ]
+
+
+def _snapshot(path: str):
+    """Every file under `path` with its bytes' hash (None: nothing there)."""
+    if not os.path.exists(path):
+        return None
+    if os.path.isfile(path):
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    out = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            out[os.path.relpath(p, path)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+def run_catalogue(base: str) -> list[dict]:
+    """Sets every case up under `base`, runs them all, returns what each did."""
+    cases = _cases()
+    prepared, before = [], []
+    for i, case in enumerate(cases):
+        folder = os.path.join(base, f"case{i:02d}")
+        os.makedirs(folder)
+        if case.setup:
+            case.setup(folder)
+        watch = case.watch.format(base=folder)
+        before.append((watch, _snapshot(watch)))
+        prepared.append({"argv": [a.format(base=folder) for a in case.argv], "cwd": REPO,
+                         "env": {"MWNET_TF_FAULT": None, **case.env}})
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_runner.py")],
+                          input=json.dumps(prepared), capture_output=True, text=True,
+                          timeout=900, cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    outcomes = json.loads(proc.stdout)
+    rows = []
+    for i, (case, out, (watch, snap)) in enumerate(zip(cases, outcomes, before)):
+        folder = os.path.join(base, f"case{i:02d}")
+        lines = [line for line in out["stderr"].splitlines() if line.strip()]
+        message = lines[-1] if lines else ""
+        rows.append({"case": case, "code": out["code"], "lines": lines, "stderr": out["stderr"],
+                     "message": message.replace(folder, "DIR").replace(
+                         f"process {os.getpid()} ", "process PID "), "unchanged":
+                     _snapshot(watch) == snap})
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    def cell(text):
+        return text.replace("|", "\\|")
+    lines = ["| kind | input | exit | message |", "| --- | --- | ---: | --- |"]
+    lines += [f"| {r['case'].kind} | {cell(r['case'].what)} | {r['code']} | "
+              f"`{cell(r['message'])}` |" for r in rows]
+    return "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    return run_catalogue(str(tmp_path_factory.mktemp("catalogue")))
+
+
+def test_at_least_30_bad_inputs_each_one_line_no_traceback_nothing_changed(catalogue):
+    assert len(catalogue) >= 30
+    for r in catalogue:
+        case = r["case"]
+        where = f"{case.kind}: {case.what}: {r['stderr'][-1500:]}"
+        assert r["code"] == case.code, where
+        assert len(r["lines"]) == 1 and r["lines"][0].startswith("error: "), where
+        assert "Traceback" not in r["stderr"], where
+        assert case.expect in r["lines"][0], where
+        assert r["unchanged"], f"{where}: the watched folder changed"
+
+
+def test_readme_table_is_this_catalogue(catalogue):
+    text = open(README).read()
+    assert BEGIN in text and END in text, "the README has no catalogue block"
+    table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
+    assert table == markdown(catalogue), (
+        "the README's catalogue is stale: regenerate it with python tests/test_catalogue.py")
+
+
+if __name__ == "__main__":  # prints the README's table (or rewrites it with --readme)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = run_catalogue(tmp)
+    table = markdown(rows)
+    if sys.argv[1:] == ["--readme"]:
+        text = open(README).read()
+        head, rest = text.split(BEGIN, 1)
+        text = f"{head}{BEGIN}\n\n{table}\n\n{END}{rest.split(END, 1)[1]}"
+        with open(README, "w") as f:
+            f.write(text)
+    else:
+        print(table)
+    bad = [r for r in rows if r["code"] != r["case"].code or len(r["lines"]) != 1
+           or not r["unchanged"] or "Traceback" in r["stderr"]]
+    for r in bad:
+        print(f"\nFAILS: {r['case'].kind}: {r['case'].what}: exit {r['code']}, unchanged "
+              f"{r['unchanged']}\n{r['stderr'][-1500:]}", file=sys.stderr)
+    sys.exit(1 if bad else 0)
