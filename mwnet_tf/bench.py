@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -343,6 +344,11 @@ def main(argv: list[str]) -> None:
                   + (f", GPU peak {p['gpu_peak_bytes'] / mib:.0f} MiB"
                      if "gpu_peak_bytes" in p else ""))
     if FLAGS.json:
+        r["command"] = " ".join(["python -m mwnet_tf.bench"] + [
+            a for a in sys.argv[1:] if not a.startswith("--json")])
+        r["environment"] = {k: os.environ[k] for k in ("TF_NUM_INTEROP_THREADS",
+                                                       "TF_NUM_INTRAOP_THREADS") if k in os.environ}
+        r["date"] = time.strftime("%Y-%m-%d %H:%M")
         with open(FLAGS.json, "w") as f:
             json.dump(r, f, indent=2)
 

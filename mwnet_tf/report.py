@@ -17,6 +17,10 @@ A README block is the text between two marker lines, each on a line of its own:
     runs:TABLE    the long table of runs/reference/TABLE, one row per setting and method
     paper         paper vs ours for the paper's Tables 1-3 (CIFAR), from every kept run;
                   paper:1, paper:2 or paper:3 for one of them
+    bench:...     benchmark results kept in runs/reference/bench/*.json (mwnet_tf.bench
+                  --json): bench:steps:NAME (time and memory of each step, beside the goals),
+                  bench:pairs (plain vs MW-Net step of every ResNet-32 run and the PyTorch
+                  anchor), bench:loop, bench:profile:NAME
 `--reference DIR` replaces `runs/reference` (default: next to the README for --readme, in the
 current folder otherwise).
 """
@@ -65,6 +69,9 @@ def _table_folder(reference: str, name: str) -> str:
 def render(block: str, reference: str) -> str:
     """The Markdown of one README block (see the module docstring for the names)."""
     kind, _, name = block.rpartition(":")
+    if block.startswith("bench:"):
+        from mwnet_tf import bench_tables
+        return bench_tables.render(block[len("bench:"):], _table_folder(reference, "bench"))
     if block == "paper":
         return tables.paper(tables.load_reference(reference))
     if kind == "paper":

@@ -241,15 +241,19 @@ def _wrap(text: str) -> str:
     return textwrap.fill(text, 100, break_long_words=False, break_on_hyphens=False)
 
 
-def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> str:
-    """A Markdown table padded to align in a terminal; numbers right-aligned."""
+def _table(header: list[str], rows: list[list[str]], text_columns: int = 1,
+           text_last: bool = False) -> str:
+    """A Markdown table padded to align in a terminal; numbers right-aligned, text (the first
+    `text_columns` columns, and the last with `text_last`) left-aligned."""
     widths = [max(3, *(len(r[i]) for r in [header, *rows])) for i in range(len(header))]
+    text = {i for i in range(len(header)) if i < text_columns or (text_last and
+                                                                   i == len(header) - 1)}
 
     def line(cells):
-        return "| " + " | ".join(c.ljust(w) if i < text_columns else c.rjust(w)
+        return "| " + " | ".join(c.ljust(w) if i in text else c.rjust(w)
                                  for i, (c, w) in enumerate(zip(cells, widths))) + " |"
 
-    rule = ["-" * w if i < text_columns else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
+    rule = ["-" * w if i in text else "-" * (w - 1) + ":" for i, w in enumerate(widths)]
     return "\n".join([line(header), "| " + " | ".join(rule) + " |", *map(line, rows)])
 
 

@@ -316,3 +316,41 @@ def test_runs_kept_before_a_hyperparameter_existed_count_with_its_default(tmp_pa
     write_run(table / "bf16", 70.0, seed=0, meta_scope="head", mixed_precision="bfloat16")
     with pytest.raises(report.ReportError, match="differ in mixed_precision"):
         report.render("t", str(tmp_path / "reference"))
+
+
+def test_bench_blocks_render_kept_benchmark_results_beside_the_goals(tmp_path):
+    bench = tmp_path / "reference" / "bench"
+    bench.mkdir(parents=True)
+    common = {"model": "resnet32", "parameters": 464154, "batch_size": 100,
+              "tensorflow": "2.21.0", "keras": "3.15.1", "cpu_count": 2, "date": "d",
+              "command": "python -m mwnet_tf.bench", "jit_compile": False,
+              "mixed_precision": "none"}
+    steps = [{"variant": "ce", "label": "plain (cross-entropy)", "step_s": 1.0, "vs_first": 1.0},
+             {"variant": "mwnet", "label": "MW-Net, exact", "step_s": 3.0, "vs_first": 3.0},
+             {"variant": "mwnet_head", "label": "MW-Net, --meta_scope=head", "step_s": 1.2,
+              "vs_first": 1.2}]
+    probes = {v: {"peak_rss": p * 2 ** 20, "peak_rss_before_steps": 500 * 2 ** 20}
+              for v, p in (("ce", 1000), ("mwnet", 1500), ("mwnet_head", 1100))}
+    memory = {"probes": probes, "rss_ratio": {"ce": 1.0, "mwnet": 1.5, "mwnet_head": 1.1},
+              "step_rss_ratio": {"ce": 1.0, "mwnet": 2.0, "mwnet_head": 1.2}}
+    (bench / "a.json").write_text(json.dumps({
+        **common, "steps": steps, "memory": memory, "plain_step_s": 1.0, "mwnet_step_s": 3.0,
+        "ratio": 3.0, "loop": [{"method": "mwnet", "steps_per_call": 10, "step_s": 3.15,
+                                "vs_bare_step": 1.05}],
+        "profile": {"mwnet": {"op_seconds_per_step": 5.0, "phases": {
+            "forward": {"share": 0.3}, "backward": {"share": 0.5},
+            "second-order backward": {"share": 0.2}},
+            "op_types": [{"type": "Conv2DBackpropFilter", "share": 0.4}]}}}))
+    (bench / "b.json").write_text(json.dumps({
+        "implementation": "torch_anchor", "plain_step_s": 0.7, "mwnet_step_s": 2.9,
+        "ratio": 2.9 / 0.7}))
+    ref = str(tmp_path / "reference")
+    text = report.render("bench:steps:a", ref)
+    assert "| MW-Net, exact" in text and "≤ 2.5x: missed by 20%" in text
+    assert "≤ 1.3x: met" in text and "1500 MiB" in text and "≤ 2x: met" in text
+    pairs = report.render("bench:pairs", ref)
+    assert "PyTorch anchor (b)" in pairs and "4.14x" in pairs and "mwnet_tf (a)" in pairs
+    assert "≤ 1.1x: met" in report.render("bench:loop", ref)
+    assert "Conv2DBackpropFilter 40%" in report.render("bench:profile:a", ref)
+    with pytest.raises(report.ReportError, match="unknown report block"):
+        report.render("bench:nothing", ref)
