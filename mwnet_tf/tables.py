@@ -38,7 +38,7 @@ VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "determinis
 # Method hyperparameters added after runs were kept: a kept run without one ran with its default
 # (tests/test_report.py checks these against the methods' own defaults). They are also the
 # method's approximations: runs that change one get a row of their own (`row_name`).
-ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1}}
+ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1, "weight_fn": None}}
 # Config fields added after runs were kept, with the value those runs had.
 ADDED_FIELDS = {"mixed_precision": "none"}
 # The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
@@ -168,7 +168,10 @@ def row_name(config: dict) -> str:
     "mwnet", "mwnet (meta_scope=head)", "mwnet (meta_interval=10)"."""
     method = config["method"]
     parts = [f"{k}={config[k]}" for k, default in ADDED_LATER.get(method, {}).items()
-             if config.get(k, default) != default]
+             if config.get(k, default) != default and k != "weight_fn"]
+    if config.get("weight_fn"):  # a frozen weight function, named after the run it came from
+        source = os.path.basename(os.path.dirname(os.path.normpath(config["weight_fn"])))
+        parts.append(f"frozen weight_fn of {source}")
     return f"{method} ({', '.join(parts)})" if parts else method
 
 
