@@ -47,7 +47,8 @@ class StepOptions:
     def __post_init__(self):
         if self.weight_norm not in WEIGHT_NORMS:
             raise ValueError(f"weight_norm must be one of {WEIGHT_NORMS}, got {self.weight_norm!r}")
-        if self.global_batch_size < 1 or self.global_meta_batch_size < 1:
+        sizes = (self.global_batch_size, self.global_meta_batch_size)
+        if all(isinstance(n, int) for n in sizes) and min(sizes) < 1:  # tensors: Keras' fit
             raise ValueError("batch sizes must be positive")
 
 

@@ -22,6 +22,16 @@ def test_python_api_example_runs():
     assert float(scope["out"]["weight_sum"]) > 0
 
 
+def test_keras_fit_example_runs():
+    section = _readme().split("**With Keras' `fit`**", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    history = scope["history"].history
+    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["meta_loss"]))
+    assert "val_accuracy" in history
+
+
 def test_every_flagfile_named_in_the_readme_exists():
     names = set(re.findall(r"flags/([\w.]+\.cfg)", _readme()))
     assert "quickstart.cfg" in names
