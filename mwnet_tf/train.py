@@ -301,7 +301,8 @@ def main(argv: list[str]) -> None:
         results = trainer.train_and_evaluate(
             config, workdir, strategy=strategy, log=lambda s: print(s, flush=True),
             stop_requested=lambda: requested[0] if requested else None,
-            on_start=(lambda: write_flagfile(workdir, flagfile)) if chief else None)
+            on_start=(lambda: write_flagfile(workdir, flagfile)) if chief else None,
+            progress_bar=sys.stdout.isatty())
     except DataUnavailableError as e:
         abandon()  # the data is read before anything else: only flags.cfg is there
         _fail(str(e), 1)

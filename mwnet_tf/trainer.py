@@ -132,14 +132,28 @@ def _writing(what: str, last_checkpoint: Callable[[], str | None]) -> Iterator[N
 
 
 class _Progress:
-    """A throttled step counter: one line every `seconds`."""
+    """A throttled step counter: one line every `seconds`; with `bar` (a terminal), Keras'
+    `Progbar` instead, redrawn after every call with the rate and the time left."""
 
-    def __init__(self, log, seconds: float, total: int, epoch: int, epochs: int):
+    def __init__(self, log, seconds: float, total: int, epoch: int, epochs: int,
+                 bar: bool = False):
         self.log, self.seconds, self.total = log, seconds, total
         self.prefix = f"epoch {epoch}/{epochs}"
         self.start = self.last = time.time()
+        self.bar = None
+        if bar:
+            log(self.prefix)
+            self.bar = keras.utils.Progbar(total, stateful_metrics=["loss", "meta_loss"],
+                                           unit_name="step")
 
     def update(self, step: int, sums: dict) -> None:
+        if self.bar is not None:
+            values = [("loss", sums["loss_sum"] / sums["count"])]
+            if "meta_loss" in sums:
+                values.append(("meta_loss", sums["meta_loss"] / max(
+                    sums.get("meta_steps", sums["steps"]), 1e-12)))
+            self.bar.update(step, values=values, finalize=step >= self.total)
+            return
         now = time.time()
         if now - self.last >= self.seconds:
             self.last = now
@@ -322,7 +336,8 @@ def _stage_at(stages, epoch: int):
 
 def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None = None,
                        strategy: tf.distribute.Strategy | None = None, log=print,
-                       stop_requested=None, on_start: Callable[[], None] | None = None) -> dict:
+                       stop_requested=None, on_start: Callable[[], None] | None = None,
+                       progress_bar: bool = False) -> dict:
     """Trains `config.method` on the biased data and evaluates every epoch.
 
     The method (`mwnet_tf.methods`) gives the run's stages and steps; this loop runs them in
@@ -332,6 +347,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
 
     Checkpoints: after each epoch, and inside it every `config.checkpoint_every_steps` steps
     and `config.checkpoint_every_minutes` minutes; a resumed run continues at the next batch.
+    `progress_bar`: Keras' progress bar inside each epoch (for a terminal) instead of the
+    throttled lines every `config.progress_seconds`.
     `on_start()` is called (on the chief) once the data is loaded and the checkpoint, if any,
     restored: the first moment the run folder is changed, so a start that fails before it
     leaves an existing folder as it was.
@@ -507,7 +524,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         if distributed:
             train_ds = strategy.experimental_distribute_dataset(train_ds)
         progress = _Progress(log, config.progress_seconds, steps_per_epoch, epoch + 1,
-                             total_epochs)
+                             total_epochs, bar=progress_bar and chief)
         sums = train_epoch(train_loop, train_ds, steps=steps_per_epoch,
                            steps_per_call=config.steps_per_call, batch_size=config.batch_size,
                            epoch=epoch, progress=progress.update, start_step=start_step,
