@@ -89,7 +89,7 @@ def test_fashion_mnist_idx_files_train_the_cnn_with_each_method(tmp_path, method
 
     _write_folder(tmp_path / "idx", n_train=200, n_test=50)
     config = Config(dataset="fashion_mnist", data_dir=str(tmp_path / "idx"), model="cnn",
-                    method=method, noise="flip", rate=0.4, meta_per_class=2, epochs=1,
+                    method=method, noise="flip", rate=0.4, meta_per_class=2, epochs=2,
                     lr_decay_epochs=(), batch_size=20, meta_batch_size=20,
                     progress_seconds=0.0, seed=0)
     logs = []
@@ -98,6 +98,32 @@ def test_fashion_mnist_idx_files_train_the_cnn_with_each_method(tmp_path, method
     assert "with cnn" in logs[0]
     assert 0 <= results["test_accuracy"] <= 100 and np.isfinite(results["test_accuracy"])
     assert ("weight_curve" in results) == (method == "mwnet")
+    # TensorBoard holds every figure of the run, each epoch (the issue's section 1)
+    images = _images(tmp_path / "run" / "train")
+    test_images = _images(tmp_path / "run" / "test")
+    assert test_images["confusion_matrix"][2] in (3, 4) and "class_accuracy/009" in _events(
+        tmp_path / "run" / "test")
+    if method == "mwnet":
+        assert set(images) == {"weight_function", "weights_clean_corrupted"}
+        for tag, (h, w, c) in images.items():
+            assert h >= 200 and w >= 300 and c in (3, 4), (tag, h, w, c)
+        assert {"weights/clean", "weights/corrupted", "losses/clean", "losses/corrupted",
+                "weight_variation/mean", "weight_variation/std"} <= _events(
+            tmp_path / "run" / "train")
+
+
+def _images(folder):
+    """{tag: (height, width, channels)} of the PNG images in a folder's event files."""
+    out = {}
+    for f in glob.glob(os.path.join(folder, "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(f):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "images":
+                    data = tf.make_ndarray(value.tensor)
+                    shape = tuple(tf.io.decode_png(data[2]).shape)
+                    assert shape[:2] == (int(data[1]), int(data[0]))  # height, width stored
+                    out[value.tag] = shape
+    return out
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
