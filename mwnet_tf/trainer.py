@@ -276,7 +276,7 @@ class Interrupted(TrainingError):
 def train_epoch(train_loop, dataset, *, steps: int, steps_per_call: int, batch_size: int,
                 epoch: int = 0, progress=None, start_step: int = 0,
                 sums: dict[str, float] | None = None, checkpoint_every_steps: int = 0,
-                after_call=None) -> dict[str, float]:
+                after_call=None, last_checkpoint=None) -> dict[str, float]:
     """Runs steps `start_step`..`steps` of an epoch with `train_loop` (`meta.compile_loop`)
     over `dataset` (positioned at `start_step`), one host synchronization per call; returns
     the metric sums (float64, continuing `sums`) with `count` (examples) and `steps`.
@@ -297,9 +297,11 @@ def train_epoch(train_loop, dataset, *, steps: int, steps_per_call: int, batch_s
             sums[k] = sums.get(k, 0.0) + v
         if not np.isfinite(out["loss_sum"]) or not np.isfinite(out.get("meta_loss", 0.0)):
             where = f"step {step}" if n == 1 else f"steps {step - n + 1}-{step}"
+            kept = last_checkpoint() if last_checkpoint is not None else None
             raise TrainingError(
-                f"loss became NaN/inf at epoch {epoch + 1} {where}; the last checkpoint "
-                "is kept: lower --lr or --meta_lr and rerun")
+                f"loss became NaN/inf at epoch {epoch + 1} {where}; "
+                + (f"the last checkpoint ({kept}) is kept" if kept else "no checkpoint yet")
+                + ": lower --lr or --meta_lr and rerun")
         sums["count"] = step * batch_size
         sums["steps"] = step
         if progress is not None:
@@ -530,7 +532,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                            epoch=epoch, progress=progress.update, start_step=start_step,
                            sums=partial if start_step else None,
                            checkpoint_every_steps=config.checkpoint_every_steps,
-                           after_call=after_call)
+                           after_call=after_call, last_checkpoint=last_checkpoint)
         train = _epoch_metrics(sums)
         test = _evaluate(eval_step, test_ds)
         if stage.reported:

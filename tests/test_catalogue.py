@@ -135,6 +135,8 @@ def _cases() -> list[Case]:
         Case("flag", "an argument that is not a flag", [*t, "cifar10"], 2,
              "unexpected arguments: cifar10"),
         Case("flag", "an unknown flag", [*t, "--learning_rate=0.1"], 2, "learning_rate"),
+        Case("flag", "a learning rate that makes the loss diverge", [*t, "--lr=1e30"], 1,
+             "NaN/inf", watch="{base}/none"),
         # flagfiles
         Case("flagfile", "a flagfile that does not exist", ["--flagfile={base}/none.cfg"], 2,
              "none.cfg"),
