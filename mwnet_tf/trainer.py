@@ -476,6 +476,16 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     train = {}
     first_epoch, last_save = int(epoch_var.numpy()), time.time()
 
+    def agreed(due: bool, signum: int | None) -> tuple[bool, int | None]:
+        """Under multi-worker training every worker must take the same decision (a save is a
+        collective operation): a checkpoint due on any worker's clock, or a signal received by
+        any worker, counts for all (one small all-reduce per call)."""
+        if config.strategy != "multi_worker":
+            return due, signum
+        local = tf.constant([[int(bool(due)), int(signum or 0)]], tf.int64)
+        every = strategy.gather(strategy.run(lambda: local), axis=0).numpy()  # [replicas, 2]
+        return bool(every[:, 0].max()), int(every[:, 1].max()) or None
+
     def after_call(step: int, sums: dict) -> None:
         """Records the position; saves when a checkpoint is due or a stop was requested."""
         nonlocal last_save
@@ -487,6 +497,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         due = ((config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0)
                or (config.checkpoint_every_minutes
                    and time.time() - last_save >= 60 * config.checkpoint_every_minutes))
+        due, signum = agreed(due, signum)
         if due or signum:
             path = save()
             last_save = time.time()
@@ -562,7 +573,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         log(f"epoch {epoch + 1}/{total_epochs}{where}  lr {lr:g}  train loss "
             f"{train['loss']:.4f} acc {train['accuracy']:.2f}%{extra}  test loss "
             f"{test['loss']:.4f} acc {test['accuracy']:.2f}%  {time.time() - t0:.1f}s")
-        signum = stop_requested() if stop_requested else None
+        _, signum = agreed(False, stop_requested() if stop_requested else None)
         if signum and epoch + 1 < total_epochs:
             raise Interrupted(f"stopped by signal {signum} after epoch {epoch + 1}; "
                               f"checkpoint {path}", signum)

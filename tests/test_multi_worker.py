@@ -173,3 +173,43 @@ def test_a_run_that_loses_a_worker_resumes_from_the_chief_checkpoint(tmp_path,
     for worker in (0, 1):
         assert f"[worker {worker}] resumed from {run}/checkpoints/ckpt-" in again.stdout
     _assert_same_run(_results(run), one_process_run)
+
+
+def test_a_signal_to_one_worker_stops_both_at_one_checkpoint_and_they_resume(tmp_path,
+                                                                              one_process_run):
+    """SIGTERM to worker 1 alone: the workers agree after the current call (an all-reduce of
+    the stop request), take the same collective checkpoint and both exit 143; started again,
+    they resume and end as the uninterrupted run."""
+    run = tmp_path / "run"
+    configs = launch.tf_configs(launch.free_ports(2))
+    procs = [_train([*ARGS, "--epochs=60", "--lr_decay_epochs=2", "--strategy=multi_worker",
+                     f"--workdir={run}"], _env(TF_CONFIG=c), cpu=i)
+             for i, c in enumerate(configs)]
+    lines = [[], []]
+    readers = [threading.Thread(target=lambda p=p, out=out: out.extend(p.stdout), daemon=True)
+               for p, out in zip(procs, lines)]
+    for r in readers:
+        r.start()
+    deadline = time.time() + 240
+    while not any(line.startswith("epoch 1/60") for line in list(lines[0])):
+        assert time.time() < deadline and all(p.poll() is None for p in procs), lines
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    codes = [p.wait(timeout=120) for p in procs]
+    for r in readers:
+        r.join(timeout=10)
+    assert codes == [128 + signal.SIGTERM] * 2, lines
+    stops = [next(line for line in out if line.startswith("stopped: ")) for out in lines]
+    assert all("stopped by signal 15" in s for s in stops), stops
+    step = {s.split(" step ")[1].split(";")[0] for s in stops}
+    assert len(step) == 1, stops  # the same step on both workers
+    checkpoint = stops[0].split("checkpoint ", 1)[1].split(";", 1)[0]
+    assert os.path.exists(checkpoint + ".index")
+
+    procs = [_train([*ARGS, "--strategy=multi_worker", f"--workdir={run}"],
+                    _env(TF_CONFIG=c), cpu=i)
+             for i, c in enumerate(launch.tf_configs(launch.free_ports(2)))]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert all("resumed from" in out for out in outs), outs
+    _assert_same_run(_results(run), one_process_run)
