@@ -13,14 +13,13 @@ import tensorflow as tf
 from mwnet_tf import export
 from mwnet_tf.models import build_weight_net
 
+from cli import train_cli  # noqa: E402  (tests/cli.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *args], cwd=REPO,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
-                          text=True, timeout=300)
+_cli = train_cli  # tests/cli.py
 
 
 def test_saved_model_cli_runs_the_export(tmp_path):

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,13 +10,12 @@ from mwnet_tf import methods, trainer
 from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import load_dataset, make_biased_data
 
+from cli import train_cli  # noqa: E402  (tests/cli.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _cli(*args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+_cli = train_cli  # tests/cli.py
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -13,16 +13,15 @@ import tensorflow as tf
 from mwnet_tf import export, trainer
 from mwnet_tf.config import Config
 
+from cli import train_cli  # noqa: E402  (tests/cli.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,
              seed=3)
 
 
-def _cli(*args, cwd=REPO, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+_cli = train_cli  # tests/cli.py
 
 
 def _events(path):
