@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.bench_tables)
+FIGURES = "figures"  # runs/reference/figures: the README's PNGs (python -m mwnet_tf.plot)
 KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (plus the seed, averaged over).
 VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "deterministic",
@@ -101,11 +102,11 @@ def load_table(folder: str) -> list[tuple[str, dict]]:
 
 def load_reference(reference: str) -> list[tuple[str, dict]]:
     """Every kept run of every table (none when the folder does not exist yet); `bench/`
-    holds benchmark results, not runs."""
+    and `figures/` hold benchmark results and figures, not runs."""
     if not os.path.isdir(reference):
         return []
     return [run for name in sorted(os.listdir(reference))
-            if not name.startswith(".") and name != BENCH
+            if not name.startswith(".") and name not in (BENCH, FIGURES)
             and os.path.isdir(os.path.join(reference, name))
             for run in load_table(os.path.join(reference, name))]
 

@@ -32,6 +32,11 @@ def test_keras_fit_example_runs():
     assert "val_accuracy" in history
 
 
+def test_every_figure_in_the_readme_is_committed():
+    for path in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", _readme()):
+        assert os.path.exists(os.path.join(REPO, path)), path
+
+
 def test_every_flagfile_named_in_the_readme_exists():
     names = set(re.findall(r"flags/([\w.]+\.cfg)", _readme()))
     assert "quickstart.cfg" in names
