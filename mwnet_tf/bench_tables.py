@@ -90,8 +90,9 @@ def pairs(folder: str) -> str:
             continue
         rows.append([_pair_label(name, r), f"{r['plain_step_s']:.3f} s",
                      f"{r['mwnet_step_s']:.3f} s", f"{r['ratio']:.2f}x"])
-    return "\n".join([_wrap("ResNet-32, batch 100, median step time; the runs in the order "
-                            "they ran (alternating ours and the anchor's):"), "",
+    return "\n".join([_wrap("ResNet-32, batch 100, median step time, one row per kept file "
+                            "(the commands ran one after another, ours alternating with the "
+                            "anchor's):"), "",
                       _table(["implementation (file)", "plain step", "MW-Net step", "ratio"],
                              rows)])
 
