@@ -50,7 +50,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("classes", 10, "Number of classes.", lower_bound=2)
     flags.DEFINE_list("input_shape", None, "Input shape H,W,C (default: the model's usual).")
     flags.DEFINE_list("variants", ["ce", "mwnet"],
-                      f"Steps to compare, the first the baseline of the ratios: {', '.join(VARIANTS)}.")
+                      "Steps to compare, the first the baseline of the ratios: "
+                      f"{', '.join(VARIANTS)}.")
     flags.DEFINE_integer("meta_interval", 10, "K of the mwnet_interval variant.", lower_bound=2)
     flags.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "As train's flag.")
     flags.DEFINE_integer("runs", 10, "Timed steps per variant and round (mwnet_interval: "

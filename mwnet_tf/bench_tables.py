@@ -100,7 +100,7 @@ def pairs(folder: str) -> str:
 def loop(folder: str) -> str:
     """The trainer's loop per step beside the bare step."""
     rows = []
-    for name, r in _load(folder):
+    for _, r in _load(folder):
         bare = {s["variant"]: s["step_s"] for s in r.get("steps", [])}
         for row in r.get("loop", []):
             rows.append([r["model"], row["method"], str(row["steps_per_call"]),

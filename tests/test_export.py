@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 from mwnet_tf import export
 from mwnet_tf.models import build_weight_net
-
-from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

@@ -5,12 +5,11 @@ import os
 
 import numpy as np
 import pytest
+from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 from mwnet_tf import methods, trainer
 from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import load_dataset, make_biased_data
-
-from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 from mwnet_tf import export, trainer
 from mwnet_tf.config import Config
-
-from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,

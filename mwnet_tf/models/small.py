@@ -44,7 +44,8 @@ def cnn(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool
         x = conv(channels, 3, stride, seed_of())(x)
         x = keras.layers.ReLU()(batch_norm(synchronized_bn)(x))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, dense(num_classes, x.shape[-1], seed_of(), logits=True)(x), name="cnn")
+    logits = dense(num_classes, x.shape[-1], seed_of(), logits=True)(x)
+    return keras.Model(inputs, logits, name="cnn")
 
 
 def tiny(num_classes: int, input_shape: tuple[int, ...], *, synchronized_bn: bool = False,
