@@ -13,15 +13,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call(tmp_path):
     variants = ("ce", "mwnet", "mwnet_head", "mwnet_interval", "l2rw")
     r = bench.benchmark("tiny", 20, 10, (8, 8, 1), runs=1, warmup=1, rounds=1,
-                        jit_compile=False, variants=variants, meta_interval=3,
-                        loop_steps_per_call=(1, 3), loop_steps=4, profile=str(tmp_path))
+                        jit_compile=False, variants=variants, meta_interval=2,
+                        loop_steps_per_call=(1, 3), loop_steps=3, profile=str(tmp_path),
+                        profile_steps=1)
     rows = {row["variant"]: row for row in r["steps"]}
     assert list(rows) == list(variants)
     assert rows["ce"]["vs_first"] == 1.0
     for row in rows.values():
         assert row["step_s"] > 0 and row["vs_first"] == row["step_s"] / rows["ce"]["step_s"]
     # mwnet_interval is timed over whole blocks of K steps: one exact step and K - 1 weighted
-    assert rows["mwnet_interval"]["meta_interval"] == 3
+    assert rows["mwnet_interval"]["meta_interval"] == 2
     assert r["ratio"] == rows["mwnet"]["step_s"] / rows["ce"]["step_s"]
     assert {(row["method"], row["steps_per_call"]) for row in r["loop"]} == {
         (v, k) for v in variants for k in (1, 3)}

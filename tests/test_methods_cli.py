@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from cli import train_cli  # noqa: E402  (tests/cli.py)
+from cli import train_cli_many  # noqa: E402  (tests/cli.py)
 
 from mwnet_tf import methods, trainer
 from mwnet_tf.config import METHODS, Config
@@ -14,16 +14,46 @@ from mwnet_tf.data import load_dataset, make_biased_data
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-_cli = train_cli  # tests/cli.py
+
+
+BAD = [
+    (["--method=focal", "--focal_gamma=-1"], "focal_gamma"),
+    (["--method=ce", "--focal_gamma=1"], "--focal_gamma is a hyperparameter of --method=focal"),
+    (["--method=co_teaching", "--ct_forget_rate=1.5"], "ct_forget_rate"),
+    (["--method=confident_learning", "--cl_folds=1"], "cl_folds"),
+    (["--method=nope"], "method"),
+    (["--meta_scope=body"], "meta_scope"),
+    (["--meta_interval=0"], "meta_interval"),
+    (["--method=ce", "--meta_interval=2"], "--meta_interval is a hyperparameter of --method=mwnet"),
+]
+APPROX = ["--meta_scope=head", "--meta_interval=3", "--steps_per_call=4"]
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """Every method, the approximations and the bad values through the command line, in one
+    runner (tests/cli.py): {key: (workdir, result)}."""
+    base = tmp_path_factory.mktemp("methods_cli")
+    cases, keys = [], []
+    for method in METHODS:
+        extra = ["--cl_folds=2"] if method == "confident_learning" else []
+        keys.append(method)
+        cases.append(["--flagfile=flags/smoke.cfg", f"--method={method}", "--model=tiny",
+                      "--epochs=1", "--lr_decay_epochs=", f"--workdir={base}/{method}", *extra])
+    keys.append("approx")
+    cases.append(["--flagfile=flags/smoke.cfg", "--model=tiny", *APPROX,
+                  f"--workdir={base}/approx"])
+    for i, (args, _) in enumerate(BAD):
+        keys.append(f"bad{i}")
+        cases.append(["--flagfile=flags/smoke.cfg", *args, f"--workdir={base}/bad{i}"])
+    results = train_cli_many([{"argv": argv} for argv in cases])
+    return {k: (base / k, r) for k, r in zip(keys, results)}
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_through_the_cli_and_writes_the_run_folder(tmp_path, method):
-    work = tmp_path / "run"
-    extra = ["--cl_folds=2"] if method == "confident_learning" else []
-    proc = _cli("--flagfile=flags/smoke.cfg", f"--method={method}", "--model=tiny",
-                "--epochs=1", "--lr_decay_epochs=", f"--workdir={work}", *extra)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_every_method_trains_through_the_cli_and_writes_the_run_folder(cli_runs, method):
+    work, proc = cli_runs[method]
+    assert proc["code"] == 0, proc["stderr"][-3000:]
     results = json.loads((work / "results.json").read_text())
     assert results["config"]["method"] == method
     assert 0 < results["test_accuracy"] <= 100
@@ -37,16 +67,24 @@ def test_every_method_trains_through_the_cli_and_writes_the_run_folder(tmp_path,
     assert os.path.isdir(work / "weight_fn") == (method == "mwnet")
 
 
-def test_mwnet_approximations_train_through_the_cli(tmp_path):
-    work = tmp_path / "run"
-    proc = _cli("--flagfile=flags/smoke.cfg", "--model=tiny", "--meta_scope=head",
-                "--meta_interval=3", "--steps_per_call=4", f"--workdir={work}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_mwnet_approximations_train_through_the_cli(cli_runs):
+    work, proc = cli_runs["approx"]
+    assert proc["code"] == 0, proc["stderr"][-3000:]
     results = json.loads((work / "results.json").read_text())
     assert results["config"]["meta_scope"] == "head"
     assert results["config"]["meta_interval"] == 3
     assert np.isfinite(results["train"]["meta_loss"]) and results["train"]["meta_loss"] > 0
     assert "--meta_scope=head" in (work / "flags.cfg").read_text()
+
+
+@pytest.mark.parametrize("index", range(len(BAD)))
+def test_bad_method_values_are_one_line_errors_with_exit_2(cli_runs, index):
+    work, proc = cli_runs[f"bad{index}"]
+    needle = BAD[index][1]
+    assert proc["code"] == 2 and "Traceback" not in proc["stderr"]
+    lines = [line for line in proc["stderr"].splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc["stderr"]
+    assert not os.path.exists(work)
 
 
 def test_every_method_declares_a_reference_and_valid_defaults():
@@ -57,24 +95,6 @@ def test_every_method_declares_a_reference_and_valid_defaults():
         for p in cls.params:
             assert p.name not in names and p.check(p.default) is None, p.name
             names.add(p.name)
-
-
-@pytest.mark.parametrize("args, needle", [
-    (["--method=focal", "--focal_gamma=-1"], "focal_gamma"),
-    (["--method=ce", "--focal_gamma=1"], "--focal_gamma is a hyperparameter of --method=focal"),
-    (["--method=co_teaching", "--ct_forget_rate=1.5"], "ct_forget_rate"),
-    (["--method=confident_learning", "--cl_folds=1"], "cl_folds"),
-    (["--method=nope"], "method"),
-    (["--meta_scope=body"], "meta_scope"),
-    (["--meta_interval=0"], "meta_interval"),
-    (["--method=ce", "--meta_interval=2"], "--meta_interval is a hyperparameter of --method=mwnet"),
-])
-def test_bad_method_values_are_one_line_errors_with_exit_2(tmp_path, args, needle):
-    proc = _cli("--flagfile=flags/smoke.cfg", *args, f"--workdir={tmp_path}/run")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and needle in lines[0], proc.stderr
-    assert not os.path.exists(f"{tmp_path}/run")
 
 
 def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch):
