@@ -49,9 +49,11 @@ def test_the_variants_are_the_trainers_steps():
     assert bench.Bench("l2rw", "tiny", 20, 10, (8, 8, 1)).with_meta
 
 
-def test_memory_probe_sees_the_step_allocate():
+def test_memory_probe_reads_the_resident_set_before_and_at_its_peak():
     m = bench.memory_probe("mwnet", "tiny", 20, 10, (8, 8, 1), steps=1)
-    assert 0 < m["peak_rss_before_steps"] <= m["peak_rss"]
+    # VmHWM is updated lazily by the kernel (per-CPU RSS counters): it may trail the VmRSS
+    # read before the steps by a few pages when a tiny step allocates nothing new
+    assert 0 < m["peak_rss_before_steps"] <= m["peak_rss"] + 4 * 2 ** 20
 
 
 def test_command_writes_loop_and_memory_to_json(tmp_path):
