@@ -3,9 +3,10 @@ the weights and losses of clean and corrupted samples, their change between epoc
 the test confusion matrix (Fig. 3).
 
 A fixed, seeded set of training samples is tracked (`tracked_indices`); after each epoch
-their losses are computed in inference mode and the method's weight function is applied to
-them (`Method.weight_of`; MW-Net: the weight net). Everything here is NumPy on those arrays;
-the trainer computes the losses and writes what `epoch_summary` returns.
+their losses are computed in inference mode and the method's weights of them are taken
+(`Method.sample_weights`; MW-Net: the weight net of the loss, L2RW: its meta-gradient
+weights). Everything here is NumPy on those arrays; the trainer computes the losses and
+writes what `epoch_summary` returns.
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def loss_grid(losses: np.ndarray) -> np.ndarray:
     return np.linspace(0.0, float(loss_bins(losses)[-1]), GRID_POINTS)
 
 
+def weight_bins(weights: np.ndarray) -> np.ndarray:
+    """Histogram edges of weights: `WEIGHT_BINS` (0 to 1), or as many bins from 0 to the next
+    whole number above the largest weight when weights exceed 1 (L2RW's `n * w_i`)."""
+    top = float(np.max(weights)) if len(weights) else 0.0
+    if top <= 1.0:
+        return WEIGHT_BINS
+    return np.linspace(0.0, float(np.ceil(top)), len(WEIGHT_BINS))
+
+
 def epoch_summary(losses: np.ndarray, corrupted: np.ndarray, weights: np.ndarray | None,
                   previous_weights: np.ndarray | None) -> dict:
     """Per-epoch figures of the tracked samples (JSON-ready lists and floats).
@@ -51,10 +61,11 @@ def epoch_summary(losses: np.ndarray, corrupted: np.ndarray, weights: np.ndarray
     if weights is None:
         return out
     weights = np.asarray(weights, np.float64)
+    edges = weight_bins(weights)
     out["weight_histogram"] = {
-        "bins": WEIGHT_BINS.tolist(),
-        "clean": np.histogram(weights[~corrupted], WEIGHT_BINS)[0].tolist(),
-        "corrupted": np.histogram(weights[corrupted], WEIGHT_BINS)[0].tolist()}
+        "bins": edges.tolist(),
+        "clean": np.histogram(weights[~corrupted], edges)[0].tolist(),
+        "corrupted": np.histogram(weights[corrupted], edges)[0].tolist()}
     out["weight_clean"] = float(weights[~corrupted].mean()) if (~corrupted).any() else None
     out["weight_corrupted"] = float(weights[corrupted].mean()) if corrupted.any() else None
     if previous_weights is not None:

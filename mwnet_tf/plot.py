@@ -8,9 +8,10 @@ Writes to `--out`:
 - `confusion_matrices.png`: the final test confusion matrices side by side (Fig. 3);
 - `test_accuracy.png`: test accuracy per epoch (Fig. 4);
 - `weight_histograms.png`: weights of clean and corrupted tracked samples in the last epoch,
-  one panel per run with a weight function (Fig. 5);
+  one panel per run that weighs samples (Fig. 5);
 - `weight_variation.png`: mean change of the tracked samples' weights per epoch, with its
-  standard deviation as a band (Fig. 6).
+  standard deviation as a band (Fig. 6): MW-Net's weight net beside L2RW's meta-gradient
+  weights (`n * w_i`, 1 the uniform weight of a batch of n) when both runs are given.
 
 A run folder without `results.json`, or whose `results.json` lacks what a figure needs (runs
 written before this version have no per-epoch history), is a one-line error naming the
@@ -90,26 +91,28 @@ def plot(folders: list[str], out: str) -> list[str]:
     save(figures.confusion_matrices([(lab, r["confusion_matrix"])
                                      for lab, (_, r) in zip(labels, runs)]),
          "confusion_matrices.png")
-    weighted = [(lab, r) for lab, (_, r) in zip(labels, runs) if "weight_function" in r]
-    if weighted:
+    functions = [(lab, r) for lab, (_, r) in zip(labels, runs) if "weight_function" in r]
+    if functions:
         save(figures.curves([(lab, r["weight_function"]["losses"],
-                              r["weight_function"]["weights"]) for lab, r in weighted],
+                              r["weight_function"]["weights"]) for lab, r in functions],
                             "training loss", "weight", "Learned weight functions"),
              "weight_functions.png")
+    weighted = [(lab, r) for lab, (_, r) in zip(labels, runs) if "weight_histogram" in r]
+    if weighted:
         save(figures.histogram_panels([(lab, r["weight_histogram"]) for lab, r in weighted],
                                       "weight"), "weight_histograms.png")
-        varying = [(lab, r) for lab, r in weighted
-                   if any("weight_variation_mean" in row for row in r["history"])]
-        if varying:
-            series, bands = [], []
-            for lab, r in varying:
-                rows = [row for row in r["history"] if "weight_variation_mean" in row]
-                series.append((lab, [row["epoch"] for row in rows],
-                               [row["weight_variation_mean"] for row in rows]))
-                bands.append([row["weight_variation_std"] for row in rows])
-            save(figures.curves(series, "epoch", "mean |change of weight|",
-                                "Weight variation of tracked samples", spread=bands),
-                 "weight_variation.png")
+    varying = [(lab, r) for lab, r in weighted
+               if any("weight_variation_mean" in row for row in r["history"])]
+    if varying:
+        series, bands = [], []
+        for lab, r in varying:
+            rows = [row for row in r["history"] if "weight_variation_mean" in row]
+            series.append((lab, [row["epoch"] for row in rows],
+                           [row["weight_variation_mean"] for row in rows]))
+            bands.append([row["weight_variation_std"] for row in rows])
+        save(figures.curves(series, "epoch", "mean |change of weight|",
+                            "Weight variation of tracked samples", spread=bands),
+             "weight_variation.png")
     return written
 
 

@@ -3,9 +3,10 @@ and the per-epoch history kept in `results.json`.
 
 `Tracker` follows `diagnostics.TRACKED` seeded training samples: after each epoch it computes
 their losses (inference mode, against the labels they are trained on) and the method's
-weights of those losses (`Method.weight_of`), writes TensorBoard summaries (chief only) and
-appends a row to the history, which is saved atomically to `history.json` so that a resumed
-run keeps the epochs before it.
+weights of those samples (`Method.sample_weights`: for most methods the weight function of
+the loss, `Method.weight_of`; for L2RW its meta-gradient weights in batches of the run's
+size), writes TensorBoard summaries (chief only) and appends a row to the history, which is
+saved atomically to `history.json` so that a resumed run keeps the epochs before it.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ class Tracker:
         self.method, self.chief, self.workdir, self.write = method, chief, workdir, write
         index = diagnostics.tracked_indices(len(data.train_y), seed)
         self.corrupted = np.asarray(data.corrupted[index], bool)
-        x = normalize(tf.constant(data.train_x[index]), data.mean, data.std)
-        self.batches = [(x[i:i + batch_size], tf.constant(data.train_y[index][i:i + batch_size],
-                                                          tf.int32))
+        self.x = normalize(tf.constant(data.train_x[index]), data.mean, data.std)
+        self.y = tf.constant(data.train_y[index], tf.int32)
+        self.batches = [(self.x[i:i + batch_size], self.y[i:i + batch_size])
                         for i in range(0, len(index), batch_size)]
         model = method.eval_model()
         self._losses = tf.function(
@@ -77,7 +78,7 @@ class Tracker:
         """After epoch `epoch` (1-based): the tracked samples' figures and a history row."""
         t0 = time.time()
         losses = self.losses()
-        weights = self.method.weight_of(losses)
+        weights = self.method.sample_weights(self.x, self.y, losses)
         summary = diagnostics.epoch_summary(losses, self.corrupted, weights, self.previous)
         self.previous = weights
         if weights is not None:
@@ -99,11 +100,13 @@ class Tracker:
     def _set_last(self, losses, weights, summary, test) -> None:
         self.last = {"loss_histogram": summary["loss_histogram"]}
         if weights is not None:
-            grid = diagnostics.loss_grid(losses)
             self.last["weight_histogram"] = summary["weight_histogram"]
+        grid = diagnostics.loss_grid(losses)
+        on_grid = self.method.weight_of(grid)
+        if on_grid is not None:
             self.last["weight_function"] = {
                 "losses": [round(float(v), 6) for v in grid],
-                "weights": [round(float(v), 6) for v in self.method.weight_of(grid)]}
+                "weights": [round(float(v), 6) for v in on_grid]}
         if "confusion_matrix" in test:
             self.last["confusion_matrix"] = test["confusion_matrix"]
 
@@ -112,7 +115,7 @@ class Tracker:
         data recomputed from the restored model (no history row, no summaries); returns the
         last epoch's training metrics from the history."""
         losses = self.losses()
-        weights = self.method.weight_of(losses)
+        weights = self.method.sample_weights(self.x, self.y, losses)
         self._set_last(losses, weights,
                        diagnostics.epoch_summary(losses, self.corrupted, weights, None), test)
         return dict(self.history[-1]["train"]) if self.history else {}
@@ -130,11 +133,12 @@ class Tracker:
                 for k in ("weight_variation_mean", "weight_variation_std"):
                     if k in summary:
                         tf.summary.scalar(f"weight_variation/{k.rsplit('_', 1)[1]}", summary[k])
-                wf = self.last["weight_function"]
-                tf.summary.image("weight_function", _image(figures.to_png(
-                    figures.weight_function(wf["losses"], wf["weights"],
-                                            summary["loss_histogram"],
-                                            f"weight function, epoch {epoch}"))))
+                if "weight_function" in self.last:
+                    wf = self.last["weight_function"]
+                    tf.summary.image("weight_function", _image(figures.to_png(
+                        figures.weight_function(wf["losses"], wf["weights"],
+                                                summary["loss_histogram"],
+                                                f"weight function, epoch {epoch}"))))
                 tf.summary.image("weights_clean_corrupted", _image(figures.to_png(
                     figures.weight_histograms(summary["weight_histogram"],
                                               f"weights of tracked samples, epoch {epoch}"))))

@@ -38,6 +38,11 @@ def test_epoch_summary_counts_means_and_variation():
     assert s["weight_variation_std"] == pytest.approx((weights - before).std())
     plain = diagnostics.epoch_summary(losses, corrupted, None, None)
     assert set(plain) == {"loss_histogram"}
+    # weights above 1 (L2RW's n * w_i) widen the bins to the next whole number
+    wide = diagnostics.epoch_summary(losses, corrupted, 3.2 * weights, None)
+    assert wide["weight_histogram"]["bins"][-1] == 4.0
+    assert sum(wide["weight_histogram"]["clean"]) == (~corrupted).sum()
+    assert s["weight_histogram"]["bins"][-1] == 1.0
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +50,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     small = dict(dataset="digits", model="tiny", epochs=2, lr_decay_epochs=(1,),
                  batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=1)
-    for method in ("mwnet", "ce"):
+    for method in ("mwnet", "ce", "l2rw"):
         trainer.train_and_evaluate(Config(**small, method=method), str(root / method),
                                    log=lambda s: None)
     return root
@@ -66,6 +71,12 @@ def test_plot_command_writes_every_figure(runs, tmp_path):
     only_ce = plot.plot([str(runs / "ce")], str(tmp_path / "ce"))
     assert sorted(os.path.basename(p) for p in only_ce) == ["confusion_matrices.png",
                                                           "test_accuracy.png"]
+    # L2RW weighs samples without a function of the loss: its weights' histograms and
+    # variation (Fig. 6, beside MW-Net's), no weight-function curve
+    l2rw = plot.plot([str(runs / "l2rw")], str(tmp_path / "l2rw"))
+    assert sorted(os.path.basename(p) for p in l2rw) == [
+        "confusion_matrices.png", "test_accuracy.png", "weight_histograms.png",
+        "weight_variation.png"]
 
 
 def test_labels_name_method_setting_and_seed(runs):

@@ -15,7 +15,7 @@ from mwnet_tf.config import Config, paper_defaults
 from mwnet_tf.data.pipeline import normalize
 from mwnet_tf.methods import Context
 from mwnet_tf.methods.fine_tune import FineTune
-from mwnet_tf.methods.l2rw import l2rw_step, l2rw_weights
+from mwnet_tf.methods.l2rw import l2rw_batch_weights, l2rw_step, l2rw_weights
 from mwnet_tf.models import build_classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,6 +90,22 @@ def test_l2rw_weights_equal_clipped_normalized_per_sample_meta_gradients(float64
     assert float(out["weight_sum"]) == pytest.approx(N, rel=1e-10)
     bad = batch["corrupted"]
     assert float(out["weight_sum_corrupted"]) == pytest.approx(N * weights[bad].sum(), rel=1e-10)
+
+
+def test_l2rw_batch_weights_are_the_steps_weights_and_change_nothing(float64):
+    # The figures' L2RW weights of a batch (Fig. 6) are n times the weights the real step
+    # would give it, computed without touching the classifier's variables.
+    batch, meta_batch = _batches(seed=5)
+    clf, opt = _classifier_and_optimizer(seed=2)
+    before = [v.numpy().copy() for v in clf.variables]
+    tracked = l2rw_batch_weights(clf, opt.learning_rate, tf.constant(batch["x"]),
+                                 tf.constant(batch["y"]), tf.constant(meta_batch["x"]),
+                                 tf.constant(meta_batch["y"])).numpy()
+    for v, b in zip(clf.variables, before):
+        np.testing.assert_array_equal(v.numpy(), b, err_msg=v.path)
+    out = l2rw_step(clf, opt, batch, meta_batch, meta.StepOptions(N, NM), return_weights=True)
+    np.testing.assert_allclose(tracked, N * out["weights"].numpy(), rtol=1e-8, atol=1e-12)
+    assert 0 < np.sum(tracked == 0) < N and tracked.sum() == pytest.approx(N)
 
 
 def test_l2rw_real_step_equals_a_weighted_cross_entropy_step(float64):
@@ -189,6 +205,16 @@ def test_l2rw_trains_on_digits_and_writes_results(tmp_path):
     assert 0 < train["weight_mean"] <= 1 + 1e-6
     assert {"weight_clean", "weight_corrupted"} <= set(train)
     assert sum("epoch 2/2" in line and "meta_loss" in line for line in logs) == 1
+    # The tracked samples' L2RW weights (n * w_i, mean 1 per batch) and their change between
+    # epochs (Fig. 6); no weight function of the loss.
+    history = saved["history"]
+    assert "weight_variation_mean" not in history[0]
+    assert history[1]["weight_variation_mean"] > 0 and history[1]["weight_variation_std"] > 0
+    clean, bad = history[1]["weight_clean"], history[1]["weight_corrupted"]
+    assert 0 < bad < clean
+    hist = saved["weight_histogram"]
+    assert sum(hist["clean"]) + sum(hist["corrupted"]) > 0 and hist["bins"][0] == 0
+    assert "weight_function" not in saved
 
 
 # --- fine-tuning -----------------------------------------------------------------------------

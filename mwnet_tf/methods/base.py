@@ -168,6 +168,13 @@ class Method:
         for a method without a weight function of the loss."""
         return None
 
+    def sample_weights(self, x: tf.Tensor, y: tf.Tensor, losses: np.ndarray) -> np.ndarray | None:
+        """The method's weights [N] of the samples `x` (normalized images) with training labels
+        `y` and losses `losses` [N], for the run's figures (the tracked samples each epoch), or
+        None for a method that gives no weights. The default is `weight_of(losses)`; a method
+        whose weights are not a function of the loss alone (L2RW) computes them here."""
+        return self.weight_of(losses)
+
     # --- hooks (eager) ---------------------------------------------------------------------
     def begin_epoch(self, stage: Stage, epoch: int) -> None:
         """Called before epoch `epoch` (0-based within the stage)."""

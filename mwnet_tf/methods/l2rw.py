@@ -6,9 +6,11 @@ Ren, Zeng, Yang and Urtasun, "Learning to Reweight Examples for Robust Deep Lear
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import meta
+from mwnet_tf.data.pipeline import normalize
 from mwnet_tf.methods.base import Method
 
 
@@ -22,6 +24,31 @@ def l2rw_weights(meta_grad: tf.Tensor) -> tf.Tensor:
     clipped = tf.maximum(-meta_grad, tf.zeros_like(meta_grad))
     total = meta.replica_sum(tf.reduce_sum(clipped))
     return clipped / tf.where(total == 0, tf.ones_like(total), total)
+
+
+def l2rw_batch_weights(classifier, lr, x: tf.Tensor, y: tf.Tensor, meta_x: tf.Tensor,
+                       meta_y: tf.Tensor) -> tf.Tensor:
+    """The weights `n * w_i` [n] (1 the uniform weight) that `l2rw_step` would give the batch
+    `(x, y)` against the meta batch `(meta_x, meta_y)` from the classifier's current state, on
+    one device, changing nothing (`stateless_call`: the batch-norm statistics are not
+    assigned). The run's figures use it to follow the weights of tracked samples (Fig. 6)."""
+    tv = [v.value for v in classifier.trainable_variables]
+    ntv = [v.value for v in classifier.non_trainable_variables]
+    lr = tf.cast(lr, tv[0].dtype)
+    with tf.GradientTape(watch_accessed_variables=False) as outer:
+        with tf.GradientTape(watch_accessed_variables=False) as inner:
+            inner.watch(tv)
+            logits, _ = classifier.stateless_call(tv, ntv, x, training=True)
+            losses = meta.per_sample_ce(logits, y)
+            eps = tf.zeros_like(losses)
+            outer.watch(eps)
+            virtual_loss = tf.reduce_sum(eps * losses)
+        grads = inner.gradient(virtual_loss, tv)
+        w_hat = [w - lr * g for w, g in zip(tv, grads)]
+        meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_x, training=True)
+        meta_loss = tf.reduce_mean(meta.per_sample_ce(meta_logits, meta_y))
+    weights = l2rw_weights(outer.gradient(meta_loss, eps))
+    return weights * tf.cast(tf.shape(weights)[0], weights.dtype)
 
 
 def l2rw_step(classifier, optimizer, batch: dict, meta_batch: dict, options: meta.StepOptions,
@@ -98,6 +125,25 @@ class LearningToReweight(Method):
     name = "l2rw"
     uses_meta = True
     reference = "Ren et al. 2018"
+
+    def sample_weights(self, x, y, losses):
+        """L2RW's weights of the samples: `l2rw_batch_weights` on consecutive chunks of the
+        run's global batch size (a last, shorter chunk as it is), each against the same meta
+        batch (the first `--meta_batch_size` samples of the meta set), at the optimizer's
+        current learning rate."""
+        ctx = self.ctx
+        if not hasattr(self, "_weights_fn"):
+            data = ctx.data
+            m = ctx.options.global_meta_batch_size
+            self._meta = (normalize(tf.constant(data.meta_x[:m]), data.mean, data.std),
+                          tf.constant(data.meta_y[:m], tf.int32))
+            self._weights_fn = tf.function(
+                lambda x, y, mx, my, lr: l2rw_batch_weights(ctx.classifier, lr, x, y, mx, my))
+        n = ctx.options.global_batch_size
+        lr = tf.constant(float(ctx.optimizer.learning_rate.numpy()), tf.float32)
+        out = [self._weights_fn(x[i:i + n], y[i:i + n], *self._meta, lr).numpy()
+               for i in range(0, int(x.shape[0]), n)]
+        return np.concatenate(out).astype(np.float64)
 
     def replica_step(self, stage):
         ctx = self.ctx
