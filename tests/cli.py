@@ -1,29 +1,49 @@
 """Running the real command line from tests (shared by the test modules)."""
 
+import json
 import os
+import select
+import signal
 import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def train_cli(*args, cwd=REPO, timeout=300, **env):
-    """`python -m mwnet_tf.train ARGS` in a fresh process (TensorFlow's C++ logging off)."""
-    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *args], cwd=cwd,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env),
-                          capture_output=True, text=True, timeout=timeout)
+class CliSession:
+    """`python -m mwnet_tf.train ARGS`, one command line after another, through one TensorFlow
+    import (`tests/cli_runner.py`: a forked child per command line). `run` returns a
+    `subprocess.CompletedProcess` as `subprocess.run` would; a child killed by a signal has
+    the negative return code a killed process has. Each command line gets the session's
+    environment with `MWNET_TF_FAULT` removed, plus the keyword arguments (None removes)."""
 
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "tests", "cli_runner.py")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), start_new_session=True)
 
-def train_cli_many(cases: list[dict], timeout=900) -> list[dict]:
-    """Many command lines through one TensorFlow import (`tests/cli_runner.py`: a forked
-    child per case, the same entry point as `python -m mwnet_tf.train`). A case is
-    {"argv": [...], "env": {...}}; each result {"code", "stdout", "stderr"}."""
-    import json
-    cases = [{"cwd": REPO, **c, "env": {"MWNET_TF_FAULT": None, **c.get("env", {})}}
-             for c in cases]
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_runner.py")],
-                          input=json.dumps(cases), capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    def run(self, *args, cwd=REPO, timeout=300, **env):
+        case = {"argv": list(args), "cwd": str(cwd), "env": {"MWNET_TF_FAULT": None, **env}}
+        self.proc.stdin.write(json.dumps(case) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:  # the runner and the hung child with it
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            raise subprocess.TimeoutExpired(args, timeout)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"tests/cli_runner.py ended (status {self.proc.wait()})")
+        out = json.loads(line)
+        return subprocess.CompletedProcess(["mwnet_tf.train", *args], out["code"],
+                                           out["stdout"], out["stderr"])
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()

@@ -4,10 +4,12 @@ case, which sets `sys.argv` and the case's environment and calls the same entry 
 (`train.run`: absl parses argv, flagfiles included). The parent never runs a TensorFlow op, so
 each child starts its runtime fresh, as a new process does.
 
-    python tests/cli_runner.py < cases.json > results.json
+    python tests/cli_runner.py     # one case per line in, one result per line out
 
-cases.json: a list of {"argv": [...], "env": {...}, "cwd": "..."}; results.json: a list of
-{"code": exit status, "stdout": ..., "stderr": ...}.
+A case is a JSON line {"argv": [...], "env": {...}, "cwd": "..."} (an env value null removes
+the variable); its result, written as one line as soon as its child has ended, is {"code":
+exit status, "stdout": ..., "stderr": ...}, so a test can look at the run folder between
+command lines (`tests/cli.py`, `CliSession`).
 """
 
 import json
@@ -71,5 +73,6 @@ def run_case(case: dict) -> dict:
 
 
 if __name__ == "__main__":
-    cases = json.load(sys.stdin)
-    json.dump([run_case(c) for c in cases], sys.stdout)
+    for line in sys.stdin:
+        sys.stdout.write(json.dumps(run_case(json.loads(line))) + "\n")
+        sys.stdout.flush()

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from cli import CliSession  # (tests/cli.py)
 
 from mwnet_tf.data import Dataset
 
@@ -39,3 +40,12 @@ def synthetic_dataset():
             mean=(0.5,) * shape[-1], std=(0.25,) * shape[-1], augment=augment,
             train_coarse=(train_y // 5).astype(np.int64) if coarse else None)
     return make
+
+
+@pytest.fixture(scope="module")
+def cli():
+    """`cli.run(*args, **env)`: `python -m mwnet_tf.train ARGS` through one TensorFlow import
+    for the module's tests (`tests/cli.py`, `CliSession`)."""
+    session = CliSession()
+    yield session
+    session.close()

@@ -1,14 +1,24 @@
-"""Run by test_meta.py in its own process: splits the CPU into 2 logical devices, runs MW-Net
-steps (float64) under MirroredStrategy and on one device with the same global batch, exits
-non-zero unless the classifier, its batch-norm statistics and the weight net agree.
+"""Run by test_mirrored.py in its own process: splits the CPU into 2 logical devices and runs
+every two-replica check under MirroredStrategy against one device with the same global batch
+(float64), printing one JSON line per check: {"check", "worst", ...}. A check passes when its
+worst relative difference is below 1e-9 (1e-12 for the optimizers).
 
-    python tests/mirrored_check.py [exact|head|interval]
+    python tests/mirrored_check.py [CHECK ...]     # default: all of CHECKS
 
-exact: two steps, each its own call (`make_train_step`); head: `--meta_scope=head`; interval:
-`--meta_interval=2`, four steps in one `compile_loop` call (the trainer's loop)."""
+- exact: two MW-Net steps, each its own call (`make_train_step`);
+- head: `--meta_scope=head`, two steps in one `compile_loop` call;
+- interval: `--meta_interval=2`, four steps in one `compile_loop` call (the trainer's loop);
+- l2rw: two L2RW steps (the meta-gradient crosses the all-reduced virtual step, the weights
+  are normalized over the global batch);
+- optimizers: TorchSGD (Nesterov) and TorchAdam with weight decay applied to per-replica
+  gradients equal torch's rules on the summed gradients.
+"""
 
 import contextlib
+import json
+import os
 import sys
+import traceback
 
 import tensorflow as tf
 
@@ -21,30 +31,61 @@ import keras  # noqa: E402
 keras.config.set_floatx("float64")
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mwnet_tf import meta, optim  # noqa: E402
+from mwnet_tf.methods.l2rw import l2rw_step  # noqa: E402
 from mwnet_tf.models import build_classifier, build_weight_net  # noqa: E402
 
 N, NM, D, C = 8, 6, 5, 3
+CHECKS = ("exact", "head", "interval", "l2rw", "optimizers")
 
 
-def setup():
-    clf = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=0)
-    wnet = build_weight_net(seed=1)
-    # torch.optim's rules with coupled L2, applied once to the replica-summed gradients.
-    opt = optim.TorchSGD(0.3, momentum=0.9, weight_decay=5e-4)
-    meta_opt = optim.TorchAdam(1e-2, weight_decay=1e-4)
-    opt.build(clf.trainable_variables)
-    meta_opt.build(wnet.trainable_variables)
-    return clf, wnet, opt, meta_opt
+_STRATEGY = []
 
 
-def main(variant: str) -> int:
+def _strategy():
+    """One MirroredStrategy for every check: a second one in the same process would reuse
+    the first one's collective instance keys (TensorFlow aborts on their shape mismatch)."""
+    if not _STRATEGY:
+        _STRATEGY.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+        assert _STRATEGY[0].num_replicas_in_sync == 2
+    return _STRATEGY[0]
+
+
+def _batches():
     rng = np.random.default_rng(0)
-    batch = {"x": rng.normal(size=(N, D)).astype("float64"), "y": rng.integers(0, C, N)}
-    meta_batch = {"x": rng.normal(size=(NM, D)).astype("float64"), "y": rng.integers(0, C, NM)}
+    batch = {"x": rng.normal(size=(N, D)), "y": rng.integers(0, C, N),
+             "corrupted": rng.random(N) < 0.5}
+    meta_batch = {"x": rng.normal(size=(NM, D)), "y": rng.integers(0, C, NM)}
+    return batch, meta_batch
+
+
+def _worst(pairs, outs, keys):
+    worst = 0.0
+    for a, b in pairs:
+        a, b = a.numpy(), b.numpy()
+        worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3))))
+    for k in keys:
+        a, b = float(outs[0][k]), float(outs[1][k])
+        worst = max(worst, abs(a - b) / (abs(a) + 1e-3))
+    return worst
+
+
+def mwnet(variant: str) -> dict:
+    batch, meta_batch = _batches()
+    batch.pop("corrupted")
     options = meta.StepOptions(N, NM)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    assert strategy.num_replicas_in_sync == 2
+    strategy = _strategy()
+
+    def setup():
+        clf = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=0)
+        wnet = build_weight_net(seed=1)
+        # torch.optim's rules with coupled L2, applied once to the replica-summed gradients.
+        opt = optim.TorchSGD(0.3, momentum=0.9, weight_decay=5e-4)
+        meta_opt = optim.TorchAdam(1e-2, weight_decay=1e-4)
+        opt.build(clf.trainable_variables)
+        meta_opt.build(wnet.trainable_variables)
+        return clf, wnet, opt, meta_opt
 
     def run(models, distributed):
         clf, wnet, opt, meta_opt = models
@@ -74,20 +115,91 @@ def main(variant: str) -> int:
     with strategy.scope():
         two = setup()
     out_two = run(two, True)
-
-    worst = 0.0
     pairs = list(zip(one[0].variables + one[1].variables, two[0].variables + two[1].variables))
-    for a, b in pairs:
-        a, b = a.numpy(), b.numpy()
-        worst = max(worst, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3))))
-    for k in ("loss_sum", "meta_loss", "weight_sum"):
-        a, b = float(out_one[k]), float(out_two[k])
-        worst = max(worst, abs(a - b) / (abs(a) + 1e-3))
+    worst = _worst(pairs, (out_one, out_two), ("loss_sum", "meta_loss", "weight_sum"))
     moved = max(float(np.max(np.abs(v.numpy() - w.numpy())))
                 for v, w in zip(one[1].variables, setup()[1].variables))
-    print(f"max relative difference {worst:.2e}; weight net moved by {moved:.2e}")
-    return 0 if worst < 1e-9 and moved > 1e-6 else 1
+    return {"worst": worst, "weight_net_moved": moved}
+
+
+def l2rw() -> dict:
+    batch, meta_batch = _batches()
+    options = meta.StepOptions(N, NM)
+
+    def setup():
+        clf = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=0)
+        opt = optim.TorchSGD(0.3, momentum=0.9, weight_decay=5e-4)
+        opt.build(clf.trainable_variables)
+        return clf, opt
+
+    one = setup()
+    step = meta.compile_step(lambda b, mb: l2rw_step(one[0], one[1], b, mb, options))
+    for _ in range(2):
+        out_one = step(batch, meta_batch)
+    strategy = _strategy()
+    with strategy.scope():
+        two = setup()
+    dstep = meta.compile_step(lambda b, mb: l2rw_step(two[0], two[1], b, mb, options), strategy)
+    ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(2)
+    for b, mb in strategy.experimental_distribute_dataset(ds):
+        out_two = dstep(b, mb)
+    worst = _worst(zip(one[0].variables, two[0].variables), (out_one, out_two),
+                   ("loss_sum", "meta_loss", "weight_sum", "weight_sum_corrupted"))
+    return {"worst": worst, "weight_sum_corrupted": float(out_one["weight_sum_corrupted"])}
+
+
+def _replica_apply(strategy, opt, var):
+    """A tf.function applying replica r's gradient `grads[r]` to `var` on each replica."""
+    @tf.function
+    def step(grads):
+        def fn():
+            ctx = tf.distribute.get_replica_context()
+            opt.apply([tf.gather(grads, ctx.replica_id_in_sync_group)], [var])
+        strategy.run(fn)
+    return step
+
+
+def optimizers() -> dict:
+    import test_optim as t
+
+    rng = np.random.default_rng(7)
+    w0 = rng.normal(size=(5,))
+    per_replica = rng.normal(size=(t.STEPS, 2, 5))  # step, replica
+    strategy = _strategy()
+    lrs = [t.lr_at(k) for k in range(t.STEPS)]
+    summed = list(per_replica.sum(axis=1))
+    cases = [
+        (lambda: optim.TorchSGD(t.schedule(), momentum=0.9, nesterov=True, weight_decay=t.WD),
+         t.torch_sgd_reference(w0, summed, lrs, 0.9, True, t.WD)),
+        (lambda: optim.TorchAdam(t.schedule(), weight_decay=t.WD),
+         t.torch_adam_reference(w0, summed, lrs, weight_decay=t.WD)),
+    ]
+    errors = {}
+    for make, want in cases:
+        with strategy.scope():
+            var = keras.Variable(w0, dtype="float64")
+            opt = make()
+            opt.build([var])
+
+        step = _replica_apply(strategy, opt, var)
+        for k in range(t.STEPS):
+            step(tf.constant(per_replica[k]))
+        errors[type(opt).__name__] = float(
+            np.max(np.abs(var.numpy() - want)) / np.max(np.abs(want - w0)))
+    return {"worst": max(errors.values()), "errors": errors}
+
+
+def main(names) -> int:
+    runs = {"exact": lambda: mwnet("exact"), "head": lambda: mwnet("head"),
+            "interval": lambda: mwnet("interval"), "l2rw": l2rw, "optimizers": optimizers}
+    for name in names:
+        try:
+            out = {"check": name, **runs[name]()}
+        except Exception:  # reported to the test of this check; the others still run
+            out = {"check": name, "error": traceback.format_exc()}
+        print(json.dumps(out), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "exact"))
+    sys.exit(main(sys.argv[1:] or CHECKS))

@@ -14,11 +14,11 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
 import pytest
+from cli import CliSession  # (tests/cli.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
@@ -70,6 +70,7 @@ def _idx_folder(base, *, truncate=None, garbage=None, drop=None):
 
 
 _FINISHED: dict = {}
+_SESSION: list = []  # the CliSession of the catalogue being run (`run_catalogue`)
 
 
 def _finished_run(base, name="run", *extra):
@@ -78,10 +79,8 @@ def _finished_run(base, name="run", *extra):
     key = tuple(extra)
     if key not in _FINISHED:
         _FINISHED[key] = os.path.join(tempfile.mkdtemp(prefix="catalogue-run-"), "run")
-        proc = subprocess.run([sys.executable, "-m", "mwnet_tf.train", *TINY, "--epochs=1",
-                               "--lr_decay_epochs=", *extra, f"--workdir={_FINISHED[key]}"],
-                              cwd=REPO, capture_output=True, text=True, timeout=300,
-                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        proc = _SESSION[0].run(*TINY, "--epochs=1", "--lr_decay_epochs=", *extra,
+                               f"--workdir={_FINISHED[key]}")
         assert proc.returncode == 0, proc.stderr[-2000:]
     shutil.copytree(_FINISHED[key], os.path.join(base, name))
 
@@ -229,32 +228,28 @@ def _snapshot(path: str):
 
 
 def run_catalogue(base: str) -> list[dict]:
-    """Sets every case up under `base`, runs them all, returns what each did."""
-    cases = _cases()
-    prepared, before = [], []
-    for i, case in enumerate(cases):
-        folder = os.path.join(base, f"case{i:02d}")
-        os.makedirs(folder)
-        if case.setup:
-            case.setup(folder)
-        watch = case.watch.format(base=folder)
-        before.append((watch, _snapshot(watch)))
-        prepared.append({"argv": [a.format(base=folder) for a in case.argv], "cwd": REPO,
-                         "env": {"MWNET_TF_FAULT": None, **case.env}})
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_runner.py")],
-                          input=json.dumps(prepared), capture_output=True, text=True,
-                          timeout=900, cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    outcomes = json.loads(proc.stdout)
+    """Sets every case up under `base` and runs it through the command line (`CliSession`:
+    one TensorFlow import for the whole catalogue), returns what each did."""
     rows = []
-    for i, (case, out, (watch, snap)) in enumerate(zip(cases, outcomes, before)):
-        folder = os.path.join(base, f"case{i:02d}")
-        lines = [line for line in out["stderr"].splitlines() if line.strip()]
-        message = lines[-1] if lines else ""
-        rows.append({"case": case, "code": out["code"], "lines": lines, "stderr": out["stderr"],
-                     "message": message.replace(folder, "DIR").replace(
-                         f"process {os.getpid()} ", "process PID "), "unchanged":
-                     _snapshot(watch) == snap})
+    _SESSION[:] = [CliSession()]
+    try:
+        for i, case in enumerate(_cases()):
+            folder = os.path.join(base, f"case{i:02d}")
+            os.makedirs(folder)
+            if case.setup:
+                case.setup(folder)
+            watch = case.watch.format(base=folder)
+            snap = _snapshot(watch)
+            out = _SESSION[0].run(*[a.format(base=folder) for a in case.argv], **case.env)
+            lines = [line for line in out.stderr.splitlines() if line.strip()]
+            message = lines[-1] if lines else ""
+            rows.append({"case": case, "code": out.returncode, "lines": lines,
+                         "stderr": out.stderr,
+                         "message": message.replace(folder, "DIR").replace(
+                             f"process {os.getpid()} ", "process PID "),
+                         "unchanged": _snapshot(watch) == snap})
+    finally:
+        _SESSION.pop().close()
     return rows
 
 

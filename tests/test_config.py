@@ -2,8 +2,6 @@
 
 import glob
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -12,25 +10,28 @@ from mwnet_tf.config import Config, paper_defaults, run_name
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _dry_run(*args):
-    proc = subprocess.run([sys.executable, "-m", "mwnet_tf.train", "--dry_run", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return dict(line[2:].split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+@pytest.fixture(scope="module")
+def dry_run(cli):
+    """`python -m mwnet_tf.train --dry_run ARGS`: the resolved flags as a dict."""
+    def run(*args):
+        proc = cli.run("--dry_run", *args)
+        assert proc.returncode == 0, proc.stderr
+        return dict(line[2:].split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    return run
 
 
-def test_bare_command_runs_table3_protocol_and_flags_override():
-    got = _dry_run("--dataset=cifar100", "--noise=flip", "--rate=0.4", "--seed=7")
+def test_bare_command_runs_table3_protocol_and_flags_override(dry_run):
+    got = dry_run("--dataset=cifar100", "--noise=flip", "--rate=0.4", "--seed=7")
     assert (got["model"], got["epochs"], got["lr_decay_epochs"]) == ("resnet32", "60", "40,50")
     assert got["meta_per_class"] == "10"  # 1000 clean meta images over 100 classes
     assert got["meta_optimizer"] == "adam" and got["workdir"] == "runs/cifar100-flip0.4-mwnet-s7"
-    over = _dry_run("--dataset=cifar100", "--noise=flip", "--rate=0.4", "--epochs=5",
-                    "--lr_decay_epochs=2,4", "--model=wrn28_10")
+    over = dry_run("--dataset=cifar100", "--noise=flip", "--rate=0.4", "--epochs=5",
+                   "--lr_decay_epochs=2,4", "--model=wrn28_10")
     assert (over["model"], over["epochs"], over["lr_decay_epochs"]) == ("wrn28_10", "5", "2,4")
 
 
-def test_uniform_noise_runs_table2_protocol():
-    got = _dry_run("--dataset=cifar10", "--noise=uniform", "--rate=0.6")
+def test_uniform_noise_runs_table2_protocol(dry_run):
+    got = dry_run("--dataset=cifar10", "--noise=uniform", "--rate=0.6")
     assert (got["model"], got["epochs"], got["lr_decay_epochs"]) == ("wrn28_10", "40", "36,38")
     assert got["meta_per_class"] == "100" and got["meta_optimizer"] == "sgd"
 
@@ -54,7 +55,7 @@ def test_flagfile_values_are_the_paper_defaults():
                noise=values["noise"], rate=float(values["rate"]), imbalance=imbalance)
 
 
-def test_offline_flagfiles_run_their_settings_defaults():
+def test_offline_flagfiles_run_their_settings_defaults(dry_run):
     files = sorted(glob.glob(os.path.join(REPO, "flags", "fashion_*.cfg")) +
                    glob.glob(os.path.join(REPO, "flags", "digits_*.cfg")))
     assert [os.path.basename(f) for f in files] == [
@@ -62,7 +63,7 @@ def test_offline_flagfiles_run_their_settings_defaults():
         "fashion_longtail10.cfg", "fashion_longtail100.cfg", "fashion_longtail10_flip0.2.cfg",
         "fashion_uniform0.4.cfg"]
     for path in files:
-        got = _dry_run(f"--flagfile={path}")
+        got = dry_run(f"--flagfile={path}")
         expected = paper_defaults(got["dataset"], got["noise"], float(got["imbalance"]))
         name = os.path.basename(path)
         assert got["dataset"] == ("digits" if name.startswith("digits") else "fashion_mnist")

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 from mwnet_tf import export
 from mwnet_tf.models import build_weight_net
@@ -18,7 +17,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
 
-_cli = train_cli  # tests/cli.py
 
 
 def test_saved_model_cli_runs_the_export(tmp_path):
@@ -70,7 +68,7 @@ class _Hostile(tf.Module):
         return {"weights": tf.sigmoid(h @ self.w2 + self.b2)}
 
 
-def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path):
+def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path, cli):
     marker = str(tmp_path / "written_by_the_graph")
     module = _Hostile(marker)
     path = str(tmp_path / "hostile")
@@ -84,8 +82,8 @@ def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path):
     os.remove(marker)  # the module's own call above wrote it: the reader never did
 
     work = tmp_path / "run"
-    proc = _cli("--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=1",
-                "--lr_decay_epochs=", f"--weight_fn={path}", f"--workdir={work}")
+    proc = cli.run("--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=1",
+                   "--lr_decay_epochs=", f"--weight_fn={path}", f"--workdir={work}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not os.path.exists(marker)
     results = json.loads((work / "results.json").read_text())
@@ -119,14 +117,14 @@ def test_frozen_weight_function_trains_without_meta_step_or_meta_set(tmp_path, m
     (lambda p: export.export_weight_fn(build_weight_net(hidden=50, seed=0), p),
      "does not hold a 1-100-1 weight function"),
 ])
-def test_bad_weight_fn_paths_are_one_line_errors_with_exit_2(tmp_path, make, needle):
+def test_bad_weight_fn_paths_are_one_line_errors_with_exit_2(tmp_path, make, needle, cli):
     path = str(tmp_path / "wfn")
     make(path)
     with pytest.raises(export.WeightFnError, match=needle):
         export.read_weight_net(path)
     work = tmp_path / "run"
-    proc = _cli("--flagfile=flags/smoke.cfg", "--model=tiny", f"--weight_fn={path}",
-                f"--workdir={work}")
+    proc = cli.run("--flagfile=flags/smoke.cfg", "--model=tiny", f"--weight_fn={path}",
+                   f"--workdir={work}")
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
     assert not work.exists()  # nothing left behind

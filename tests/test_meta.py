@@ -1,8 +1,5 @@
 """Exactness of the MW-Net step, checked independently of its nested tapes."""
 
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -189,16 +186,6 @@ def test_step_is_a_tf_function_and_does_not_retrace_on_new_learning_rate():
     assert set(out[0]) >= {"loss_sum", "correct", "meta_loss", "weight_sum",
                            "weight_sum_corrupted", "count_corrupted"}
     assert float(out[0]["count_corrupted"]) == float(np.sum(batch["corrupted"]))
-
-
-@pytest.mark.parametrize("variant", ["exact", "head", "interval"])
-def test_two_replica_mirrored_step_matches_one_device(variant):
-    script = os.path.join(os.path.dirname(__file__), "mirrored_check.py")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, script, variant], capture_output=True, text=True,
-                          env=env, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "max relative difference" in proc.stdout
 
 
 def test_xla_compiled_step_matches_the_plain_graph_step():

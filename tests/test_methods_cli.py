@@ -5,16 +5,12 @@ import os
 
 import numpy as np
 import pytest
-from cli import train_cli_many  # noqa: E402  (tests/cli.py)
 
 from mwnet_tf import methods, trainer
 from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import load_dataset, make_biased_data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-
 
 BAD = [
     (["--method=focal", "--focal_gamma=-1"], "focal_gamma"),
@@ -27,10 +23,11 @@ BAD = [
     (["--method=ce", "--meta_interval=2"], "--meta_interval is a hyperparameter of --method=mwnet"),
 ]
 APPROX = ["--meta_scope=head", "--meta_interval=3", "--steps_per_call=4"]
+TRAINED = ("ce", "mwnet", "confident_learning")  # through the command line to the end
 
 
 @pytest.fixture(scope="module")
-def cli_runs(tmp_path_factory):
+def cli_runs(tmp_path_factory, cli):
     """Every method, the approximations and the bad values through the command line, in one
     runner (tests/cli.py): {key: (workdir, result)}."""
     base = tmp_path_factory.mktemp("methods_cli")
@@ -38,38 +35,46 @@ def cli_runs(tmp_path_factory):
     for method in METHODS:
         extra = ["--cl_folds=2"] if method == "confident_learning" else []
         keys.append(method)
+        # every method's settings; three train (the in-process runs of
+        # test_meta_set_reaches_exactly_the_methods_that_use_it train them all)
+        dry = [] if method in TRAINED else ["--dry_run"]
         cases.append(["--flagfile=flags/smoke.cfg", f"--method={method}", "--model=tiny",
-                      "--epochs=1", "--lr_decay_epochs=", f"--workdir={base}/{method}", *extra])
+                      "--epochs=1", "--lr_decay_epochs=", f"--workdir={base}/{method}", *extra,
+                      *dry])
     keys.append("approx")
     cases.append(["--flagfile=flags/smoke.cfg", "--model=tiny", *APPROX,
                   f"--workdir={base}/approx"])
     for i, (args, _) in enumerate(BAD):
         keys.append(f"bad{i}")
         cases.append(["--flagfile=flags/smoke.cfg", *args, f"--workdir={base}/bad{i}"])
-    results = train_cli_many([{"argv": argv} for argv in cases])
-    return {k: (base / k, r) for k, r in zip(keys, results)}
+    return {k: (base / k, cli.run(*argv)) for k, argv in zip(keys, cases)}
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_trains_through_the_cli_and_writes_the_run_folder(cli_runs, method):
+def test_every_method_runs_from_the_cli_with_its_hyperparameters_in_the_flagfile(cli_runs,
+                                                                                  method):
     work, proc = cli_runs[method]
-    assert proc["code"] == 0, proc["stderr"][-3000:]
-    results = json.loads((work / "results.json").read_text())
-    assert results["config"]["method"] == method
-    assert 0 < results["test_accuracy"] <= 100
-    assert len(results["per_class_test_accuracy"]) == 10
-    flagfile = (work / "flags.cfg").read_text()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if method in TRAINED:
+        results = json.loads((work / "results.json").read_text())
+        assert results["config"]["method"] == method
+        assert 0 < results["test_accuracy"] <= 100
+        assert len(results["per_class_test_accuracy"]) == 10
+        flagfile = (work / "flags.cfg").read_text()
+        assert os.path.isdir(work / "checkpoints")
+        assert os.path.isdir(work / "weight_fn") == (method == "mwnet")
+    else:  # --dry_run prints the flags.cfg the run would write
+        flagfile = proc.stdout
+        assert not os.path.exists(work)
     assert f"--method={method}" in flagfile
     for p in methods.get(method).params:  # the method's hyperparameters are in flags.cfg
         if p.default is not None:
             assert f"--{p.name}=" in flagfile, p.name
-    assert os.path.isdir(work / "checkpoints")
-    assert os.path.isdir(work / "weight_fn") == (method == "mwnet")
 
 
 def test_mwnet_approximations_train_through_the_cli(cli_runs):
     work, proc = cli_runs["approx"]
-    assert proc["code"] == 0, proc["stderr"][-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((work / "results.json").read_text())
     assert results["config"]["meta_scope"] == "head"
     assert results["config"]["meta_interval"] == 3
@@ -81,9 +86,9 @@ def test_mwnet_approximations_train_through_the_cli(cli_runs):
 def test_bad_method_values_are_one_line_errors_with_exit_2(cli_runs, index):
     work, proc = cli_runs[f"bad{index}"]
     needle = BAD[index][1]
-    assert proc["code"] == 2 and "Traceback" not in proc["stderr"]
-    lines = [line for line in proc["stderr"].splitlines() if line.strip()]
-    assert len(lines) == 1 and needle in lines[0], proc["stderr"]
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
     assert not os.path.exists(work)
 
 
@@ -99,7 +104,7 @@ def test_every_method_declares_a_reference_and_valid_defaults():
 
 def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch):
     """Methods that use clean data get the run's one meta set; the others never get meta
-    batches (their pipelines do not build the meta stream)."""
+    batches (their pipelines do not build the meta stream). Each writes its run folder."""
     data = make_biased_data(load_dataset("digits"), noise="uniform", rate=0.4,
                             meta_per_class=10, seed=3)
     seen = []
@@ -117,6 +122,11 @@ def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch)
                         batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=3,
                         method_params=params)
         trainer.train_and_evaluate(config, str(tmp_path / name), data=data, log=lambda s: None)
+        results = json.loads((tmp_path / name / "results.json").read_text())
+        assert results["config"]["method"] == name and 0 < results["test_accuracy"] <= 100
+        assert len(results["per_class_test_accuracy"]) == 10, name
+        assert os.path.isdir(tmp_path / name / "checkpoints"), name
+        assert os.path.isdir(tmp_path / name / "weight_fn") == (name == "mwnet"), name
         uses_meta = methods.get(name).uses_meta
         assert seen, name
         for stage_data, with_meta in seen:

@@ -28,11 +28,11 @@ def _env(**extra):
     return env
 
 
-def _run(workdir, *extra, fault=None):
-    env = _env(MWNET_TF_FAULT=fault) if fault else _env()
-    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *ARGS, *extra,
-                           f"--workdir={workdir}"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=300)
+def _run(cli, workdir, *extra, fault=None):
+    """The command line, run to its end (`cli`: one TensorFlow import for the module's runs,
+    a forked child per command line; a fault's SIGKILL ends that child alone)."""
+    return cli.run(*ARGS, *extra, f"--workdir={workdir}",
+                   **({"MWNET_TF_FAULT": fault} if fault else {}))
 
 
 def _results(workdir):
@@ -45,14 +45,14 @@ def _results(workdir):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
+def uninterrupted(tmp_path_factory, cli):
     work = tmp_path_factory.mktemp("full") / "run"
-    proc = _run(work)
+    proc = _run(cli, work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return _results(work)
 
 
-def test_killed_at_many_moments_and_rerun_it_ends_bitwise_equal(tmp_path, uninterrupted):
+def test_killed_at_many_moments_and_rerun_it_ends_bitwise_equal(tmp_path, uninterrupted, cli):
     work = tmp_path / "run"
     # SIGKILL mid-epoch, during evaluation, just before and just after a checkpoint is
     # written, while the weight function is exported, before results.json: each time the
@@ -60,10 +60,10 @@ def test_killed_at_many_moments_and_rerun_it_ends_bitwise_equal(tmp_path, uninte
     faults = ["after_call:3", "eval:2", "checkpoint_before:2", "checkpoint_after:2",
               "export:1", "results:1"]
     for fault in faults:
-        proc = _run(work, fault=fault)
+        proc = _run(cli, work, fault=fault)
         assert proc.returncode == -signal.SIGKILL, (fault, proc.stderr[-2000:])
         assert not (work / "results.json").exists()
-    proc = _run(work)
+    proc = _run(cli, work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from" in proc.stdout
     assert _results(work) == uninterrupted
@@ -86,7 +86,8 @@ def _one_error_line(proc, *texts):
     return errors[0]
 
 
-def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, uninterrupted):
+def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, uninterrupted,
+                                                                      cli):
     """ENOSPC / EACCES injected inside the writers (`mwnet_tf.faults`): a checkpoint, the
     weight function, results.json. Each ends in one line naming what is kept; what was
     written before stays readable; the same command then resumes and ends as if nothing
@@ -98,7 +99,7 @@ def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, 
     work = tmp_path / "run"
     ckpts = work / "checkpoints"
     # the second checkpoint (step 6, inside epoch 1) cannot be written
-    proc = _run(work, fault="checkpoint_before:2:enospc")
+    proc = _run(cli, work, fault="checkpoint_before:2:enospc")
     line = _one_error_line(proc, "could not write checkpoint 6", "No space left on device",
                            "ckpt-3 is kept")
     latest = tf.train.latest_checkpoint(str(ckpts))
@@ -107,17 +108,17 @@ def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, 
     assert (ckpts / "progress-3.json").exists() and not (ckpts / "progress-6.json").exists()
     flags_cfg = (work / "flags.cfg").read_bytes()
     # resumed: the weight function cannot be written at the end (an unwritable folder)
-    proc = _run(work, fault="export:1:eacces")
+    proc = _run(cli, work, fault="export:1:eacces")
     _one_error_line(proc, "could not write the exports", "Permission denied", "is kept")
     assert not (work / "weight_fn").exists() and not (work / "results.json").exists()
     assert _leftovers(work) == []
     # resumed again: results.json cannot be written; the weight function written before it is
-    proc = _run(work, fault="results:1:enospc")
+    proc = _run(cli, work, fault="results:1:enospc")
     _one_error_line(proc, "could not write", "results.json", "No space left on device")
     assert not (work / "results.json").exists() and _leftovers(work) == []
     export.read_weight_net(str(work / "weight_fn"))  # complete and readable
     assert (work / "flags.cfg").read_bytes() == flags_cfg
-    proc = _run(work)
+    proc = _run(cli, work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _results(work) == uninterrupted and not (work / ".lock").exists()
 
@@ -140,7 +141,7 @@ def _wait_for(lines, proc, text, timeout=240):
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_saves_a_checkpoint_and_stops_with_128_plus_its_number(tmp_path, signum,
-                                                                        uninterrupted):
+                                                                        uninterrupted, cli):
     work = tmp_path / "run"
     proc, lines = _start(work, "--epochs=60", "--lr_decay_epochs=2")
     _wait_for(lines, proc, "epoch 1/60")
@@ -155,18 +156,18 @@ def test_a_signal_saves_a_checkpoint_and_stops_with_128_plus_its_number(tmp_path
     assert os.path.exists(checkpoint + ".index")
     assert not (work / ".lock").exists()
     if signum == signal.SIGTERM:  # resumed with 3 epochs, it ends as the uninterrupted run
-        again = _run(work)
+        again = _run(cli, work)
         assert again.returncode == 0, again.stderr[-3000:]
         assert "resumed from" in again.stdout
         assert _results(work) == uninterrupted
 
 
-def test_a_live_run_folder_is_refused_and_a_dead_owners_lock_taken_over(tmp_path):
+def test_a_live_run_folder_is_refused_and_a_dead_owners_lock_taken_over(tmp_path, cli):
     work = tmp_path / "run"
     proc, lines = _start(work, "--epochs=200", "--lr_decay_epochs=2")
-    _wait_for(lines, proc, "epoch 1/200")
+    _wait_for(lines, proc, "epoch 1/200  lr")  # the end of epoch 1: checkpoints written
     flags_before = (work / "flags.cfg").read_bytes()
-    second = _run(work, "--epochs=200", "--lr_decay_epochs=2")
+    second = _run(cli, work, "--epochs=200", "--lr_decay_epochs=2")
     errors = [line for line in second.stderr.splitlines() if line.strip()]
     assert second.returncode == 2 and len(errors) == 1, second.stderr
     assert f"is in use by process {proc.pid}" in errors[0]
@@ -174,7 +175,7 @@ def test_a_live_run_folder_is_refused_and_a_dead_owners_lock_taken_over(tmp_path
     proc.kill()  # a crash: the lock stays behind
     proc.wait()
     assert (work / ".lock").exists()
-    third = _run(work, "--epochs=2", "--lr_decay_epochs=1")  # takes the lock over, resumes
+    third = _run(cli, work, "--epochs=2", "--lr_decay_epochs=1")  # takes the lock over, resumes
     assert third.returncode == 0, third.stderr[-3000:]
     assert "resumed from" in third.stdout
     assert not (work / ".lock").exists()

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from cli import train_cli  # noqa: E402  (tests/cli.py)
 
 from mwnet_tf import export, trainer
 from mwnet_tf.config import Config
@@ -20,7 +19,6 @@ SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2
              seed=3)
 
 
-_cli = train_cli  # tests/cli.py
 
 
 def _events(path):
@@ -162,15 +160,15 @@ def test_same_seed_same_run_different_seed_different_run(tmp_path):
     assert a["weight_curve"] != c["weight_curve"]
 
 
-def test_cli_smoke_run_writes_rerunnable_flagfile(tmp_path):
+def test_cli_smoke_run_writes_rerunnable_flagfile(tmp_path, cli):
     work = tmp_path / "run"
-    proc = _cli("--flagfile=flags/smoke.cfg", f"--workdir={work}")
+    proc = cli.run("--flagfile=flags/smoke.cfg", f"--workdir={work}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test accuracy" in proc.stdout
     flagfile = (work / "flags.cfg").read_text()
     assert "--dataset=digits" in flagfile and f"--workdir={work}" in flagfile
     # The same flags.cfg repeats the run: it finds the finished checkpoint and trains no more.
-    again = _cli(f"--flagfile={work}/flags.cfg")
+    again = cli.run(f"--flagfile={work}/flags.cfg")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout and "epoch 1/" not in again.stdout
 
@@ -178,9 +176,9 @@ def test_cli_smoke_run_writes_rerunnable_flagfile(tmp_path):
 # Bad flag values, missing data and corrupt checkpoints: tests/test_catalogue.py.
 
 
-def test_nan_loss_stops_with_one_line_error(tmp_path):
+def test_nan_loss_stops_with_one_line_error(tmp_path, cli):
     work = tmp_path / "run"
-    proc = _cli("--flagfile=flags/smoke.cfg", f"--workdir={work}", "--lr=1e30")
+    proc = cli.run("--flagfile=flags/smoke.cfg", f"--workdir={work}", "--lr=1e30")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert "NaN" in proc.stderr.strip().splitlines()[-1]
     assert (work / "flags.cfg").exists() and not (work / "results.json").exists()
