@@ -102,18 +102,24 @@ def confusion_matrix(matrix, title: str):
 def curves(series, xlabel: str, ylabel: str, title: str, spread=None):
     """Lines `(label, x, y)` on one axis; `spread[i]`, when given, a band of +- it around
     line i."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for i, (label, x, y) in enumerate(series):
-        line, = ax.plot(x, y, label=label, marker="o" if len(x) <= 30 else None,
-                        markersize=3)
-        if spread is not None and spread[i] is not None:
-            y, s = np.asarray(y, float), np.asarray(spread[i], float)
-            ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.2)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    return curve_panels([(series, xlabel, ylabel, title, spread)])
+
+
+def curve_panels(panels):
+    """Panels side by side, each `(series, xlabel, ylabel, title, spread)` as in `curves`."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
+    for ax, (series, xlabel, ylabel, title, spread) in zip(axes[0], panels):
+        for i, (label, x, y) in enumerate(series):
+            line, = ax.plot(x, y, label=label, marker="o" if len(x) <= 30 else None,
+                            markersize=3)
+            if spread is not None and spread[i] is not None:
+                y, s = np.asarray(y, float), np.asarray(spread[i], float)
+                ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
 

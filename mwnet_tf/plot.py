@@ -9,9 +9,11 @@ Writes to `--out`:
 - `test_accuracy.png`: test accuracy per epoch (Fig. 4);
 - `weight_histograms.png`: weights of clean and corrupted tracked samples in the last epoch,
   one panel per run that weighs samples (Fig. 5);
-- `weight_variation.png`: mean change of the tracked samples' weights per epoch, with its
-  standard deviation as a band (Fig. 6): MW-Net's weight net beside L2RW's meta-gradient
-  weights (`n * w_i`, 1 the uniform weight of a batch of n) when both runs are given.
+- `weight_variation.png`: mean absolute change of the tracked samples' weights per epoch, with
+  its standard deviation as a band (Fig. 6): MW-Net's weight net beside L2RW's meta-gradient
+  weights (`n * w_i`, 1 the uniform weight of a batch of n) when both runs are given; beside
+  it the same divided by the epoch's mean tracked weight, since the two methods' weights
+  live on different scales.
 
 A run folder without `results.json`, or whose `results.json` lacks what a figure needs (runs
 written before this version have no per-epoch history), is a one-line error naming the
@@ -104,16 +106,33 @@ def plot(folders: list[str], out: str) -> list[str]:
     varying = [(lab, r) for lab, r in weighted
                if any("weight_variation_mean" in row for row in r["history"])]
     if varying:
-        series, bands = [], []
+        series, bands, relative, relative_bands = [], [], [], []
         for lab, r in varying:
             rows = [row for row in r["history"] if "weight_variation_mean" in row]
-            series.append((lab, [row["epoch"] for row in rows],
-                           [row["weight_variation_mean"] for row in rows]))
+            epochs = [row["epoch"] for row in rows]
+            series.append((lab, epochs, [row["weight_variation_mean"] for row in rows]))
             bands.append([row["weight_variation_std"] for row in rows])
-        save(figures.curves(series, "epoch", "mean |change of weight|",
-                            "Weight variation of tracked samples", spread=bands),
-             "weight_variation.png")
+            means = [mean_weight(row, r["weight_histogram"]) for row in rows]
+            relative.append((lab, epochs, [row["weight_variation_mean"] / m
+                                           for row, m in zip(rows, means)]))
+            relative_bands.append([row["weight_variation_std"] / m
+                                   for row, m in zip(rows, means)])
+        save(figures.curve_panels([
+            (series, "epoch", "mean |change of weight|",
+             "Weight variation of tracked samples", bands),
+            (relative, "epoch", "mean |change of weight| / mean weight",
+             "Relative to the epoch's mean weight", relative_bands)]),
+            "weight_variation.png")
     return written
+
+
+def mean_weight(row: dict, weight_histogram: dict) -> float:
+    """The mean weight of the tracked samples in a history row, from its clean and corrupted
+    means and the numbers of clean and corrupted tracked samples (the same samples every
+    epoch: the counts of the last epoch's weight histogram)."""
+    n_clean, n_bad = sum(weight_histogram["clean"]), sum(weight_histogram["corrupted"])
+    total = n_clean * row["weight_clean"] + (n_bad * row["weight_corrupted"] if n_bad else 0.0)
+    return total / (n_clean + n_bad)
 
 
 def main(argv: list[str]) -> None:

@@ -99,3 +99,12 @@ def test_a_run_missing_what_a_figure_needs_is_one_line(runs, tmp_path):
                               text=True, timeout=120)
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_mean_weight_of_a_history_row_weighs_clean_and_corrupted_by_their_counts():
+    hist = {"bins": [0, 0.5, 1], "clean": [3, 1], "corrupted": [1, 0]}
+    row = {"weight_clean": 0.5, "weight_corrupted": 0.1}
+    assert plot.mean_weight(row, hist) == pytest.approx((4 * 0.5 + 0.1) / 5)
+    clean_only = {"bins": [0, 1], "clean": [2], "corrupted": [0]}
+    assert plot.mean_weight({"weight_clean": 0.3, "weight_corrupted": None},
+                            clean_only) == pytest.approx(0.3)
