@@ -25,6 +25,9 @@ class Config:
     data_dir: str | None = None
     noise: str = "uniform"
     rate: float = 0.4
+    # Human noise (noise="human"): the label file and, in a CIFAR-N .pt, the set to use.
+    noise_labels: str | None = None
+    noise_label_set: str | None = None
     imbalance: float = 1.0
     meta_per_class: int = 10
     method: str = "mwnet"
@@ -77,13 +80,18 @@ class Config:
 
 def validate(c: Config) -> list[str]:
     """Returns one message per invalid field (empty when the config is valid)."""
-    from mwnet_tf.data import DATASETS, NOISE_TYPES
+    from mwnet_tf.data import DATASETS, LABEL_NOISES
+    from mwnet_tf.data.human_noise import check_settings
     from mwnet_tf.meta import WEIGHT_NORMS
     from mwnet_tf.models import MODELS
 
     checks = [
         (c.dataset in DATASETS, f"dataset must be one of {DATASETS}"),
-        (c.noise in NOISE_TYPES, f"noise must be one of {NOISE_TYPES}"),
+        (c.noise in LABEL_NOISES, f"noise must be one of {LABEL_NOISES}"),
+        (c.noise == "human" or (c.noise_labels is None and c.noise_label_set is None),
+         "--noise_labels and --noise_label_set go with --noise=human"),
+        (c.noise != "human" or c.rate == 0.0,
+         "--rate does not apply to --noise=human (its noise is the file's labels)"),
         (0.0 <= c.rate <= 1.0, "rate must lie in [0, 1]"),
         (c.imbalance >= 1.0, "imbalance must be >= 1 (1 = balanced)"),
         (c.meta_per_class >= 1, "meta_per_class must be >= 1"),
@@ -114,6 +122,8 @@ def validate(c: Config) -> list[str]:
          "checkpoint_every_steps and checkpoint_every_minutes must be >= 0 (0: off)"),
     ]
     errors = [msg for ok, msg in checks if not ok]
+    if c.noise == "human":
+        errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     if c.method in METHODS:
         from mwnet_tf import methods
 
@@ -134,8 +144,10 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
     """The published protocol for a setting (see reference/official_settings.md).
 
     Settings: CIFAR uniform noise -> Table 2 (WRN-28-10, 40 epochs, the WRN script's
-    Nesterov SGD for both nets); CIFAR flip/flip1/hierarchical/no noise -> Table 3 (ResNet-32,
-    60 epochs, the stable script's Adam weight-net optimizer); CIFAR with imbalance > 1 ->
+    Nesterov SGD for both nets); CIFAR flip/flip1/hierarchical/human/no noise -> Table 3
+    (ResNet-32, 60 epochs, the stable script's Adam weight-net optimizer; human noise,
+    CIFAR-10N/100N, is class-dependent noise near the flip cells' rates, so it takes their
+    protocol); CIFAR with imbalance > 1 ->
     Table 1 (ResNet-32, 100 epochs, weight net SGD at 1e-5, 10 meta images per class).
     Digits and Fashion-MNIST are this project's offline settings; with a long tail they train
     for more epochs (the tail leaves fewer images per epoch) and take Table 1's meta set (10
@@ -172,6 +184,8 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
 def run_name(c: Config) -> str:
     """A folder name that says the setting, e.g. `cifar100-flip0.4-mwnet-s0`."""
     bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "clean"
+    if c.noise == "human":  # cifar10-human_worst-..., or -human_file- for a .npy / .csv
+        bias = f"human_{c.noise_label_set or 'file'}"
     if c.imbalance > 1:
         bias += f"-lt{c.imbalance:g}"
     return f"{c.dataset}-{bias}-{c.method}-s{c.seed}"

@@ -33,7 +33,8 @@ BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.bench_table
 FIGURES = "figures"  # runs/reference/figures: the README's PNGs (python -m mwnet_tf.plot)
 KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (plus the seed, averaged over).
-VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "deterministic",
+VOLATILE = frozenset({"seed", "data_dir", "noise_labels", "strategy", "jit_compile",
+                      "deterministic",
                       "keep_checkpoints", "progress_seconds", "eval_batch_size",
                       "steps_per_call", "checkpoint_every_steps",
                       "checkpoint_every_minutes"})
@@ -42,7 +43,7 @@ VOLATILE = frozenset({"seed", "data_dir", "strategy", "jit_compile", "determinis
 # method's approximations: runs that change one get a row of their own (`row_name`).
 ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1, "weight_fn": None}}
 # Config fields added after runs were kept, with the value those runs had.
-ADDED_FIELDS = {"mixed_precision": "none"}
+ADDED_FIELDS = {"mixed_precision": "none", "noise_labels": None, "noise_label_set": None}
 # The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
 # "meta" optimizer (tests/test_report.py checks that), so runs of other methods that differ in
 # them alone are one protocol.
@@ -112,15 +113,19 @@ def load_reference(reference: str) -> list[tuple[str, dict]]:
 
 
 def setting(config: dict) -> tuple[str, float, float]:
-    """(noise, rate, imbalance), with a zero rate and noise `none` both meaning no noise."""
+    """(noise, rate, imbalance), with a zero rate and noise `none` both meaning no noise;
+    human noise is `human <label set>` (its rate is the file's, not a setting)."""
     noise, rate = config["noise"], float(config["rate"])
-    if noise == "none" or rate == 0:
+    if noise == "human":
+        noise, rate = f"human {config.get('noise_label_set') or 'file'}", 0.0
+    elif noise == "none" or rate == 0:
         noise, rate = "none", 0.0
     return noise, rate, float(config.get("imbalance", 1.0))
 
 
 def setting_label(noise: str, rate: float, imbalance: float) -> str:
-    parts = [] if noise == "none" else [f"{noise} {rate:g}"]
+    parts = ([] if noise == "none" else [noise] if noise.startswith("human")
+             else [f"{noise} {rate:g}"])
     if imbalance > 1:
         parts.append(f"long-tail {imbalance:g}")
     return ", ".join(parts) or "clean"

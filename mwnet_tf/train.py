@@ -51,14 +51,14 @@ from absl import app, flags, logging  # noqa: E402
 
 from mwnet_tf import cluster, methods, runlock  # noqa: E402
 from mwnet_tf import config as config_lib  # noqa: E402
-from mwnet_tf.data import DATASETS, NOISE_TYPES  # noqa: E402
+from mwnet_tf.data import DATASETS, LABEL_NOISES, human_noise  # noqa: E402
 from mwnet_tf.meta import WEIGHT_NORMS  # noqa: E402
 from mwnet_tf.models import MODELS  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
 RESUMABLE = ("workdir", "epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds",
-             "data_dir",
+             "data_dir", "noise_labels",
              "strategy", "jit_compile", "steps_per_call", "checkpoint_every_steps",
              "checkpoint_every_minutes")
 
@@ -67,10 +67,19 @@ def define_flags() -> None:
     """Defines the flags (called by `run`, not at import)."""
     d = config_lib.Config()
     flags.DEFINE_enum("dataset", "digits", DATASETS, "Dataset.")
-    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir (or IDX folder).")
-    flags.DEFINE_enum("noise", "uniform", NOISE_TYPES, "Label noise (transition matrix type).")
-    flags.DEFINE_float("rate", 0.4, "Noise rate p of the transition matrix.", lower_bound=0,
-                       upper_bound=1)
+    flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir, or a folder holding "
+                        "CIFAR's Python folder (cifar-10-batches-py, cifar-100-python) or "
+                        "Fashion-MNIST's IDX files.")
+    flags.DEFINE_enum("noise", "uniform", LABEL_NOISES, "Label noise: a transition matrix "
+                      "type, or human (the labels of --noise_labels: CIFAR-10N/100N).")
+    flags.DEFINE_float("rate", 0.4, "Noise rate p of the transition matrix (not with "
+                       "--noise=human).", lower_bound=0, upper_bound=1)
+    flags.DEFINE_string("noise_labels", None, "--noise=human: CIFAR-10_human.pt / "
+                        "CIFAR-100_human.pt (github.com/UCSC-REAL/cifar-10-100n), or a .npy / "
+                        ".csv of one label per training image in the original order.")
+    flags.DEFINE_enum("noise_label_set", None, human_noise.ALL_LABEL_SETS,
+                      "--noise=human with a CIFAR-N .pt: the label set (CIFAR-10N: aggregate, "
+                      "random1-3, worst (default); CIFAR-100N: noisy_fine (default)).")
     flags.DEFINE_float("imbalance", 1.0, "Long-tail imbalance factor (1 = balanced).",
                        lower_bound=1)
     flags.DEFINE_integer("meta_per_class", None, "Clean meta images per class.", lower_bound=1)
@@ -152,6 +161,14 @@ def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
                                if fv[p.name].value is not None}
     if values.get("noise") == "none":
         values["rate"] = 0.0
+    if values.get("noise") == "human":
+        if fv["rate"].present:
+            raise ValueError("--rate does not apply to --noise=human: its noise is the label "
+                             "file's (the realized rate is reported)")
+        values["rate"] = 0.0
+        if values.get("noise_label_set") is None:
+            values["noise_label_set"] = human_noise.default_label_set(
+                values["dataset"], values.get("noise_labels"))
     decay = values.get("lr_decay_epochs") or ()
     try:
         values["lr_decay_epochs"] = tuple(int(e) for e in decay if str(e).strip())

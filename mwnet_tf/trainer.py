@@ -24,6 +24,7 @@ import tensorflow as tf
 from mwnet_tf import faults, meta, methods, optim, precision, tracking
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, load_dataset, make_biased_data
+from mwnet_tf.data.human_noise import load_human_labels
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
 from mwnet_tf.methods.base import reinitialize, reset_optimizer
 from mwnet_tf.models import build_classifier
@@ -370,9 +371,12 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     if config.batch_size % replicas or config.meta_batch_size % replicas:
         raise ValueError(f"batch sizes must be divisible by the {replicas} replicas")
     if data is None:
-        data = make_biased_data(load_dataset(config.dataset, config.data_dir), noise=config.noise,
-                                rate=config.rate, imbalance=config.imbalance,
-                                meta_per_class=config.meta_per_class, seed=config.seed)
+        ds = load_dataset(config.dataset, config.data_dir)
+        human = (load_human_labels(config.noise_labels, config.noise_label_set, ds)
+                 if config.noise == "human" else None)
+        data = make_biased_data(ds, noise=config.noise, rate=config.rate,
+                                imbalance=config.imbalance, meta_per_class=config.meta_per_class,
+                                seed=config.seed, human_labels=human)
     method_cls = methods.get(config.method)
     if len(data.train_y) < config.batch_size:
         raise ValueError(f"the training set ({len(data.train_y)} images) is smaller than one "

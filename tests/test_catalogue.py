@@ -106,8 +106,45 @@ def _weight_fn_of_wrong_shape(base):
     net.export(f"{base}/wrong_fn", verbose=False)
 
 
+def _cifar(base, *, damage=None, labels=None):
+    """A tiny CIFAR-10 Python folder in base/cifar (one file damaged: "evil" (would run a
+    command), "truncated", "missing"), and a label file base/labels.* ("c100": a CIFAR-100N
+    archive, "short": one label too few, "range": a label 10, "zip": not an archive)."""
+    import pickle
+
+    import numpy as np
+    from cifar_files import cifar_n_arrays, write_cifar_folder, write_cifar_n
+
+    out = write_cifar_folder(f"{base}/cifar", per_batch=6, test=4)
+    batch = os.path.join(out["folder"], "data_batch_2")
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {base}/marker",)
+    if damage == "evil":
+        _write(batch, pickle.dumps({b"data": Evil(), b"labels": [1]}, protocol=2))
+    elif damage == "truncated":
+        _write(batch, open(batch, "rb").read()[:5000])
+    elif damage == "missing":
+        os.remove(batch)
+    y = out["train_y"]
+    if labels == "c100":
+        write_cifar_n(f"{base}/labels.pt", cifar_n_arrays(np.arange(len(y)) % 100, "cifar100"),
+                      prefix="CIFAR-100_human")
+    elif labels == "short":
+        np.save(f"{base}/labels.npy", y[:-1])
+    elif labels == "range":
+        np.save(f"{base}/labels.npy", np.where(np.arange(len(y)) == 3, 10, y))
+    elif labels == "zip":
+        _write(f"{base}/labels.pt", b"<html>404</html>")
+
+
 def _cases() -> list[Case]:
     t = TINY
+    # Human noise on a tiny CIFAR-10 folder (not smoke.cfg: its --rate does not apply).
+    h = ["--dataset=cifar10", "--data_dir={base}/cifar", "--noise=human", "--model=tiny",
+         "--epochs=1", "--lr_decay_epochs=", "--meta_per_class=2", "--batch_size=10",
+         "--meta_batch_size=10"]
     live = json.dumps({"pid": 1, "host": "another-host"})
     return [
         # flag values
@@ -135,6 +172,12 @@ def _cases() -> list[Case]:
         Case("flag", "an unknown flag", [*t, "--learning_rate=0.1"], 2, "learning_rate"),
         Case("flag", "a learning rate that makes the loss diverge", [*t, "--lr=1e30"], 1,
              "NaN/inf", watch="{base}/none"),
+        Case("flag", "human noise without a label file", h, 2, "--noise_labels"),
+        Case("flag", "a noise rate with human noise", [*h, "--noise_labels=x.pt", "--rate=0.2"],
+             2, "--rate does not apply"),
+        Case("flag", "CIFAR-100N's label set for cifar10",
+             [*h, "--noise_labels=x.pt", "--noise_label_set=noisy_fine"], 2,
+             "not a cifar10 label set"),
         # flagfiles
         Case("flagfile", "a flagfile that does not exist", ["--flagfile={base}/none.cfg"], 2,
              "none.cfg"),
@@ -164,6 +207,27 @@ def _cases() -> list[Case]:
         Case("data", "CIFAR-10 not prepared in the folder",
              [*t, "--dataset=cifar10", "--model=tiny", "--data_dir={base}/empty"], 1,
              "cifar10", setup=lambda b: os.makedirs(f"{b}/empty")),
+        Case("data", "a CIFAR batch pickled to run a command (refused, nothing runs)",
+             [*t, "--dataset=cifar10", "--data_dir={base}/cifar"], 1, "refused to unpickle",
+             setup=lambda b: _cifar(b, damage="evil"), watch="{base}/marker"),
+        Case("data", "a truncated CIFAR batch", [*t, "--dataset=cifar10",
+                                                 "--data_dir={base}/cifar"], 1,
+             "data_batch_2: truncated", setup=lambda b: _cifar(b, damage="truncated")),
+        Case("data", "a CIFAR folder missing a batch", [*t, "--dataset=cifar10",
+                                                        "--data_dir={base}/cifar"], 1,
+             "data_batch_2: missing", setup=lambda b: _cifar(b, damage="missing")),
+        Case("data", "a label file that is not a CIFAR-N archive",
+             [*h, "--noise_labels={base}/labels.pt"], 1, "labels.pt",
+             setup=lambda b: _cifar(b, labels="zip")),
+        Case("data", "a label file that does not exist", [*h, "--noise_labels={base}/none.pt"],
+             1, "none.pt: missing", setup=_cifar),
+        Case("data", "CIFAR-100N's label file for cifar10", [*h, "--noise_labels={base}/labels.pt"],
+             2, "cifar100 label file", setup=lambda b: _cifar(b, labels="c100")),
+        Case("data", "a label file one label short", [*h, "--noise_labels={base}/labels.npy"],
+             2, "labels", setup=lambda b: _cifar(b, labels="short")),
+        Case("data", "a label file with a label out of range",
+             [*h, "--noise_labels={base}/labels.npy"], 2, "outside 0..9",
+             setup=lambda b: _cifar(b, labels="range")),
         # run folders
         Case("run folder", "a file as the run folder", [*t, "--workdir={base}/run"], 2,
              "is a file", setup=lambda b: _write(f"{b}/run", b"notes")),

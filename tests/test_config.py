@@ -85,3 +85,32 @@ def test_config_rejects_bad_values_with_every_message():
 def test_run_name_says_the_setting():
     assert run_name(Config(dataset="cifar10", noise="none", rate=0.0, imbalance=100,
                            model="resnet32", method="ce", seed=2)) == "cifar10-clean-lt100-ce-s2"
+
+
+def test_cifar_n_flagfiles_run_table3_protocol_and_name_their_label_set(cli):
+    files = sorted(glob.glob(os.path.join(REPO, "flags", "cifar10*n*.cfg")))
+    assert [os.path.basename(f) for f in files] == [
+        "cifar100n.cfg", "cifar10n_aggregate.cfg", "cifar10n_random1.cfg",
+        "cifar10n_random2.cfg", "cifar10n_random3.cfg", "cifar10n_worst.cfg"]
+    argvs = [[f"--flagfile={path}", "--noise_labels=DIR/labels.pt"] for path in files] + [
+        ["--dataset=cifar10", "--noise=human", "--noise_labels=CIFAR-10_human.pt"],
+        ["--dataset=cifar100", "--noise=human", "--noise_labels=labels.npy"]]
+    outs = [cli.run("--dry_run", *a) for a in argvs]
+    assert all(o.returncode == 0 for o in outs), [o.stderr[-500:] for o in outs]
+    runs = [dict(line[2:].split("=", 1) for line in o.stdout.splitlines() if "=" in line)
+            for o in outs]
+    for path, got in zip(files, runs):
+        name = os.path.basename(path)
+        label_set = "noisy_fine" if name == "cifar100n.cfg" else name[9:-4]
+        assert (got["noise"], got["noise_label_set"], got["rate"]) == ("human", label_set, "0.0")
+        assert got["workdir"] == f"runs/{got['dataset']}-human_{label_set}-mwnet-s0"
+        expected = paper_defaults(got["dataset"], "human", 1.0)
+        assert expected == paper_defaults(got["dataset"], "flip", 1.0)  # Table 3's protocol
+        for key in ("model", "epochs", "meta_per_class", "meta_optimizer", "lr", "meta_lr",
+                    "batch_size", "weight_decay", "meta_weight_decay"):
+            assert got[key] == str(expected[key]), (name, key)
+        assert got["lr_decay_epochs"] == ",".join(map(str, expected["lr_decay_epochs"]))
+        assert f"--noise_label_set={label_set}" in open(path).read()
+    bare, plain = runs[len(files):]
+    assert bare["noise_label_set"] == "worst" and bare["model"] == "resnet32"
+    assert "noise_label_set" not in plain and plain["workdir"].endswith("-human_file-mwnet-s0")

@@ -7,13 +7,20 @@ Importing this package does not import TensorFlow: the pipeline functions (`norm
 from mwnet_tf.data.bias import BiasedData, make_biased_data
 from mwnet_tf.data.datasets import DATASETS, Dataset, DataUnavailableError, load_dataset
 from mwnet_tf.data.imbalance import long_tail_counts, long_tail_indices
-from mwnet_tf.data.noise import NOISE_TYPES, coarse_map, corrupt_labels, transition_matrix
+from mwnet_tf.data.noise import (
+    LABEL_NOISES,
+    NOISE_TYPES,
+    coarse_map,
+    corrupt_labels,
+    transition_matrix,
+)
 from mwnet_tf.data.split import meta_split
 
 _PIPELINE = ("normalize", "augment", "make_train_dataset", "make_test_dataset")
 
 __all__ = [
-    "DATASETS", "NOISE_TYPES", "BiasedData", "Dataset", "DataUnavailableError", "coarse_map",
+    "DATASETS", "LABEL_NOISES", "NOISE_TYPES", "BiasedData", "Dataset", "DataUnavailableError",
+    "coarse_map",
     "corrupt_labels", "load_dataset", "long_tail_counts", "long_tail_indices",
     "make_biased_data", "meta_split", "transition_matrix", *_PIPELINE,
 ]

@@ -8,7 +8,7 @@ import numpy as np
 
 from mwnet_tf.data.datasets import Dataset
 from mwnet_tf.data.imbalance import long_tail_indices
-from mwnet_tf.data.noise import coarse_map, corrupt_labels, transition_matrix
+from mwnet_tf.data.noise import coarse_map, corrupt_labels, empirical_transition, transition_matrix
 from mwnet_tf.data.split import meta_split
 
 
@@ -28,7 +28,8 @@ class BiasedData:
         mean: Per-channel mean in [0, 1] pixel units.
         std: Per-channel standard deviation in [0, 1] pixel units.
         augment: Whether the paper's training augmentation applies.
-        transition: float64 [C, C] label transition matrix used for the corruption.
+        transition: float64 [C, C] label transition matrix used for the corruption (human
+            noise: the one its labels realize on the training set).
         realized_noise_rate: Fraction of training labels that differ from the true ones.
         train_index: int64 [N] indices of the training images in `Dataset.train_x`.
         meta_index: int64 [K] indices of the meta images in `Dataset.train_x`.
@@ -57,35 +58,44 @@ class BiasedData:
 
 
 def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float = 1.0,
-                     meta_per_class: int, seed: int) -> BiasedData:
+                     meta_per_class: int, seed: int,
+                     human_labels: np.ndarray | None = None) -> BiasedData:
     """Builds the biased training set of one run.
 
     Order: `meta_per_class` clean images per class are taken out first (before the long-tail
     cut and before corruption), the rest is cut to a long tail (`n_max` = its largest class),
     and the labels of what is left are corrupted. Each stage draws from its own generator
     spawned from `seed`, so e.g. changing the noise rate leaves the meta split unchanged.
+    Human noise (`noise="human"`) corrupts nothing at random: the training images left after
+    the split and the cut take their labels from `human_labels`, indexed by their position in
+    `ds` (`train_index`); the meta set keeps its clean labels.
 
     Args:
         ds: The clean data set.
-        noise: One of `NOISE_TYPES`.
-        rate: Corruption probability in [0, 1].
+        noise: One of `LABEL_NOISES`.
+        rate: Corruption probability in [0, 1] (not used by human noise).
         imbalance: Largest / smallest class ratio of the training set (1: no cut).
         meta_per_class: Clean meta images per class.
         seed: Non-negative run seed.
+        human_labels: int [len(ds.train_y)] noisy label of every training image of `ds`, in
+            its order; required by, and only by, `noise="human"`.
     """
     meta_rng, tail_rng, noise_rng = (np.random.default_rng(s)
                                      for s in np.random.SeedSequence(seed).spawn(3))
     meta_index, rest = meta_split(ds.train_y, meta_per_class, meta_rng)
     train_index = rest[long_tail_indices(ds.train_y[rest], imbalance, tail_rng)]
-    coarse_of_fine = None
-    if noise == "hierarchical":
-        if ds.train_coarse is None:
-            raise ValueError(f"hierarchical noise needs coarse labels, which {ds.name} lacks "
-                             "(only cifar100 has them)")
-        coarse_of_fine = coarse_map(ds.train_y, ds.train_coarse, ds.num_classes)
-    transition = transition_matrix(noise, rate, ds.num_classes, noise_rng, coarse_of_fine)
     clean = ds.train_y[train_index].astype(np.int64)
-    noisy = corrupt_labels(clean, transition, noise_rng)
+    if (noise == "human") != (human_labels is not None):
+        raise ValueError("human_labels go with noise='human', and only with it")
+    if noise == "human":
+        human_labels = np.asarray(human_labels)
+        if human_labels.shape != ds.train_y.shape:
+            raise ValueError(f"human_labels has shape {human_labels.shape}; the training set "
+                             f"has {len(ds.train_y)} images")
+        noisy = human_labels[train_index].astype(np.int64)
+        transition = empirical_transition(clean, noisy, ds.num_classes)
+    else:
+        transition, noisy = _synthetic(ds, noise, rate, clean, noise_rng)
     return BiasedData(
         train_x=ds.train_x[train_index], train_y=noisy, train_clean_y=clean,
         meta_x=ds.train_x[meta_index], meta_y=ds.train_y[meta_index].astype(np.int64),
@@ -93,3 +103,16 @@ def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float =
         mean=tuple(ds.mean), std=tuple(ds.std), augment=ds.augment, transition=transition,
         realized_noise_rate=float(np.mean(noisy != clean)) if clean.size else 0.0,
         train_index=train_index, meta_index=meta_index)
+
+
+def _synthetic(ds: Dataset, noise: str, rate: float, clean: np.ndarray,
+               noise_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(transition matrix, noisy labels) of a synthetic noise type."""
+    coarse_of_fine = None
+    if noise == "hierarchical":
+        if ds.train_coarse is None:
+            raise ValueError(f"hierarchical noise needs coarse labels, which {ds.name} lacks "
+                             "(only cifar100 has them)")
+        coarse_of_fine = coarse_map(ds.train_y, ds.train_coarse, ds.num_classes)
+    transition = transition_matrix(noise, rate, ds.num_classes, noise_rng, coarse_of_fine)
+    return transition, corrupt_labels(clean, transition, noise_rng)

@@ -1,4 +1,5 @@
-"""Clean data sets as uint8 NumPy arrays: tfds CIFAR-10/100 and Fashion-MNIST, sklearn digits.
+"""Clean data sets as uint8 NumPy arrays: CIFAR-10/100 (tfds or the Python-pickle folders),
+Fashion-MNIST (tfds or IDX files), sklearn digits.
 
 Heavy libraries (tensorflow-datasets, scikit-learn) are imported inside the loaders, so that
 importing this module stays cheap.
@@ -62,8 +63,9 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
 
     Args:
         name: One of `DATASETS`.
-        data_dir: tensorflow-datasets data directory (None: the tfds default); for
-            Fashion-MNIST also a folder that may hold the four IDX files.
+        data_dir: tensorflow-datasets data directory (None: the tfds default); for CIFAR also
+            a folder that holds (or is) `cifar-10-batches-py` / `cifar-100-python`, for
+            Fashion-MNIST a folder that may hold the four IDX files.
 
     Raises:
         ValueError: unknown name.
@@ -128,12 +130,65 @@ def _missing_tfds_message(name: str, root: str) -> str:
             f"{os.path.join(root, name)} to this machine and pass --data_dir={root}")
 
 
+def _original_order(ids: np.ndarray) -> np.ndarray | None:
+    """The permutation that puts tfds' CIFAR examples back in the files' order.
+
+    tfds stores CIFAR shuffled; its `id` feature ("train_00042") is the image's index in the
+    original batches (the binary files, in the order of the Python batches). None when the ids
+    are not of that form (e.g. under `tfds.testing.mock_data`).
+    """
+    try:
+        index = np.array([int(bytes(i).decode().rsplit("_", 1)[1]) for i in ids])
+    except (ValueError, IndexError, UnicodeError):
+        return None
+    if not np.array_equal(np.sort(index), np.arange(len(index))):
+        return None
+    return np.argsort(index)
+
+
+def _missing_cifar_message(name: str, data_dir: str | None, root: str) -> str:
+    from mwnet_tf.data.cifar_pickle import FOLDERS, URLS, layout
+
+    if data_dir is None:
+        return (_missing_tfds_message(name, root) + f", or pass --data_dir=DIR of a folder "
+                f"holding {FOLDERS[name]} (unpacked from {URLS[name]})")
+    command = f"import tensorflow_datasets as tfds; tfds.load('{name}', data_dir='{root}')"
+    other = "cifar100" if name == "cifar10" else "cifar10"
+    if os.path.isdir(os.path.join(data_dir, FOLDERS[other])):
+        return (f"{name} not found in --data_dir={data_dir}: it holds {FOLDERS[other]}, "
+                f"{other}'s Python folder, not {FOLDERS[name]}: pass --dataset={other}")
+    return (f"{name} not found in --data_dir={data_dir}: it holds neither a tfds-prepared "
+            f"{name} nor CIFAR's Python folder {layout(name)}, in it or as it (this program "
+            f"never downloads): unpack {URLS[name]} there, or on a machine with internet run "
+            f"`python -c \"{command}\"` and copy {os.path.join(root, name)} over")
+
+
 def _load_cifar(name: str, data_dir: str | None) -> Dataset:
+    """tfds `cifar10`/`cifar100` if prepared, else CIFAR's Python-pickle folder in `data_dir`.
+
+    Either way the images come in the original files' order (tfds' shuffle is undone by its
+    `id`), so a seed draws the same meta split from both, and per-image label files
+    (CIFAR-N) index them directly.
+    """
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise DataUnavailableError(f"--data_dir={data_dir} does not exist or is not a folder")
     prepared, root = _tfds_prepared(name, data_dir)
-    if not prepared:
-        raise DataUnavailableError(_missing_tfds_message(name, root))
-    keys = ("image", "label") + (("coarse_label",) if name == "cifar100" else ())
-    train, test = _load_tfds(name, data_dir, keys)
+    keys = ("id", "image", "label") + (("coarse_label",) if name == "cifar100" else ())
+    if prepared:
+        splits = _load_tfds(name, data_dir, keys)
+        for split in splits:
+            order = _original_order(split.pop("id"))
+            if order is not None:
+                for k in split:
+                    split[k] = split[k][order]
+        train, test = splits
+    else:
+        from mwnet_tf.data.cifar_pickle import find_folder, load_folder
+
+        folder = find_folder(name, data_dir) if data_dir is not None else None
+        if folder is None:
+            raise DataUnavailableError(_missing_cifar_message(name, data_dir, root))
+        train, test = load_folder(name, folder)
     return Dataset(
         name, train["image"].astype(np.uint8), train["label"].astype(np.int64),
         test["image"].astype(np.uint8), test["label"].astype(np.int64),

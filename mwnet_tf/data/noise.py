@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Synthetic noise, drawn from a transition matrix.
 NOISE_TYPES = ("none", "uniform", "flip", "flip1", "hierarchical")
+# Every value of --noise: the synthetic types and "human" (the labels of a file, CIFAR-N).
+LABEL_NOISES = NOISE_TYPES + ("human",)
 
 
 def transition_matrix(kind: str, rate: float, num_classes: int, rng: np.random.Generator,
@@ -113,3 +116,12 @@ def coarse_map(fine: np.ndarray, coarse: np.ndarray, num_classes: int) -> np.nda
         raise ValueError(f"every fine class in [0, {num_classes}) must appear with exactly one "
                          "coarse class")
     return pairs[:, 1]
+
+
+def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
+    """The transition matrix realized by given labels: row i is the distribution of the noisy
+    labels of the images of true class i (a class without images gets the identity row)."""
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (np.asarray(clean, np.int64), np.asarray(noisy, np.int64)), 1)
+    rows = counts.sum(axis=1, keepdims=True)
+    return np.where(rows > 0, counts / np.maximum(rows, 1), np.eye(num_classes))
