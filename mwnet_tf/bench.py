@@ -43,8 +43,7 @@ LABELS = {"ce": "plain (cross-entropy)", "mwnet": "MW-Net, exact",
 
 
 def define_flags() -> None:
-    from mwnet_tf.config import MIXED_PRECISION
-    from mwnet_tf.models import MODELS
+    from mwnet_tf.config import MIXED_PRECISION, MODELS
     flags.DEFINE_enum("model", "resnet32", MODELS, "Classifier.")
     flags.DEFINE_integer("batch_size", 100, "Batch size (training and meta).", lower_bound=1)
     flags.DEFINE_integer("classes", 10, "Number of classes.", lower_bound=2)

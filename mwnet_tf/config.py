@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 import os
 
+# The classifiers (`mwnet_tf.models` builds them; named here so that flags can be defined
+# without importing TensorFlow).
+MODELS = ("resnet32", "wrn28_10", "resnet50", "mlp", "cnn", "tiny")
 # Every training method, in the order tables list them (modules in mwnet_tf/methods/).
 METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune", "l2rw",
            "glc", "co_teaching", "confident_learning", "mwnet")
@@ -83,7 +86,6 @@ def validate(c: Config) -> list[str]:
     from mwnet_tf.data import DATASETS, LABEL_NOISES
     from mwnet_tf.data.human_noise import check_settings
     from mwnet_tf.meta import WEIGHT_NORMS
-    from mwnet_tf.models import MODELS
 
     checks = [
         (c.dataset in DATASETS, f"dataset must be one of {DATASETS}"),

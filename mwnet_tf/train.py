@@ -71,7 +71,8 @@ def define_flags() -> None:
                         "CIFAR's Python folder (cifar-10-batches-py, cifar-100-python) or "
                         "Fashion-MNIST's IDX files.")
     flags.DEFINE_enum("noise", "uniform", LABEL_NOISES, "Label noise: a transition matrix "
-                      "type, or human (the labels of --noise_labels: CIFAR-10N/100N).")
+                      "type, instance (instance-dependent, Xia et al. 2020, mean flip rate "
+                      "--rate), or human (the labels of --noise_labels: CIFAR-10N/100N).")
     flags.DEFINE_float("rate", 0.4, "Noise rate p of the transition matrix (not with "
                        "--noise=human).", lower_bound=0, upper_bound=1)
     flags.DEFINE_string("noise_labels", None, "--noise=human: CIFAR-10_human.pt / "

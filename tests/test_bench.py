@@ -61,11 +61,11 @@ def test_command_writes_loop_and_memory_to_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "mwnet_tf.bench", "--model=tiny", "--batch_size=20", "--runs=1",
          "--rounds=1", "--warmup=1", "--loop", "--steps_per_call=2", "--loop_steps=2",
-         "--memory", "--mixed_precision=bfloat16", f"--json={out}"], cwd=REPO,
+         "--memory", f"--json={out}"], cwd=REPO,
         capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
-    assert r["mixed_precision"] == "bfloat16"
+    assert r["mixed_precision"] == "none"
     assert [row["steps_per_call"] for row in r["loop"]] == [2, 2]
     assert r["memory"]["rss_ratio"]["ce"] == 1.0
     assert r["memory"]["probes"]["mwnet"]["method"] == "mwnet"

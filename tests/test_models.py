@@ -174,3 +174,8 @@ def test_every_model_builds_and_outputs_logits(wrn, resnet50):
     assert wrn(np.zeros((1, 32, 32, 3), "float32")).shape == (1, 10)
     with pytest.raises(ValueError, match="unknown model"):
         build_classifier("vgg", 10, (32, 32, 3))
+
+
+def test_the_configs_model_names_are_the_builders():
+    from mwnet_tf import config, models
+    assert config.MODELS == models.MODELS

@@ -110,3 +110,56 @@ def test_coarse_map_reads_the_coarse_class_of_each_fine_class():
         coarse_map(np.array([0, 0, 1]), np.array([0, 1, 1]), 2)
     with pytest.raises(ValueError, match="exactly one"):
         coarse_map(np.array([0, 1]), np.array([0, 0]), 3)  # class 2 missing
+
+
+# --- instance-dependent noise (Xia et al. 2020) ------------------------------------------------
+
+def _instance(features, labels, rate=0.4, seed=0, num_classes=C):
+    from mwnet_tf.data.instance_noise import instance_noisy_labels
+    return instance_noisy_labels(features, labels, rate, num_classes,
+                                 np.random.default_rng(seed))
+
+
+def test_instance_noise_is_seeded_and_flips_about_the_rate():
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(6000, 20)), rng.integers(0, C, 6000)
+    a, b = _instance(x, y), _instance(x, y)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _instance(x, y, seed=1))
+    assert np.mean(a != y) == pytest.approx(0.4, abs=0.02)  # truncated N(0.4, 0.1^2) mean
+    assert np.mean(_instance(x, y, rate=0.2) != y) == pytest.approx(0.2, abs=0.02)
+    # the flip rates are truncated to [0, 1]: at rate 0 their mean is E|N(0, 0.1^2)| = 0.08
+    assert np.mean(_instance(x, y, rate=0.0) != y) == pytest.approx(0.1 * np.sqrt(2 / np.pi),
+                                                                     abs=0.01)
+    assert a.min() >= 0 and a.max() < C
+
+
+def test_instance_noise_depends_on_the_image_not_only_on_its_class():
+    # 400 copies each of two images of class 0: the copies of an image flip to the one or two
+    # classes its own pixels score highest, while distinct images of the class spread their
+    # flips over every other class (class-conditional noise would spread the copies too).
+    rng = np.random.default_rng(2)
+    images = rng.normal(size=(2, 200))
+    x = np.repeat(images, 400, axis=0)
+    y = np.zeros(800, np.int64)
+    noisy = _instance(x, y, seed=3)
+    for i in range(2):
+        flipped = noisy[i * 400:(i + 1) * 400]
+        counts = np.bincount(flipped[flipped != 0], minlength=C)
+        assert counts.max() >= 0.6 * counts.sum() > 0 and (counts > 0).sum() <= 2, counts
+    # class-conditional noise would give both images the same flip distribution
+    many = _instance(rng.normal(size=(3000, 50)), np.zeros(3000, np.int64), seed=3)
+    assert len(np.unique(many[many != 0])) == C - 1
+
+
+def test_instance_noise_through_the_biased_data_keeps_the_meta_set_clean(synthetic_dataset):
+    from mwnet_tf.data import make_biased_data
+    ds = synthetic_dataset(per_class=60)
+    data = make_biased_data(ds, noise="instance", rate=0.4, meta_per_class=5, seed=4)
+    again = make_biased_data(ds, noise="instance", rate=0.4, meta_per_class=5, seed=4)
+    np.testing.assert_array_equal(data.train_y, again.train_y)
+    assert not np.isin(data.meta_index, data.train_index).any()
+    np.testing.assert_array_equal(data.meta_y, ds.train_y[data.meta_index])
+    assert data.realized_noise_rate == pytest.approx(np.mean(data.train_y != data.train_clean_y))
+    assert 0.25 < data.realized_noise_rate < 0.55
+    np.testing.assert_allclose(data.transition.sum(axis=1), 1.0)

@@ -186,11 +186,11 @@ def test_nan_loss_stops_with_one_line_error(tmp_path, cli):
 
 
 def test_steps_per_call_changes_nothing_but_the_host_round_trips(tmp_path):
-    # 11 steps per epoch: one call each, calls of 4, 4 and 3 (a remainder), or all 11 in one.
+    # 11 steps per epoch: one call each, or calls of 4, 4 and 3 (a remainder).
     runs = {k: trainer.train_and_evaluate(Config(**SMALL, deterministic=True, steps_per_call=k),
                                           str(tmp_path / f"k{k}"), log=lambda s: None)
-            for k in (1, 4, 11)}
-    for k in (4, 11):
+            for k in (1, 4)}
+    for k in (4,):
         assert runs[k]["test_accuracy"] == runs[1]["test_accuracy"]
         for name, value in runs[1]["train"].items():
             assert runs[k]["train"][name] == pytest.approx(value, rel=1e-6), (k, name)

@@ -8,6 +8,7 @@ import numpy as np
 
 from mwnet_tf.data.datasets import Dataset
 from mwnet_tf.data.imbalance import long_tail_indices
+from mwnet_tf.data.instance_noise import instance_noisy_labels
 from mwnet_tf.data.noise import coarse_map, corrupt_labels, empirical_transition, transition_matrix
 from mwnet_tf.data.split import meta_split
 
@@ -29,7 +30,7 @@ class BiasedData:
         std: Per-channel standard deviation in [0, 1] pixel units.
         augment: Whether the paper's training augmentation applies.
         transition: float64 [C, C] label transition matrix used for the corruption (human
-            noise: the one its labels realize on the training set).
+            and instance-dependent noise: the one their labels realize on the training set).
         realized_noise_rate: Fraction of training labels that differ from the true ones.
         train_index: int64 [N] indices of the training images in `Dataset.train_x`.
         meta_index: int64 [K] indices of the meta images in `Dataset.train_x`.
@@ -66,7 +67,9 @@ def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float =
     cut and before corruption), the rest is cut to a long tail (`n_max` = its largest class),
     and the labels of what is left are corrupted. Each stage draws from its own generator
     spawned from `seed`, so e.g. changing the noise rate leaves the meta split unchanged.
-    Human noise (`noise="human"`) corrupts nothing at random: the training images left after
+    Instance-dependent noise (`noise="instance"`, `instance_noise`) draws each label from
+    the image's own flip distribution; its `transition` is the one the labels realize. Human
+    noise (`noise="human"`) corrupts nothing at random: the training images left after
     the split and the cut take their labels from `human_labels`, indexed by their position in
     `ds` (`train_index`); the meta set keeps its clean labels.
 
@@ -93,6 +96,12 @@ def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float =
             raise ValueError(f"human_labels has shape {human_labels.shape}; the training set "
                              f"has {len(ds.train_y)} images")
         noisy = human_labels[train_index].astype(np.int64)
+        transition = empirical_transition(clean, noisy, ds.num_classes)
+    elif noise == "instance":
+        pixels = ds.train_x[train_index].astype(np.float32) / 255.0
+        features = (pixels - np.float32(ds.mean)) / np.float32(ds.std)
+        noisy = instance_noisy_labels(features.reshape(len(clean), -1), clean, rate,
+                                      ds.num_classes, noise_rng)
         transition = empirical_transition(clean, noisy, ds.num_classes)
     else:
         transition, noisy = _synthetic(ds, noise, rate, clean, noise_rng)

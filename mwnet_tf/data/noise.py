@@ -6,8 +6,9 @@ import numpy as np
 
 # Synthetic noise, drawn from a transition matrix.
 NOISE_TYPES = ("none", "uniform", "flip", "flip1", "hierarchical")
-# Every value of --noise: the synthetic types and "human" (the labels of a file, CIFAR-N).
-LABEL_NOISES = NOISE_TYPES + ("human",)
+# Every value of --noise: the transition-matrix types, "instance" (instance-dependent,
+# `instance_noise`) and "human" (the labels of a file, CIFAR-N).
+LABEL_NOISES = NOISE_TYPES + ("instance", "human")
 
 
 def transition_matrix(kind: str, rate: float, num_classes: int, rng: np.random.Generator,

@@ -23,7 +23,7 @@ from mwnet_tf.models.wide_resnet import wide_resnet
 
 _BUILDERS = {"resnet32": resnet_cifar, "wrn28_10": wide_resnet, "resnet50": resnet50,
              "mlp": mlp, "cnn": cnn, "tiny": tiny}
-MODELS = tuple(_BUILDERS)
+MODELS = tuple(_BUILDERS)  # the same names as mwnet_tf.config.MODELS (tests/test_models.py)
 
 
 @contextlib.contextmanager
