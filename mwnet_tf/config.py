@@ -163,11 +163,11 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
     0.9, weight decay 1e-3, batch 32; the weight net at the fixed 1e-3 of the paper, with the
     optimizer of the noisy-label "stable" script, Adam, wd 1e-4, since none is published for
     Clothing1M; meta batch 32 as the official scripts take the meta batch size equal to the
-    training one). Digits and Fashion-MNIST are this project's offline settings; with a long tail they train
-    for more epochs (the tail leaves fewer images per epoch) and take Table 1's meta set (10
-    per class) and weight-net optimizer (SGD 1e-5, Nesterov): on long-tailed Fashion-MNIST the
-    noisy-label Adam at 1e-3 drove the weight function to a step that kept only the largest
-    losses of each batch and lost 2.4 points (README, "Fashion-MNIST").
+    training one). Digits and Fashion-MNIST are this project's offline settings; with a long
+    tail they train for more epochs (the tail leaves fewer images per epoch) and take Table 1's
+    meta set (10 per class) and weight-net optimizer (SGD 1e-5, Nesterov): on long-tailed
+    Fashion-MNIST the noisy-label Adam at 1e-3 drove the weight function to a step that kept
+    only the largest losses of each batch and lost 2.4 points (README, "Fashion-MNIST").
     """
     d = dict(batch_size=100, meta_batch_size=100, lr=0.1, momentum=0.9, weight_decay=5e-4,
              nesterov=False, meta_lr=1e-3, meta_optimizer="adam", meta_momentum=0.9,

@@ -24,6 +24,7 @@ The new classification head keeps its random initialization. Every problem is a 
 from __future__ import annotations
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -109,7 +110,9 @@ def load_pretrained(model: keras.Model, path: str) -> int:
             raise _error(path, "a Keras 3 weights file must be named *.weights.h5")
         backbone = keras.Model(model.inputs, model.get_layer(HEAD_INPUT).output)
         try:
-            backbone.load_weights(path)
+            with warnings.catch_warnings():  # Keras warns per layer before it refuses a file
+                warnings.simplefilter("ignore")
+                backbone.load_weights(path)
         except (ValueError, KeyError, OSError) as e:
             first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise _error(path, f"not weights of this ResNet-50 backbone ({first})") from None
