@@ -43,7 +43,8 @@ VOLATILE = frozenset({"seed", "data_dir", "noise_labels", "strategy", "jit_compi
 # method's approximations: runs that change one get a row of their own (`row_name`).
 ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1, "weight_fn": None}}
 # Config fields added after runs were kept, with the value those runs had.
-ADDED_FIELDS = {"mixed_precision": "none", "noise_labels": None, "noise_label_set": None}
+ADDED_FIELDS = {"mixed_precision": "none", "noise_labels": None, "noise_label_set": None,
+                "image_size": None, "pretrained": None}
 # The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
 # "meta" optimizer (tests/test_report.py checks that), so runs of other methods that differ in
 # them alone are one protocol.

@@ -1,7 +1,8 @@
 """Per-epoch figures of a run: tracked training samples, TensorBoard images and histograms,
 and the per-epoch history kept in `results.json`.
 
-`Tracker` follows `diagnostics.TRACKED` seeded training samples: after each epoch it computes
+`Tracker` follows `diagnostics.TRACKED` seeded training samples (`TRACKED_FROM_FILES`
+center crops for data read from files): after each epoch it computes
 their losses (inference mode, against the labels they are trained on) and the method's
 weights of those samples (`Method.sample_weights`: for most methods the weight function of
 the loss, `Method.weight_of`; for L2RW its meta-gradient weights in batches of the run's
@@ -20,9 +21,12 @@ import tensorflow as tf
 
 from mwnet_tf import diagnostics, figures, meta
 from mwnet_tf.data import BiasedData
-from mwnet_tf.data.pipeline import normalize
+from mwnet_tf.data.pipeline import load_images, normalize
 
 HISTORY = "history.json"
+# Data read from files (Clothing1M) follows fewer samples, decoded once as center crops like
+# the test set's: 2,000 crops of 224x224 would hold 1.2 GB as float32.
+TRACKED_FROM_FILES = 256
 
 
 def _image(png: bytes) -> tf.Tensor:
@@ -35,9 +39,11 @@ class Tracker:
     def __init__(self, data: BiasedData, method, *, seed: int, batch_size: int, workdir: str,
                  chief: bool, write):
         self.method, self.chief, self.workdir, self.write = method, chief, workdir, write
-        index = diagnostics.tracked_indices(len(data.train_y), seed)
+        index = diagnostics.tracked_indices(
+            len(data.train_y), seed,
+            TRACKED_FROM_FILES if data.from_files else diagnostics.TRACKED)
         self.corrupted = np.asarray(data.corrupted[index], bool)
-        self.x = normalize(tf.constant(data.train_x[index]), data.mean, data.std)
+        self.x = normalize(load_images(data, data.train_x[index]), data.mean, data.std)
         self.y = tf.constant(data.train_y[index], tf.int32)
         self.batches = [(self.x[i:i + batch_size], self.y[i:i + batch_size])
                         for i in range(0, len(index), batch_size)]

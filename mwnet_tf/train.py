@@ -58,7 +58,7 @@ from mwnet_tf.models import MODELS  # noqa: E402
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
 RESUMABLE = ("workdir", "epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds",
-             "data_dir", "noise_labels",
+             "data_dir", "noise_labels", "pretrained",
              "strategy", "jit_compile", "steps_per_call", "checkpoint_every_steps",
              "checkpoint_every_minutes")
 
@@ -69,7 +69,15 @@ def define_flags() -> None:
     flags.DEFINE_enum("dataset", "digits", DATASETS, "Dataset.")
     flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir, or a folder holding "
                         "CIFAR's Python folder (cifar-10-batches-py, cifar-100-python) or "
-                        "Fashion-MNIST's IDX files.")
+                        "Fashion-MNIST's IDX files; for clothing1m the data set's folder "
+                        "(annotation files and images/).")
+    flags.DEFINE_integer("image_size", None, "clothing1m: side of the square crops (default "
+                         "224, after a resize to 256x256; smaller sizes scale both).",
+                         lower_bound=32)
+    flags.DEFINE_string("pretrained", None, "--model=resnet50: a local HDF5 file of ImageNet "
+                        "weights for the backbone (Keras' resnet50_weights_tf_dim_ordering_tf_"
+                        "kernels_notop.h5, or a Keras 3 .weights.h5 of the backbone); the head "
+                        "stays randomly initialized.")
     flags.DEFINE_enum("noise", "uniform", LABEL_NOISES, "Label noise: a transition matrix "
                       "type, instance (instance-dependent, Xia et al. 2020, mean flip rate "
                       "--rate), or human (the labels of --noise_labels: CIFAR-10N/100N).")
@@ -157,6 +165,13 @@ def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
         if fv[name].present and owner != values["method"]:
             raise ValueError(f"--{name} is a hyperparameter of --method={owner}, not of "
                              f"--method={values['method']}")
+    if values["dataset"] == "clothing1m":
+        given = [f"--{n}" for n in ("noise", "rate", "imbalance", "meta_per_class",
+                                    "noise_labels", "noise_label_set") if fv[n].present]
+        if given:
+            verb = "does" if len(given) == 1 else "do"
+            raise ValueError(f"{', '.join(given)} {verb} not apply to --dataset=clothing1m: its "
+                             "noise is its own labels, its meta set the clean validation images")
     values["method_params"] = {p.name: fv[p.name].value
                                for p in methods.get(values["method"]).params
                                if fv[p.name].value is not None}

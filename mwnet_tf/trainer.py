@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -23,11 +24,13 @@ import tensorflow as tf
 
 from mwnet_tf import faults, meta, methods, optim, precision, tracking
 from mwnet_tf.config import Config
-from mwnet_tf.data import BiasedData, load_dataset, make_biased_data
+from mwnet_tf.data import BiasedData, DataUnavailableError, load_dataset, make_biased_data
+from mwnet_tf.data.clothing1m import CROP, load_clothing1m
 from mwnet_tf.data.human_noise import load_human_labels
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
 from mwnet_tf.methods.base import reinitialize, reset_optimizer
 from mwnet_tf.models import build_classifier
+from mwnet_tf.models.pretrained import check_file, load_pretrained
 
 
 class TrainingError(RuntimeError):
@@ -337,6 +340,56 @@ def _stage_at(stages, epoch: int):
     raise IndexError(epoch)
 
 
+def load_data(config: Config) -> BiasedData:
+    """The run's data: Clothing1M's files as they are, or a data set biased as configured."""
+    if config.dataset == "clothing1m":
+        if config.data_dir is None:
+            raise DataUnavailableError(
+                "--dataset=clothing1m needs --data_dir=DIR, the folder holding Clothing1M's "
+                "annotation files and images/ (this program never downloads)")
+        return load_clothing1m(config.data_dir, config.image_size or CROP)
+    ds = load_dataset(config.dataset, config.data_dir)
+    human = (load_human_labels(config.noise_labels, config.noise_label_set, ds)
+             if config.noise == "human" else None)
+    return make_biased_data(ds, noise=config.noise, rate=config.rate,
+                            imbalance=config.imbalance, meta_per_class=config.meta_per_class,
+                            seed=config.seed, human_labels=human)
+
+
+class ImageError(TrainingError):
+    """An image file that cannot be decoded, found while training (exit 1)."""
+
+
+@contextlib.contextmanager
+def _reading_images(data: BiasedData, started: bool,
+                    last_checkpoint: Callable[[], str | None] = lambda: None) -> Iterator[None]:
+    """For data read from files: a file TensorFlow cannot decode ends the run with one line
+    (`DataUnavailableError` before the run has started, `ImageError` after). A file that is
+    not a JPEG is named (the pipeline's check); a JPEG damaged inside is not, since
+    TensorFlow's decoder does not say which file it was reading."""
+    if not data.from_files:
+        yield
+        return
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        text = str(getattr(e, "message", e))
+        named = re.search(r"\[not a JPEG file:\] \[(.*?)\]", text)
+        if named:
+            what = f"{named.group(1)}: not a JPEG file"
+        else:
+            line = next((t for t in text.splitlines() if t.strip()), type(e).__name__)
+            line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line).strip()[:200]
+            what = (f"an image of the data set could not be decoded ({line}); TensorFlow's "
+                    "decoder does not name the file")
+        if not started:
+            raise DataUnavailableError(what) from None
+        kept = last_checkpoint()
+        raise ImageError(f"{what}; " + (f"the last checkpoint {kept} is kept" if kept else
+                                        "no checkpoint yet") + ": replace the file, then rerun "
+                         "the same command to resume") from None
+
+
 def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None = None,
                        strategy: tf.distribute.Strategy | None = None, log=print,
                        stop_requested=None, on_start: Callable[[], None] | None = None,
@@ -370,13 +423,10 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % replicas or config.meta_batch_size % replicas:
         raise ValueError(f"batch sizes must be divisible by the {replicas} replicas")
+    if config.pretrained:
+        check_file(config.pretrained)  # before reading the data, which may take a while
     if data is None:
-        ds = load_dataset(config.dataset, config.data_dir)
-        human = (load_human_labels(config.noise_labels, config.noise_label_set, ds)
-                 if config.noise == "human" else None)
-        data = make_biased_data(ds, noise=config.noise, rate=config.rate,
-                                imbalance=config.imbalance, meta_per_class=config.meta_per_class,
-                                seed=config.seed, human_labels=human)
+        data = load_data(config)
     method_cls = methods.get(config.method)
     if len(data.train_y) < config.batch_size:
         raise ValueError(f"the training set ({len(data.train_y)} images) is smaller than one "
@@ -393,13 +443,18 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     with strategy.scope():
         def new_classifier(seed: int) -> keras.Model:
             with precision.policy(config.mixed_precision):
-                return build_classifier(config.model, data.num_classes, data.train_x.shape[1:],
-                                        synchronized_bn=replicas > 1, seed=seed)
+                model = build_classifier(config.model, data.num_classes, data.input_shape,
+                                         synchronized_bn=replicas > 1, seed=seed)
+            if config.pretrained:  # every fresh classifier starts from the same backbone
+                load_pretrained(model, config.pretrained)
+            return model
 
         def new_optimizer(kind: str) -> keras.optimizers.Optimizer:
             return make_optimizer(config, kind)
 
         classifier = new_classifier(config.seed)
+        if config.pretrained:
+            log(f"backbone weights from {config.pretrained}; new head randomly initialized")
         optimizer = new_optimizer("classifier")
         optimizer.build(classifier.trainable_variables)
         method = method_cls(methods.Context(
@@ -411,9 +466,10 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         # the position inside the epoch and the steps of the whole run (checkpoint numbers)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
         global_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        tracker = tracking.Tracker(data, method, seed=config.seed,
-                                   batch_size=config.eval_batch_size, workdir=workdir,
-                                   chief=chief, write=write_json)
+        with _reading_images(data, started=False):
+            tracker = tracking.Tracker(data, method, seed=config.seed,
+                                       batch_size=config.eval_batch_size, workdir=workdir,
+                                       chief=chief, write=write_json)
         checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
                                          epoch=epoch_var, best_accuracy=best_var,
                                          step_in_epoch=step_var, global_step=global_var,
@@ -542,18 +598,21 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             train_ds = strategy.experimental_distribute_dataset(train_ds)
         progress = _Progress(log, config.progress_seconds, steps_per_epoch, epoch + 1,
                              total_epochs, bar=progress_bar and chief)
-        sums = train_epoch(train_loop, train_ds, steps=steps_per_epoch,
-                           steps_per_call=config.steps_per_call, batch_size=config.batch_size,
-                           epoch=epoch, progress=progress.update, start_step=start_step,
-                           sums=partial if start_step else None,
-                           checkpoint_every_steps=config.checkpoint_every_steps,
-                           after_call=after_call, last_checkpoint=last_checkpoint)
-        train = _epoch_metrics(sums)
-        test = _evaluate(eval_step, test_ds)
+        with _reading_images(data, True, last_checkpoint):
+            sums = train_epoch(train_loop, train_ds, steps=steps_per_epoch,
+                               steps_per_call=config.steps_per_call,
+                               batch_size=config.batch_size, epoch=epoch,
+                               progress=progress.update, start_step=start_step,
+                               sums=partial if start_step else None,
+                               checkpoint_every_steps=config.checkpoint_every_steps,
+                               after_call=after_call, last_checkpoint=last_checkpoint)
+            train = _epoch_metrics(sums)
+            test = _evaluate(eval_step, test_ds)
         if stage.reported:
             best_var.assign(max(float(best_var.numpy()), test["accuracy"]))
         if stage_epoch == stage.epochs - 1:
-            method.end_stage(stage)
+            with _reading_images(data, True, last_checkpoint):
+                method.end_stage(stage)
         epoch_var.assign(epoch + 1)
         step_var.assign(0)
         global_var.assign(epoch_base + steps_per_epoch)
@@ -585,7 +644,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         w.flush()
 
     if not test:  # nothing left to train: a finished run asked again, or killed at the end
-        test = _evaluate(eval_step, test_ds)
+        with _reading_images(data, True, last_checkpoint):
+            test = _evaluate(eval_step, test_ds)
         train = tracker.final(test)
     results = {
         "test_accuracy": test["accuracy"],

@@ -139,6 +139,25 @@ def _cifar(base, *, damage=None, labels=None):
         _write(f"{base}/labels.pt", b"<html>404</html>")
 
 
+def _clothing1m(base, *, damage=None):
+    """A tiny Clothing1M folder in base/c1m (damage: "no_labels" removes clean_label_kv.txt,
+    "missing_image" one training image, "not_jpeg" turns one into text) and, for the
+    pretrained cases, base/text.h5 (not HDF5) and base/other.h5 (Keras 2 layout, a Dense net)."""
+    import keras
+    from clothing1m_files import write_clothing1m, write_legacy_h5
+
+    keys = write_clothing1m(f"{base}/c1m")
+    if damage == "no_labels":
+        os.remove(f"{base}/c1m/clean_label_kv.txt")
+    elif damage == "missing_image":
+        os.remove(os.path.join(base, "c1m", keys["train"][3]))
+    elif damage == "not_jpeg":
+        _write(os.path.join(base, "c1m", keys["train"][3]), b"<html>404</html>")
+    _write(f"{base}/text.h5", b"not weights")
+    inputs = keras.Input((4,))
+    write_legacy_h5(f"{base}/other.h5", keras.Model(inputs, keras.layers.Dense(3)(inputs)))
+
+
 def _cases() -> list[Case]:
     t = TINY
     # Human noise on a tiny CIFAR-10 folder (not smoke.cfg: its --rate does not apply).
@@ -146,6 +165,8 @@ def _cases() -> list[Case]:
          "--epochs=1", "--lr_decay_epochs=", "--meta_per_class=2", "--batch_size=10",
          "--meta_batch_size=10"]
     live = json.dumps({"pid": 1, "host": "another-host"})
+    c1m = ["--dataset=clothing1m", "--data_dir={base}/c1m", "--image_size=32", "--epochs=1",
+           "--lr_decay_epochs=", "--batch_size=8", "--meta_batch_size=7", "--eval_batch_size=14"]
     return [
         # flag values
         Case("flag", "noise rate out of range", [*t, "--rate=2"], 2, "--rate=2"),
@@ -228,6 +249,27 @@ def _cases() -> list[Case]:
         Case("data", "a label file with a label out of range",
              [*h, "--noise_labels={base}/labels.npy"], 2, "outside 0..9",
              setup=lambda b: _cifar(b, labels="range")),
+        Case("data", "Clothing1M without clean_label_kv.txt", [*c1m, "--model=tiny"], 1,
+             "clean_label_kv.txt: missing",
+             setup=lambda b: _clothing1m(b, damage="no_labels")),
+        Case("data", "a Clothing1M key naming a missing image", [*c1m, "--model=tiny"], 1,
+             "noisy_train_key_list.txt names it",
+             setup=lambda b: _clothing1m(b, damage="missing_image")),
+        Case("data", "a Clothing1M image that is not a JPEG", [*c1m, "--model=tiny"], 1,
+             "not a JPEG file", setup=lambda b: _clothing1m(b, damage="not_jpeg")),
+        Case("flag", "a noise rate for Clothing1M", [*c1m, "--model=tiny", "--rate=0.2"], 2,
+             "--rate does not apply to --dataset=clothing1m"),
+        # pretrained weights
+        Case("pretrained", "a weights file that does not exist",
+             [*c1m, "--pretrained={base}/none.h5"], 2, "none.h5: no such file"),
+        Case("pretrained", "a weights file that is not HDF5", [*c1m, "--pretrained={base}/text.h5"],
+             2, "text.h5: not an HDF5", setup=_clothing1m),
+        Case("pretrained", "weights of another architecture",
+             [*c1m, "--pretrained={base}/other.h5"], 2, "no weights for layer conv1_conv",
+             setup=_clothing1m),
+        Case("pretrained", "ImageNet weights for a model that is not ResNet-50",
+             [*c1m, "--model=tiny", "--pretrained={base}/other.h5"], 2,
+             "goes with --model=resnet50"),
         # run folders
         Case("run folder", "a file as the run folder", [*t, "--workdir={base}/run"], 2,
              "is a file", setup=lambda b: _write(f"{b}/run", b"notes")),

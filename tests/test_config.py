@@ -37,7 +37,7 @@ def test_uniform_noise_runs_table2_protocol(dry_run):
 
 
 def test_flagfile_values_are_the_paper_defaults():
-    files = glob.glob(os.path.join(REPO, "flags", "table*.cfg"))
+    files = glob.glob(os.path.join(REPO, "flags", "table[123]_*.cfg"))
     assert len(files) == 24  # Table 1: 2 x 6, Tables 2 and 3: 2 x 3 each
     for path in files:
         with open(path) as f:
@@ -114,3 +114,31 @@ def test_cifar_n_flagfiles_run_table3_protocol_and_name_their_label_set(cli):
     bare, plain = runs[len(files):]
     assert bare["noise_label_set"] == "worst" and bare["model"] == "resnet32"
     assert "noise_label_set" not in plain and plain["workdir"].endswith("-human_file-mwnet-s0")
+
+
+def test_table4_flagfile_is_clothing1ms_paper_defaults(dry_run):
+    path = os.path.join(REPO, "flags", "table4_clothing1m.cfg")
+    with open(path) as f:
+        text = f.read()
+    values = dict(line.strip()[2:].split("=", 1) for line in text.splitlines()
+                  if line.startswith("--") and "=" in line)
+    expected = paper_defaults("clothing1m", "none", 1.0)
+    assert (expected["model"], expected["epochs"], expected["lr_decay_epochs"]) == (
+        "resnet50", 10, (5,))
+    assert (expected["lr"], expected["momentum"], expected["weight_decay"]) == (0.01, 0.9, 1e-3)
+    assert (expected["batch_size"], expected["meta_batch_size"], expected["meta_lr"]) == (
+        32, 32, 1e-3)
+    for key in ("model", "epochs", "batch_size", "meta_batch_size", "eval_batch_size", "lr",
+                "momentum", "weight_decay", "meta_optimizer", "meta_lr", "meta_weight_decay"):
+        want = expected[key]
+        assert float(values[key]) == want if isinstance(want, float) else values[key] == str(
+            want), key
+    assert values["lr_decay_epochs"] == "5" and "--nonesterov" in text
+    # the bare command and the flagfile resolve to the same run
+    bare = dry_run("--dataset=clothing1m", "--data_dir=DIR", "--pretrained=W.h5")
+    flagged = dry_run(f"--flagfile={path}", "--data_dir=DIR", "--pretrained=W.h5")
+    assert bare == flagged
+    assert bare["noise"] == "none" and bare["workdir"] == "runs/clothing1m-mwnet-s0"
+    assert "--python -m mwnet_tf.train --flagfile=flags/table4_clothing1m.cfg" not in text
+    assert "python -m mwnet_tf.train --flagfile=flags/table4_clothing1m.cfg --data_dir=DIR " \
+           "--pretrained=FILE" in text

@@ -34,6 +34,9 @@ class BiasedData:
         realized_noise_rate: Fraction of training labels that differ from the true ones.
         train_index: int64 [N] indices of the training images in `Dataset.train_x`.
         meta_index: int64 [K] indices of the meta images in `Dataset.train_x`.
+        image_size: None for images held in memory (the arrays above); for a data set read
+            from files (Clothing1M), `train_x`, `meta_x` and `test_x` hold image paths (str
+            [N]) and `image_size` is the side of the square crops the pipeline decodes.
     """
 
     train_x: np.ndarray
@@ -51,6 +54,19 @@ class BiasedData:
     realized_noise_rate: float
     train_index: np.ndarray
     meta_index: np.ndarray
+    image_size: int | None = None
+
+    @property
+    def from_files(self) -> bool:
+        """Whether the x arrays hold image paths that `pipeline` decodes (JPEG files)."""
+        return self.image_size is not None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one image as the model sees it."""
+        if self.from_files:
+            return (self.image_size, self.image_size, 3)
+        return tuple(self.train_x.shape[1:])
 
     @property
     def corrupted(self) -> np.ndarray:

@@ -12,7 +12,8 @@ import os
 
 import numpy as np
 
-DATASETS = ("digits", "cifar10", "cifar100", "fashion_mnist")
+# clothing1m is read as file paths by `clothing1m.load_clothing1m`, not by `load_dataset`.
+DATASETS = ("digits", "cifar10", "cifar100", "fashion_mnist", "clothing1m")
 
 CIFAR_MEAN = tuple(v / 255.0 for v in (125.3, 123.0, 113.9))
 CIFAR_STD = tuple(v / 255.0 for v in (63.0, 62.1, 66.7))
@@ -77,6 +78,9 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
         return _load_cifar(name, data_dir)
     if name == "fashion_mnist":
         return _load_fashion_mnist(data_dir)
+    if name == "clothing1m":
+        raise ValueError("clothing1m is not held in memory: read it with "
+                         "mwnet_tf.data.clothing1m.load_clothing1m")
     raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
 
 

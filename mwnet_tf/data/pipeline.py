@@ -3,6 +3,12 @@
 Every random choice is a function of (seed, epoch, element index): a pipeline built twice with
 the same arguments yields the same batches, whatever the global TensorFlow seed, so a resumed
 run sees the same data as an uninterrupted one.
+
+Data read from files (`BiasedData.from_files`, Clothing1M) takes the JPEG branch: the x arrays
+hold paths, and each image is read and decoded in `tf.data` (`num_parallel_calls=AUTOTUNE`),
+resized to a square of `resize_for(image_size)` (256 for 224: the paper's "resize the image to
+256x256"), then randomly cropped to `image_size` and flipped for training, center-cropped for
+the meta and test sets (the paper's "crop the middle 224x224").
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf.data.bias import BiasedData
+from mwnet_tf.data.clothing1m import resize_for
 
 # Stream ids that make the seeds of the different random streams of one epoch independent.
 _TRAIN_ORDER, _TRAIN_AUGMENT, _META_ORDER, _META_AUGMENT = range(4)
@@ -39,6 +46,70 @@ def augment(image: tf.Tensor, seed: tf.Tensor, pad: int = 4) -> tf.Tensor:
     padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     cropped = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
     return tf.image.stateless_random_flip_left_right(cropped, seed=flip_seed)
+
+
+def decode_jpeg(path: tf.Tensor, resize: int) -> tf.Tensor:
+    """One JPEG file -> uint8 [resize, resize, 3] (bilinear, antialiased, as PIL resizes).
+
+    A file that does not start like a JPEG fails with an `InvalidArgumentError` naming it; a
+    JPEG damaged inside fails in TensorFlow's decoder, whose message does not name the file.
+    """
+    raw = tf.io.read_file(path)
+    check = tf.debugging.Assert(tf.io.is_jpeg(raw), ["not a JPEG file:", path])
+    with tf.control_dependencies([check]):
+        image = tf.io.decode_jpeg(raw, channels=3)
+    image = tf.image.resize(image, [resize, resize], method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def center_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    """The middle `size` x `size` of a square [S, S, C] image."""
+    offset = (image.shape[0] - size) // 2
+    return image[offset:offset + size, offset:offset + size, :]
+
+
+def _jpeg_eval_map(image_size: int):
+    resize = resize_for(image_size)
+
+    def fn(element):
+        element = dict(element)
+        element["x"] = center_crop(decode_jpeg(element["x"], resize), image_size)
+        return element
+    return fn
+
+
+def _jpeg_train(ds: tf.data.Dataset, image_size: int, base_seed: int) -> tf.data.Dataset:
+    """Reads each element's `x` (a path): resize, random crop, random h-flip, seeded by
+    [base_seed, element index]."""
+    base, resize = tf.constant(base_seed, tf.int64), resize_for(image_size)
+
+    def fn(index, element):
+        element = dict(element)
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.stack([base, index]), num=2))
+        image = tf.image.stateless_random_crop(decode_jpeg(element["x"], resize),
+                                               [image_size, image_size, 3], seed=crop_seed)
+        element["x"] = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+        return element
+    return ds.enumerate().map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def eval_images(data: BiasedData, x: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """Batches of uint8 images of `x` as the test set gets them: in-memory images as they are,
+    paths (data from files) decoded and center-cropped."""
+    ds = tf.data.Dataset.from_tensor_slices({"x": x})
+    if data.from_files:
+        ds = ds.map(_jpeg_eval_map(data.image_size), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
+    return ds.map(lambda e: e["x"]).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def load_images(data: BiasedData, x: np.ndarray) -> tf.Tensor:
+    """`x` as one uint8 tensor [N, H, W, C] (paths decoded and center-cropped)."""
+    if not data.from_files:
+        return tf.constant(x)
+    batches = list(eval_images(data, x, 256))
+    return tf.concat(batches, 0) if batches else tf.zeros((0, *data.input_shape), tf.uint8)
 
 
 def _seed(seed: int, epoch: int, stream: int) -> int:
@@ -87,7 +158,12 @@ def _meta_stream(data: BiasedData, meta_batch_size: int, seed: int,
         return {"x": tf.gather(images, i), "y": tf.gather(labels, i)}
 
     index_batches = tf.data.Dataset.counter().map(permutation).unbatch()
-    if data.augment:  # per image, so that each one gets its own seed
+    if data.from_files:  # decoded per image, center-cropped (the paper's meta preprocessing)
+        meta = (index_batches.unbatch().map(gather)
+                .map(_jpeg_eval_map(data.image_size), num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True)
+                .batch(meta_batch_size, drop_remainder=True))
+    elif data.augment:  # per image, so that each one gets its own seed
         meta = _augmented(index_batches.unbatch().map(gather), True,
                           _seed(seed, epoch, _META_AUGMENT))
         meta = meta.batch(meta_batch_size, drop_remainder=True)
@@ -129,7 +205,10 @@ def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: in
         "y_clean": data.train_clean_y[order].astype(np.int32),
         "corrupted": data.corrupted[order],
     })
-    train = _augmented(train, data.augment, _seed(seed, epoch, _TRAIN_AUGMENT))
+    if data.from_files:
+        train = _jpeg_train(train, data.image_size, _seed(seed, epoch, _TRAIN_AUGMENT))
+    else:
+        train = _augmented(train, data.augment, _seed(seed, epoch, _TRAIN_AUGMENT))
     train = (train.batch(batch_size, drop_remainder=True)
              .map(_normalize_map(data.mean, data.std), num_parallel_calls=tf.data.AUTOTUNE,
                   deterministic=True))
@@ -145,6 +224,9 @@ def make_test_dataset(data: BiasedData, *, batch_size: int) -> tf.data.Dataset:
         raise ValueError("batch_size must be >= 1")
     ds = tf.data.Dataset.from_tensor_slices({"x": data.test_x,
                                              "y": data.test_y.astype(np.int32)})
+    if data.from_files:
+        ds = ds.map(_jpeg_eval_map(data.image_size), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
     return (ds.batch(batch_size)
             .map(_normalize_map(data.mean, data.std), num_parallel_calls=tf.data.AUTOTUNE,
                  deterministic=True)

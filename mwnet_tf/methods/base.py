@@ -212,12 +212,15 @@ def training_subset(data: BiasedData, rows: np.ndarray) -> BiasedData:
 
 def predict_probabilities(model: keras.Model, data: BiasedData, x: np.ndarray,
                           batch_size: int = 500) -> np.ndarray:
-    """Softmax outputs [N, C] (float64) of `model` in eval mode on uint8 images `x`."""
-    from mwnet_tf.data.pipeline import normalize
+    """Softmax outputs [N, C] (float64) of `model` in eval mode on uint8 images `x` (or, for
+    data read from files, on their paths: decoded and center-cropped as the test set)."""
+    from mwnet_tf.data.pipeline import eval_images, normalize
 
     out = []
-    for i in range(0, len(x), batch_size):
-        logits = model(normalize(x[i:i + batch_size], data.mean, data.std), training=False)
+    batches = (eval_images(data, x, batch_size) if data.from_files else
+               (x[i:i + batch_size] for i in range(0, len(x), batch_size)))
+    for images in batches:
+        logits = model(normalize(images, data.mean, data.std), training=False)
         out.append(tf.nn.softmax(tf.cast(logits, tf.float64)).numpy())
     if not out:
         return np.zeros((0, data.num_classes))

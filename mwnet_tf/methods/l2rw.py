@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import meta
-from mwnet_tf.data.pipeline import normalize
+from mwnet_tf.data.pipeline import load_images, normalize
 from mwnet_tf.methods.base import Method
 
 
@@ -135,7 +135,7 @@ class LearningToReweight(Method):
         if not hasattr(self, "_weights_fn"):
             data = ctx.data
             m = ctx.options.global_meta_batch_size
-            self._meta = (normalize(tf.constant(data.meta_x[:m]), data.mean, data.std),
+            self._meta = (normalize(load_images(data, data.meta_x[:m]), data.mean, data.std),
                           tf.constant(data.meta_y[:m], tf.int32))
             self._weights_fn = tf.function(
                 lambda x, y, mx, my, lr: l2rw_batch_weights(ctx.classifier, lr, x, y, mx, my))
