@@ -1,5 +1,6 @@
 """The training loop and the command line: outputs, resume, determinism, errors."""
 
+import copy
 import glob
 import json
 import os
@@ -122,9 +123,16 @@ def _images(folder):
     return out
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """SMALL with determinism on, uninterrupted (steps_per_call 10: calls of 10 and 1 steps)."""
+    return trainer.train_and_evaluate(Config(**SMALL, deterministic=True),
+                                      str(tmp_path_factory.mktemp("full")), log=lambda s: None)
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, uninterrupted):
     config = Config(**SMALL, deterministic=True)
-    full = trainer.train_and_evaluate(config, str(tmp_path / "full"), log=lambda s: None)
+    full = copy.deepcopy(uninterrupted)  # its history rows are popped below
 
     class Interrupt(Exception):
         pass
@@ -185,16 +193,15 @@ def test_nan_loss_stops_with_one_line_error(tmp_path, cli):
     assert not glob.glob(str(work / "checkpoints" / "ckpt-*"))
 
 
-def test_steps_per_call_changes_nothing_but_the_host_round_trips(tmp_path):
-    # 11 steps per epoch: one call each, or calls of 4, 4 and 3 (a remainder).
-    runs = {k: trainer.train_and_evaluate(Config(**SMALL, deterministic=True, steps_per_call=k),
-                                          str(tmp_path / f"k{k}"), log=lambda s: None)
-            for k in (1, 4)}
-    for k in (4,):
-        assert runs[k]["test_accuracy"] == runs[1]["test_accuracy"]
-        for name, value in runs[1]["train"].items():
-            assert runs[k]["train"][name] == pytest.approx(value, rel=1e-6), (k, name)
-        assert runs[k]["weight_curve"] == pytest.approx(runs[1]["weight_curve"], abs=1e-7)
+def test_steps_per_call_changes_nothing_but_the_host_round_trips(tmp_path, uninterrupted):
+    # 11 steps per epoch: one call each, or (the default 10) calls of 10 and 1 (a remainder).
+    one = trainer.train_and_evaluate(Config(**SMALL, deterministic=True, steps_per_call=1),
+                                     str(tmp_path / "k1"), log=lambda s: None)
+    assert uninterrupted["config"]["steps_per_call"] == 10
+    assert uninterrupted["test_accuracy"] == one["test_accuracy"]
+    for name, value in one["train"].items():
+        assert uninterrupted["train"][name] == pytest.approx(value, rel=1e-6), name
+    assert uninterrupted["weight_curve"] == pytest.approx(one["weight_curve"], abs=1e-7)
 
 
 def test_a_run_prints_nothing_on_stderr_and_a_progress_bar_in_a_terminal(tmp_path):
