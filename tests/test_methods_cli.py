@@ -41,6 +41,10 @@ def cli_runs(tmp_path_factory, cli):
         cases.append(["--flagfile=flags/smoke.cfg", f"--method={method}", "--model=tiny",
                       "--epochs=1", "--lr_decay_epochs=", f"--workdir={base}/{method}", *extra,
                       *dry])
+    keys.append("instance")  # instance-dependent noise through the command line
+    cases.append(["--flagfile=flags/smoke.cfg", "--noise=instance", "--method=ce",
+                  "--model=tiny", "--epochs=1", "--lr_decay_epochs=",
+                  f"--workdir={base}/instance"])
     keys.append("approx")
     cases.append(["--flagfile=flags/smoke.cfg", "--model=tiny", *APPROX,
                   f"--workdir={base}/approx"])
@@ -80,6 +84,15 @@ def test_mwnet_approximations_train_through_the_cli(cli_runs):
     assert results["config"]["meta_interval"] == 3
     assert np.isfinite(results["train"]["meta_loss"]) and results["train"]["meta_loss"] > 0
     assert "--meta_scope=head" in (work / "flags.cfg").read_text()
+
+
+def test_instance_dependent_noise_trains_through_the_cli(cli_runs):
+    work, proc = cli_runs["instance"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((work / "results.json").read_text())
+    assert results["config"]["noise"] == "instance" and results["config"]["rate"] == 0.4
+    assert 0.3 < results["realized_noise_rate"] < 0.5  # flip rates drawn around 0.4
+    assert f"{100 * results['realized_noise_rate']:.1f}% labels corrupted" in proc.stdout
 
 
 @pytest.mark.parametrize("index", range(len(BAD)))
