@@ -6,7 +6,9 @@ Python 2's cPickle does (str as SHORT_BINSTRING/BINSTRING, a NumPy array as
 same opcodes and globals as in the real files. CIFAR-N's file is what `torch.save` writes
 (verified on the published files, see `mwnet_tf/data/human_noise.py`): a zip archive with
 `<prefix>/data.pkl`, a protocol-2 Python 3 pickle of a dict of int64 arrays, and
-`<prefix>/version`.
+`<prefix>/version`. The binary layouts (`cifar-10-batches-bin`, `cifar-100-binary`) are what
+tensorflow-datasets prepares CIFAR from; `prepare_with_tfds` runs its real builder on them
+offline.
 """
 
 from __future__ import annotations
@@ -148,3 +150,45 @@ def write_cifar_n(path: str, arrays: dict, prefix: str = "archive") -> str:
         z.writestr(f"{prefix}/data.pkl", pickle.dumps(arrays, protocol=2))
         z.writestr(f"{prefix}/version", b"3\n")
     return path
+
+
+def write_cifar10_binary(folder, out: dict) -> None:
+    """`out`'s images and labels (from `write_cifar_folder`) in CIFAR-10's binary layout."""
+    os.makedirs(folder)
+    n = len(out["train_y"]) // 5
+    for i in range(5):
+        x, y = out["train_x"][i * n:(i + 1) * n], out["train_y"][i * n:(i + 1) * n]
+        rec = np.concatenate([y[:, None].astype(np.uint8),
+                              x.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1)
+        with open(os.path.join(folder, f"data_batch_{i + 1}.bin"), "wb") as f:
+            f.write(rec.tobytes())
+    rec = np.concatenate([out["test_y"][:, None].astype(np.uint8),
+                          out["test_x"].transpose(0, 3, 1, 2).reshape(len(out["test_y"]), -1)],
+                         axis=1)
+    with open(os.path.join(folder, "test_batch.bin"), "wb") as f:
+        f.write(rec.tobytes())
+    with open(os.path.join(folder, "batches.meta.txt"), "w") as f:
+        f.write("\n".join(f"class{i}" for i in range(10)))
+
+
+def write_cifar100_binary(path, n: int, rng):
+    """`n` random records in CIFAR-100's binary layout; returns images, fine, coarse labels."""
+    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    fine = rng.integers(0, 100, n).astype(np.uint8)
+    coarse = fine // 5
+    records = np.concatenate([coarse[:, None], fine[:, None],
+                              images.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1)
+    with open(path, "wb") as f:
+        f.write(records.tobytes())
+    return images, fine, coarse
+
+
+def prepare_with_tfds(monkeypatch, name: str, source: str, data_dir: str) -> None:
+    """Runs tfds' real `name` builder offline: its download is the binary folder under `source`."""
+    import tensorflow_datasets as tfds
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
+                        lambda self, url: str(source))
+    tfds.builder(name, data_dir=data_dir).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP))

@@ -11,7 +11,15 @@ import zipfile
 
 import numpy as np
 import pytest
-from cifar_files import cifar_n_arrays, noisy_copy, py2_pickle, write_cifar_folder, write_cifar_n
+from cifar_files import (
+    cifar_n_arrays,
+    noisy_copy,
+    prepare_with_tfds,
+    py2_pickle,
+    write_cifar10_binary,
+    write_cifar_folder,
+    write_cifar_n,
+)
 
 from mwnet_tf.config import Config, run_name
 from mwnet_tf.data import DataUnavailableError, load_dataset, make_biased_data, safe_pickle
@@ -204,38 +212,15 @@ def test_a_folder_without_either_format_says_what_it_looked_for(tmp_path):
         load_dataset("cifar100", data_dir=str(tmp_path / "nowhere"))
 
 
-def _write_cifar10_binary(folder, out):
-    """The same images and labels in CIFAR-10's binary layout (what tfds prepares from)."""
-    os.makedirs(folder)
-    n = len(out["train_y"]) // 5
-    for i in range(5):
-        x, y = out["train_x"][i * n:(i + 1) * n], out["train_y"][i * n:(i + 1) * n]
-        rec = np.concatenate([y[:, None].astype(np.uint8),
-                              x.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1)
-        open(os.path.join(folder, f"data_batch_{i + 1}.bin"), "wb").write(rec.tobytes())
-    rec = np.concatenate([out["test_y"][:, None].astype(np.uint8),
-                          out["test_x"].transpose(0, 3, 1, 2).reshape(len(out["test_y"]), -1)],
-                         axis=1)
-    open(os.path.join(folder, "test_batch.bin"), "wb").write(rec.tobytes())
-    open(os.path.join(folder, "batches.meta.txt"), "w").write(
-        "\n".join(f"class{i}" for i in range(10)))
-
-
 def test_tfds_and_the_pickle_folder_give_the_same_arrays_in_the_same_order(monkeypatch,
                                                                             tmp_path):
     """tfds shuffles CIFAR when it prepares it; the loader puts it back in file order (its
     `id`), so a seed draws the same meta split, and CIFAR-N's labels fit, either way."""
     pytest.importorskip("importlib_resources")  # tfds 4.9.10 preparation needs it (#11212)
-    import tensorflow_datasets as tfds
-
     out = write_cifar_folder(str(tmp_path / "py"), per_batch=8, test=6)
-    _write_cifar10_binary(tmp_path / "src" / "cifar-10-batches-bin", out)
-    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
-                        lambda self, url: str(tmp_path / "src"))
+    write_cifar10_binary(tmp_path / "src" / "cifar-10-batches-bin", out)
     data_dir = str(tmp_path / "tfds")
-    tfds.builder("cifar10", data_dir=data_dir).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    prepare_with_tfds(monkeypatch, "cifar10", tmp_path / "src", data_dir)
     via_tfds = load_dataset("cifar10", data_dir=data_dir)
     via_pickle = load_dataset("cifar10", data_dir=str(tmp_path / "py"))
     for key in ("train_x", "train_y", "test_x", "test_y"):

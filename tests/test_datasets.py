@@ -7,6 +7,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from cifar_files import prepare_with_tfds, write_cifar100_binary  # (tests/cifar_files.py)
 
 from mwnet_tf.data import DataUnavailableError, load_dataset
 from mwnet_tf.data import datasets as datasets_lib
@@ -76,33 +77,18 @@ def test_cifar_through_tfds(mock_tfds, tmp_path, name, classes):
         assert ds.train_coarse is None
 
 
-def _write_cifar100_binary(path, n, rng):
-    """Writes `n` random records in the CIFAR-100 binary format; returns images, fine, coarse."""
-    images = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    fine = rng.integers(0, 100, n).astype(np.uint8)
-    coarse = fine // 5
-    records = np.concatenate([coarse[:, None], fine[:, None],
-                              images.transpose(0, 3, 1, 2).reshape(n, -1)], axis=1)
-    path.write_bytes(records.tobytes())
-    return images, fine, coarse
-
-
 def test_cifar100_prepared_by_tfds_loads_without_mocks(monkeypatch, tmp_path):
     """Prepares a tiny real CIFAR-100 with the tfds builder (download faked), then loads it."""
     pytest.importorskip("importlib_resources")  # tfds 4.9.10 preparation needs it (#11212)
     src = tmp_path / "src" / "cifar-100-binary"
     src.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    images, fine, coarse = _write_cifar100_binary(src / "train.bin", 30, rng)
-    _write_cifar100_binary(src / "test.bin", 7, rng)
+    images, fine, coarse = write_cifar100_binary(src / "train.bin", 30, rng)
+    write_cifar100_binary(src / "test.bin", 7, rng)
     (src / "coarse_label_names.txt").write_text("\n".join(f"c{i}" for i in range(20)))
     (src / "fine_label_names.txt").write_text("\n".join(f"f{i}" for i in range(100)))
-    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract",
-                        lambda self, url: str(tmp_path / "src"))
     data_dir = str(tmp_path / "tfds")
-    tfds.builder("cifar100", data_dir=data_dir).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP))
+    prepare_with_tfds(monkeypatch, "cifar100", tmp_path / "src", data_dir)
     ds = load_dataset("cifar100", data_dir=data_dir)
     assert ds.train_x.shape == (30, 32, 32, 3) and ds.test_x.shape == (7, 32, 32, 3)
     rows = {x.tobytes(): i for i, x in enumerate(images)}
