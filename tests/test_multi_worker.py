@@ -17,6 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Three epochs of MW-Net on digits with the tiny model; deterministic, so runs compare exactly.
 ARGS = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=3", "--lr_decay_epochs=2",
         "--deterministic", "--progress_seconds=0"]
+# The stop-and-resume mechanics with plain cross-entropy: the same checkpoints, collectives
+# and signals at a third less start-up (no meta step to trace); MW-Net's own two-worker
+# state (weight net, its optimizer) is checked against one process in the test before it.
+CE_ARGS = [*ARGS, "--method=ce"]
 
 
 def _env(**extra):
@@ -41,9 +45,11 @@ def _results(workdir):
 
 def _assert_same_run(a, b):
     assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=1e-9)
-    for k in ("loss", "accuracy", "meta_loss", "weight_clean", "weight_corrupted"):
+    assert a["train"].keys() == b["train"].keys()
+    for k in a["train"]:  # loss, accuracy (and MW-Net's meta_loss, weight_clean, ...)
         assert a["train"][k] == pytest.approx(b["train"][k], rel=1e-5), k
-    for loss, weight in a["weight_curve"].items():
+    assert a.get("weight_curve", {}).keys() == b.get("weight_curve", {}).keys()
+    for loss, weight in a.get("weight_curve", {}).items():
         assert weight == pytest.approx(b["weight_curve"][loss], abs=1e-5), loss
 
 
@@ -92,25 +98,21 @@ def test_launcher_blames_the_killed_worker_not_its_peers_or_those_it_stopped():
     assert launch._first_failure([2, 1], set()) == 2
 
 
-def test_bad_tf_config_on_the_command_line_is_one_line_and_creates_nothing(tmp_path):
-    run = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "mwnet_tf.train", *ARGS, "--strategy=multi_worker",
-         f"--workdir={run}"], cwd=REPO, env=_env(TF_CONFIG='{"cluster": {}}'),
-        capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0
-    assert proc.stderr.startswith('error: TF_CONFIG needs a "task" object'), proc.stderr
-    assert not run.exists()
+# A bad TF_CONFIG through the real command line (one line, exit 2, nothing created): the
+# catalogue, tests/test_catalogue.py.
+
+
+def _one_process_run(tmp_path_factory, args):
+    run = tmp_path_factory.mktemp("single") / "run"
+    proc = _train([*args, f"--workdir={run}"], _env())
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return _results(run)
 
 
 @pytest.fixture(scope="module")
 def one_process_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("single") / "run"
-    proc = _train([*ARGS, f"--workdir={run}"], _env())
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
-    return _results(run)
+    return _one_process_run(tmp_path_factory, ARGS)
 
 
 def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_process_run):
@@ -157,8 +159,8 @@ def _wait(what, procs, lines, timeout=240):
 
 
 def test_a_signal_or_a_lost_worker_stops_the_run_and_it_resumes_to_the_same_end(
-        tmp_path, one_process_run):
-    """One run, stopped twice and resumed each time:
+        tmp_path, tmp_path_factory):
+    """One run (cross-entropy, CE_ARGS), stopped twice and resumed each time:
     1. SIGTERM to worker 1 alone: the workers agree after the current call (an all-reduce of
        the stop request), take the same collective checkpoint and both exit 143;
     2. resumed by the launcher, worker 1 is killed (SIGKILL) after the checkpoint of epoch 2:
@@ -166,7 +168,7 @@ def test_a_signal_or_a_lost_worker_stops_the_run_and_it_resumes_to_the_same_end(
     3. the launcher's command again: both workers resume from the chief's checkpoint and the
        run ends as the uninterrupted one-process run."""
     run = tmp_path / "run"
-    procs = [_train([*ARGS, "--strategy=multi_worker", f"--workdir={run}"], _env(TF_CONFIG=c),
+    procs = [_train([*CE_ARGS, "--strategy=multi_worker", f"--workdir={run}"], _env(TF_CONFIG=c),
                     cpu=i) for i, c in enumerate(launch.tf_configs(launch.free_ports(2)))]
     lines = [[], []]
     readers = [_reader(p, out) for p, out in zip(procs, lines)]
@@ -186,7 +188,7 @@ def test_a_signal_or_a_lost_worker_stops_the_run_and_it_resumes_to_the_same_end(
     assert int(checkpoint.rsplit("ckpt-", 1)[1]) < 22, stops  # inside epoch 2 at the latest
 
     cmd = [sys.executable, "-m", "mwnet_tf.launch", "--workers=2", "--",
-           *ARGS, f"--workdir={run}"]
+           *CE_ARGS, f"--workdir={run}"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -208,4 +210,6 @@ def test_a_signal_or_a_lost_worker_stops_the_run_and_it_resumes_to_the_same_end(
     assert again.returncode == 0, again.stdout + again.stderr
     for worker in (0, 1):
         assert f"[worker {worker}] resumed from {run}/checkpoints/ckpt-" in again.stdout
-    _assert_same_run(_results(run), one_process_run)
+    result = _results(run)
+    assert result["config"]["method"] == "ce"
+    _assert_same_run(result, _one_process_run(tmp_path_factory, CE_ARGS))
