@@ -62,6 +62,7 @@ class Config:
     mixed_precision: str = "none"   # none | bfloat16 | float16 (mwnet_tf.precision)
     keep_checkpoints: int = 2
     progress_seconds: float = 30.0
+    tensorboard_images: bool = True  # the per-epoch figures as TensorBoard images
     steps_per_call: int = 10
     checkpoint_every_steps: int = 0      # 0: off
     checkpoint_every_minutes: float = 10.0  # 0: off

@@ -35,7 +35,8 @@ KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (plus the seed, averaged over).
 VOLATILE = frozenset({"seed", "data_dir", "noise_labels", "strategy", "jit_compile",
                       "deterministic",
-                      "keep_checkpoints", "progress_seconds", "eval_batch_size",
+                      "keep_checkpoints", "progress_seconds", "tensorboard_images",
+                      "eval_batch_size",
                       "steps_per_call", "checkpoint_every_steps",
                       "checkpoint_every_minutes"})
 # Method hyperparameters added after runs were kept: a kept run without one ran with its default

@@ -34,11 +34,13 @@ def _image(png: bytes) -> tf.Tensor:
 
 
 class Tracker:
-    """The run's figures; `chief` alone writes files and summaries."""
+    """The run's figures; `chief` alone writes files and summaries, and renders the images
+    only with `images` (the numbers behind them are kept either way)."""
 
     def __init__(self, data: BiasedData, method, *, seed: int, batch_size: int, workdir: str,
-                 chief: bool, write):
+                 chief: bool, write, images: bool = True):
         self.method, self.chief, self.workdir, self.write = method, chief, workdir, write
+        self.images = images
         index = diagnostics.tracked_indices(
             len(data.train_y), seed,
             TRACKED_FROM_FILES if data.from_files else diagnostics.TRACKED)
@@ -139,16 +141,18 @@ class Tracker:
                 for k in ("weight_variation_mean", "weight_variation_std"):
                     if k in summary:
                         tf.summary.scalar(f"weight_variation/{k.rsplit('_', 1)[1]}", summary[k])
-                if "weight_function" in self.last:
+                if "weight_function" in self.last and self.images:
                     wf = self.last["weight_function"]
                     tf.summary.image("weight_function", _image(figures.to_png(
                         figures.weight_function(wf["losses"], wf["weights"],
                                                 summary["loss_histogram"],
                                                 f"weight function, epoch {epoch}"))))
-                tf.summary.image("weights_clean_corrupted", _image(figures.to_png(
-                    figures.weight_histograms(summary["weight_histogram"],
-                                              f"weights of tracked samples, epoch {epoch}"))))
-        if "confusion_matrix" in self.last:
+                if self.images:
+                    tf.summary.image("weights_clean_corrupted", _image(figures.to_png(
+                        figures.weight_histograms(
+                            summary["weight_histogram"],
+                            f"weights of tracked samples, epoch {epoch}"))))
+        if "confusion_matrix" in self.last and self.images:
             with writers["test"].as_default(step=epoch):
                 tf.summary.image("confusion_matrix", _image(figures.to_png(
                     figures.confusion_matrix(self.last["confusion_matrix"],

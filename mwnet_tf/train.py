@@ -58,6 +58,7 @@ from mwnet_tf.models import MODELS  # noqa: E402
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
 RESUMABLE = ("workdir", "epochs", "lr_decay_epochs", "keep_checkpoints", "progress_seconds",
+             "tensorboard_images",
              "data_dir", "noise_labels", "pretrained",
              "strategy", "jit_compile", "steps_per_call", "checkpoint_every_steps",
              "checkpoint_every_minutes")
@@ -129,6 +130,10 @@ def define_flags() -> None:
                          lower_bound=1)
     flags.DEFINE_float("progress_seconds", d.progress_seconds,
                        "Seconds between progress lines within an epoch.", lower_bound=0)
+    flags.DEFINE_bool("tensorboard_images", d.tensorboard_images,
+                      "Render each epoch's figures (weight function, weight histograms, "
+                      "confusion matrix) as TensorBoard images with matplotlib; "
+                      "--notensorboard_images keeps the scalars and histograms only.")
     flags.DEFINE_integer("steps_per_call", d.steps_per_call,
                          "Training steps per tf.function call (metrics stay on the device "
                          "between calls; the same steps whatever the value).", lower_bound=1)

@@ -469,7 +469,8 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         with _reading_images(data, started=False):
             tracker = tracking.Tracker(data, method, seed=config.seed,
                                        batch_size=config.eval_batch_size, workdir=workdir,
-                                       chief=chief, write=write_json)
+                                       chief=chief, write=write_json,
+                                       images=config.tensorboard_images)
         checkpoint = tf.train.Checkpoint(classifier=classifier, optimizer=optimizer,
                                          epoch=epoch_var, best_accuracy=best_var,
                                          step_in_epoch=step_var, global_step=global_var,

@@ -49,7 +49,8 @@ def test_epoch_summary_counts_means_and_variation():
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     small = dict(dataset="digits", model="tiny", epochs=2, lr_decay_epochs=(1,),
-                 batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=1)
+                 batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=1,
+                 tensorboard_images=False)  # plot reads results.json, not TensorBoard
     for method in ("mwnet", "ce", "l2rw"):
         trainer.train_and_evaluate(Config(**small, method=method), str(root / method),
                                    log=lambda s: None)

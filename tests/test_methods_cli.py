@@ -24,6 +24,8 @@ BAD = [
 ]
 APPROX = ["--meta_scope=head", "--meta_interval=3", "--steps_per_call=4"]
 TRAINED = ("confident_learning",)  # through the command line to the end (k + 1 stages)
+# the TensorBoard images are tested in tests/test_train.py; here they would only take time
+QUIET = "--notensorboard_images"
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +41,14 @@ def cli_runs(tmp_path_factory, cli):
         # test_meta_set_reaches_exactly_the_methods_that_use_it train them all)
         dry = [] if method in TRAINED else ["--dry_run"]
         cases.append(["--flagfile=flags/smoke.cfg", f"--method={method}", "--model=tiny",
-                      "--epochs=1", "--lr_decay_epochs=", f"--workdir={base}/{method}", *extra,
-                      *dry])
+                      "--epochs=1", "--lr_decay_epochs=", f"--workdir={base}/{method}", QUIET,
+                      *extra, *dry])
     keys.append("instance")  # instance-dependent noise through the command line
     cases.append(["--flagfile=flags/smoke.cfg", "--noise=instance", "--method=ce",
-                  "--model=tiny", "--epochs=1", "--lr_decay_epochs=",
+                  "--model=tiny", "--epochs=1", "--lr_decay_epochs=", QUIET,
                   f"--workdir={base}/instance"])
     keys.append("approx")
-    cases.append(["--flagfile=flags/smoke.cfg", "--model=tiny", *APPROX,
+    cases.append(["--flagfile=flags/smoke.cfg", "--model=tiny", *APPROX, QUIET,
                   f"--workdir={base}/approx"])
     for i, (args, _) in enumerate(BAD):
         keys.append(f"bad{i}")
@@ -133,7 +135,7 @@ def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch)
         params = {"cl_folds": 2} if name == "confident_learning" else {}
         config = Config(dataset="digits", model="tiny", method=name, epochs=1,
                         batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=3,
-                        method_params=params)
+                        method_params=params, tensorboard_images=False)
         trainer.train_and_evaluate(config, str(tmp_path / name), data=data, log=lambda s: None)
         results = json.loads((tmp_path / name / "results.json").read_text())
         assert results["config"]["method"] == name and 0 < results["test_accuracy"] <= 100

@@ -16,7 +16,8 @@ from mwnet_tf.methods.base import predict_probabilities
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=1,
            lr_decay_epochs=(), batch_size=100, meta_batch_size=50, progress_seconds=0.0,
-           seed=3, method="confident_learning", method_params={"cl_folds": 2})
+           seed=3, method="confident_learning", method_params={"cl_folds": 2},
+           tensorboard_images=False)
 
 
 class Spy(cl.ConfidentLearning):

@@ -17,7 +17,7 @@ from mwnet_tf.methods.base import scaled_decay_epochs
 from mwnet_tf.models import build_classifier
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, batch_size=100,
-           meta_batch_size=50, progress_seconds=0.0, seed=3)
+           meta_batch_size=50, progress_seconds=0.0, seed=3, tensorboard_images=False)
 
 
 def _context(config, data, classifier=None):

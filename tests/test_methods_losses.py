@@ -19,7 +19,7 @@ from mwnet_tf.models import build_classifier
 N, D, C = 12, 5, 4
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,
-             seed=3)
+             seed=3, tensorboard_images=False)
 
 
 def _batch(seed=0, dtype="float64"):

@@ -18,7 +18,7 @@ from mwnet_tf.models import build_classifier
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,
-             seed=3)
+             seed=3, tensorboard_images=False)
 
 
 def _batches(seed=0):

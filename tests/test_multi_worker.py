@@ -16,7 +16,7 @@ from mwnet_tf import cluster, launch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Three epochs of MW-Net on digits with the tiny model; deterministic, so runs compare exactly.
 ARGS = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=3", "--lr_decay_epochs=2",
-        "--deterministic", "--progress_seconds=0"]
+        "--deterministic", "--progress_seconds=0", "--notensorboard_images"]
 # The stop-and-resume mechanics with plain cross-entropy: the same checkpoints, collectives
 # and signals at a third less start-up (no meta step to trace); MW-Net's own two-worker
 # state (weight net, its optimizer) is checked against one process in the test before it.

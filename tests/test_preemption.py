@@ -17,7 +17,7 @@ from mwnet_tf import runlock
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3 epochs of 11 steps, calls of 2 steps, a checkpoint every 3 steps and after each epoch.
 ARGS = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=3", "--lr_decay_epochs=2",
-        "--deterministic", "--progress_seconds=0", "--steps_per_call=2",
+        "--deterministic", "--progress_seconds=0", "--notensorboard_images", "--steps_per_call=2",
         "--checkpoint_every_steps=3"]
 VOLATILE = ("wall_seconds_this_session", "figure_seconds_this_session")
 

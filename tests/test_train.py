@@ -18,6 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,
              seed=3)
+# The determinism tests' runs: deterministic ops, no TensorBoard images (the first run test
+# checks those; without them a small run takes a third less).
+EXACT = dict(deterministic=True, tensorboard_images=False)
 
 
 
@@ -126,12 +129,12 @@ def _images(folder):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """SMALL with determinism on, uninterrupted (steps_per_call 10: calls of 10 and 1 steps)."""
-    return trainer.train_and_evaluate(Config(**SMALL, deterministic=True),
+    return trainer.train_and_evaluate(Config(**SMALL, **EXACT),
                                       str(tmp_path_factory.mktemp("full")), log=lambda s: None)
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, uninterrupted):
-    config = Config(**SMALL, deterministic=True)
+    config = Config(**SMALL, **EXACT)
     full = copy.deepcopy(uninterrupted)  # its history rows are popped below
 
     class Interrupt(Exception):
@@ -153,6 +156,11 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, uninterru
     # the per-epoch history survives the interruption, weight variation of the first resumed
     # epoch included (measured against the tracked weights the checkpoint gives back)
     assert [row["epoch"] for row in resumed["history"]] == [1, 2]
+    # --notensorboard_images: the histograms and scalars, no images
+    tags = _events(tmp_path / "cut" / "train")
+    assert {"weights/clean", "losses/corrupted", "weight_variation/mean"} <= tags
+    assert not tags & {"weight_function", "weights_clean_corrupted"}
+    assert "confusion_matrix" not in _events(tmp_path / "cut" / "test")
     for a, b in zip(resumed["history"], full["history"]):
         assert a.pop("train") == pytest.approx(b.pop("train"), abs=1e-9)
         assert a == pytest.approx(b, abs=1e-9)
@@ -162,7 +170,7 @@ def test_a_different_seed_is_a_different_run(tmp_path, uninterrupted):
     """The same seed repeats a run: the resume test above (its first epoch, then its resumed
     second, equal the uninterrupted run's) and, bitwise after kills, tests/test_preemption.py.
     Another seed gives other noisy labels, another meta split and another run."""
-    other = trainer.train_and_evaluate(Config(**{**SMALL, "seed": 4}, deterministic=True),
+    other = trainer.train_and_evaluate(Config(**{**SMALL, "seed": 4}, **EXACT),
                                        str(tmp_path / "other"), log=lambda s: None)
     assert other["config"]["seed"] == 4 and uninterrupted["config"]["seed"] == 3
     assert other["weight_curve"] != uninterrupted["weight_curve"]
@@ -196,7 +204,7 @@ def test_nan_loss_stops_with_one_line_error(tmp_path, cli):
 
 def test_steps_per_call_changes_nothing_but_the_host_round_trips(tmp_path, uninterrupted):
     # 11 steps per epoch: one call each, or (the default 10) calls of 10 and 1 (a remainder).
-    one = trainer.train_and_evaluate(Config(**SMALL, deterministic=True, steps_per_call=1),
+    one = trainer.train_and_evaluate(Config(**SMALL, **EXACT, steps_per_call=1),
                                      str(tmp_path / "k1"), log=lambda s: None)
     assert uninterrupted["config"]["steps_per_call"] == 10
     assert uninterrupted["test_accuracy"] == one["test_accuracy"]
