@@ -141,18 +141,23 @@ class Tracker:
                 for k in ("weight_variation_mean", "weight_variation_std"):
                     if k in summary:
                         tf.summary.scalar(f"weight_variation/{k.rsplit('_', 1)[1]}", summary[k])
-                if "weight_function" in self.last and self.images:
+        if self.images:
+            self._images(epoch, weights is not None, summary, writers)
+
+    def _images(self, epoch, weighted, summary, writers) -> None:
+        """The epoch's figures as TensorBoard images (matplotlib)."""
+        if weighted:
+            with writers["train"].as_default(step=epoch):
+                if "weight_function" in self.last:
                     wf = self.last["weight_function"]
                     tf.summary.image("weight_function", _image(figures.to_png(
                         figures.weight_function(wf["losses"], wf["weights"],
                                                 summary["loss_histogram"],
                                                 f"weight function, epoch {epoch}"))))
-                if self.images:
-                    tf.summary.image("weights_clean_corrupted", _image(figures.to_png(
-                        figures.weight_histograms(
-                            summary["weight_histogram"],
-                            f"weights of tracked samples, epoch {epoch}"))))
-        if "confusion_matrix" in self.last and self.images:
+                tf.summary.image("weights_clean_corrupted", _image(figures.to_png(
+                    figures.weight_histograms(summary["weight_histogram"],
+                                              f"weights of tracked samples, epoch {epoch}"))))
+        if "confusion_matrix" in self.last:
             with writers["test"].as_default(step=epoch):
                 tf.summary.image("confusion_matrix", _image(figures.to_png(
                     figures.confusion_matrix(self.last["confusion_matrix"],
