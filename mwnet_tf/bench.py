@@ -8,12 +8,12 @@ examples per second.
     python -m mwnet_tf.bench --model=cnn --loop --steps_per_call=1,10
     python -m mwnet_tf.bench --model=resnet32 --variants=ce,mwnet --profile=/tmp/prof
 
-`--loop` also times the trainer's own epoch loop (`trainer.train_epoch` over a real
+`--loop` also times the trainer's own epoch loop (`loop.train_epoch` over a real
 `tf.data` pipeline of random images, `steps_per_call` steps per `tf.function` call) and prints
 its time per step beside the bare step's: the overhead of the loop itself. `--memory` measures
 each variant's peak memory in a process of its own. `--profile=DIR` traces a few steps of each
 variant with TensorFlow's profiler (open DIR in TensorBoard's profile tab) and prints where the
-time goes (`mwnet_tf.profile`).
+time goes (`mwnet_tf.benchmarking.trace`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ DEFAULT_SHAPES = {"resnet32": (32, 32, 3), "wrn28_10": (32, 32, 3), "resnet50": 
 
 class Bench:
     """One variant's step on one model, built as the trainer builds it (`methods.get`,
-    `trainer.make_optimizer`: SGD-momentum 0.1 with weight decay 5e-4, the weight net's Adam
+    `loop.make_optimizer`: SGD-momentum 0.1 with weight decay 5e-4, the weight net's Adam
     1e-3 with 1e-4, mixed precision as asked)."""
 
     def __init__(self, variant: str, model: str, batch_size: int, classes: int,
@@ -89,9 +89,10 @@ class Bench:
 
         import numpy as np
 
-        from mwnet_tf import meta, methods, precision, trainer
+        from mwnet_tf import methods, precision, steps
         from mwnet_tf.config import Config
         from mwnet_tf.models import build_classifier
+        from mwnet_tf.training import loop
 
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; expected one of {tuple(VARIANTS)}")
@@ -107,7 +108,7 @@ class Bench:
                 return build_classifier(model, classes, input_shape, seed=seed)
 
         def new_optimizer(kind):
-            return trainer.make_optimizer(config, kind)
+            return loop.make_optimizer(config, kind)
 
         self.classifier = new_classifier(0)
         optimizer = new_optimizer("classifier")
@@ -116,12 +117,12 @@ class Bench:
         self.method = methods.get(name)(methods.Context(
             config=config, data=types.SimpleNamespace(train_y=labels, num_classes=classes),
             classifier=self.classifier, optimizer=optimizer,
-            options=meta.StepOptions(batch_size, batch_size), new_classifier=new_classifier,
+            options=steps.StepOptions(batch_size, batch_size), new_classifier=new_classifier,
             new_optimizer=new_optimizer))
         self.stage = self.method.stages()[0]
         self.with_meta = self.method.meta_batches(self.stage)
         self.replica_fn = self.method.replica_step(self.stage)
-        self.step = meta.compile_step(self.replica_fn, jit_compile=jit_compile)
+        self.step = steps.compile_step(self.replica_fn, jit_compile=jit_compile)
         # mwnet_interval is timed over whole blocks of K steps (one exact, K - 1 weighted)
         self.unit = params.get("meta_interval", 1)
         self.parameters = int(sum(np.prod(v.shape)
@@ -166,9 +167,10 @@ def benchmark(model: str, batch_size: int, classes: int, input_shape: tuple[int,
             b.run(data, meta_data)
     loops, epoch = {}, None
     if loop_steps_per_call:
-        from mwnet_tf import meta, trainer
+        from mwnet_tf import steps
         from mwnet_tf.data import Dataset, make_biased_data
         from mwnet_tf.data.pipeline import make_train_dataset
+        from mwnet_tf.training import loop
 
         n = batch_size * loop_steps
         images = rng.integers(0, 256, (n + 10 * batch_size, *input_shape), dtype=np.uint8)
@@ -182,14 +184,14 @@ def benchmark(model: str, batch_size: int, classes: int, input_shape: tuple[int,
         # fresh copies: the loop trains its own models
         for v in variants:
             b = Bench(v, model, batch_size, classes, input_shape, **kw)
-            loops[v] = (meta.compile_loop(b.replica_fn, jit_compile=jit_compile), b.with_meta)
+            loops[v] = (steps.compile_loop(b.replica_fn, jit_compile=jit_compile), b.with_meta)
 
         def epoch(variant, k, index):
             loop, with_meta = loops[variant]
             ds = make_train_dataset(biased, batch_size=batch_size, meta_batch_size=batch_size,
                                     seed=0, epoch=index, with_meta=with_meta)
             t0 = time.perf_counter()
-            trainer.train_epoch(loop, ds, steps=loop_steps, steps_per_call=k,
+            loop.train_epoch(loop, ds, steps=loop_steps, steps_per_call=k,
                                 batch_size=batch_size)
             return (time.perf_counter() - t0) / loop_steps
 
@@ -225,7 +227,7 @@ def benchmark(model: str, batch_size: int, classes: int, input_shape: tuple[int,
         out.update(plain_step_s=step_s["ce"], mwnet_step_s=step_s["mwnet"],
                    ratio=step_s["mwnet"] / step_s["ce"])
     if profile:
-        from mwnet_tf import profile as profile_lib
+        from mwnet_tf.benchmarking import trace as profile_lib
         out["profile"] = {}
         for v, b in benches.items():
             folder = os.path.join(profile, v)
@@ -329,7 +331,7 @@ def main(argv: list[str]) -> None:
         print(f"trainer loop, {row['method']:14s} steps_per_call={row['steps_per_call']:<3d} "
               f"{row['step_s']:.4f} s per step  ({row['vs_bare_step']:.2f}x the bare step)")
     for v, prof in r.get("profile", {}).items():
-        from mwnet_tf import profile as profile_lib
+        from mwnet_tf.benchmarking import trace as profile_lib
         print(f"profile of {v} ({FLAGS.profile}/{v}):")
         print(profile_lib.format_breakdown(prof))
     if FLAGS.memory:

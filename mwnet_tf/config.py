@@ -14,7 +14,7 @@ METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tun
 META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
-# float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.meta); the
+# float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.steps); the
 # others (l2rw, glc, co_teaching) write their own gradient steps without it.
 FLOAT16_METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune",
                    "confident_learning", "mwnet")
@@ -90,7 +90,7 @@ def validate(c: Config) -> list[str]:
     """Returns one message per invalid field (empty when the config is valid)."""
     from mwnet_tf.data import DATASETS, LABEL_NOISES
     from mwnet_tf.data.human_noise import check_settings
-    from mwnet_tf.meta import WEIGHT_NORMS
+    from mwnet_tf.steps import WEIGHT_NORMS
 
     checks = [
         (c.dataset in DATASETS, f"dataset must be one of {DATASETS}"),

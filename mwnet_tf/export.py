@@ -20,14 +20,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import faults
+from mwnet_tf.errors import WeightFnError
+from mwnet_tf.training import faults
 
 SIGNATURE = "serving_default"
 DEFAULT_LOSSES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
-
-
-class WeightFnError(ValueError):
-    """A path that is not a weight function this project can read (one-line message)."""
 
 
 def export_weight_fn(weight_net: keras.Model, path: str) -> str:

@@ -1,4 +1,4 @@
-"""MW-Net through Keras' own `fit`: a `keras.Model` whose `train_step` is `meta.mwnet_step`.
+"""MW-Net through Keras' own `fit`: a `keras.Model` whose `train_step` is `steps.mwnet_step`.
 
     model = MetaWeightNetModel(classifier)                 # any Functional Keras classifier
     model.compile(optimizer=optim.TorchSGD(0.1, momentum=0.9, weight_decay=5e-4),
@@ -8,7 +8,7 @@
 
 `train_ds` and `meta_ds` are `tf.data.Dataset`s of `(images, labels)` batches; the meta set is
 repeated and zipped beside the training batches (one meta batch per step), so the steps are
-exactly the project's: N steps of `fit` equal N calls of `meta.mwnet_step` on the same batches
+exactly the project's: N steps of `fit` equal N calls of `steps.mwnet_step` on the same batches
 from the same weights (tested). Keras' callbacks work as with any model (TensorBoard,
 ModelCheckpoint with `save_weights_only=True`, EarlyStopping, BackupAndRestore); `evaluate` and
 `predict` run the classifier. The weight net is `model.weight_net`; `model.export_weight_fn(path)`
@@ -21,7 +21,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from mwnet_tf import export, meta
+from mwnet_tf import export, steps
 from mwnet_tf.models import build_weight_net
 
 
@@ -38,7 +38,7 @@ class MetaWeightNetModel(keras.Model):
     def __init__(self, classifier: keras.Model, weight_net: keras.Model | None = None, *,
                  weight_norm: str = "batch", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        meta.StepOptions(1, 1, weight_norm)  # validates weight_norm
+        steps.StepOptions(1, 1, weight_norm)  # validates weight_norm
         self.classifier = classifier
         self.weight_net = weight_net if weight_net is not None else build_weight_net(seed=seed)
         self.weight_norm = weight_norm
@@ -78,9 +78,9 @@ class MetaWeightNetModel(keras.Model):
     def train_step(self, data):
         (x, y), (meta_x, meta_y) = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        options = meta.StepOptions(tf.shape(x)[0] * replicas, tf.shape(meta_x)[0] * replicas,
+        options = steps.StepOptions(tf.shape(x)[0] * replicas, tf.shape(meta_x)[0] * replicas,
                                    self.weight_norm)
-        out = meta.mwnet_step(self.classifier, self.weight_net, self.optimizer,
+        out = steps.mwnet_step(self.classifier, self.weight_net, self.optimizer,
                               self.meta_optimizer, {"x": x, "y": y},
                               {"x": meta_x, "y": meta_y}, options)
         n = tf.cast(tf.shape(x)[0], tf.float32)
@@ -95,8 +95,8 @@ class MetaWeightNetModel(keras.Model):
         logits = self.classifier(x, training=False)
         n = tf.cast(tf.shape(x)[0], tf.float32)
         self._trackers["loss"].update_state(
-            tf.reduce_mean(meta.per_sample_ce(logits, y)), sample_weight=n)
-        self._trackers["accuracy"].update_state(meta.num_correct(logits, y) / n,
+            tf.reduce_mean(steps.per_sample_ce(logits, y)), sample_weight=n)
+        self._trackers["accuracy"].update_state(steps.num_correct(logits, y) / n,
                                                 sample_weight=n)
         return {name: self._trackers[name].result() for name in ("loss", "accuracy")}
 

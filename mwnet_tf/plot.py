@@ -28,12 +28,10 @@ import sys
 
 from absl import app, flags
 
+from mwnet_tf.errors import PlotError
+
 FLAGS = flags.FLAGS
 NEEDED = ("history", "confusion_matrix")
-
-
-class PlotError(ValueError):
-    """One line naming the run folder and the file."""
 
 
 def define_flags() -> None:
@@ -58,7 +56,7 @@ def load_run(folder: str) -> dict:
 
 def label(results: dict) -> str:
     """The run's setting in a few words: method, noise or long tail, seed."""
-    from mwnet_tf.tables import setting, setting_label
+    from mwnet_tf.reporting.tables import setting, setting_label
 
     c = results.get("config", {})
     extra = ""
@@ -72,7 +70,7 @@ def label(results: dict) -> str:
 
 def plot(folders: list[str], out: str) -> list[str]:
     """Writes the figures of the runs in `folders` to `out`; returns the files written."""
-    from mwnet_tf import figures
+    from mwnet_tf.reporting import figures
 
     runs = [(folder, load_run(folder)) for folder in folders]
     labels = [label(r) for _, r in runs]

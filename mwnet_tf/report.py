@@ -25,7 +25,7 @@ A README block is the text between two marker lines, each on a line of its own:
 current folder otherwise).
 """
 
-# The tables themselves are made in mwnet_tf/tables.py; this module is the command line, the
+# The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command line, the
 # README blocks and --keep. (The docstring above is the --help text.)
 
 from __future__ import annotations
@@ -40,14 +40,14 @@ import sys
 import tempfile
 from collections import Counter
 
-from mwnet_tf import tables
-from mwnet_tf.tables import ReportError
+from mwnet_tf.reporting import tables
+from mwnet_tf.reporting.tables import ReportError
 
-# Still importable from here, as before tables.py was split off (tests use them as report.X).
-from mwnet_tf.tables import _method_order as _method_order
-from mwnet_tf.tables import paper_tables as paper_tables
-from mwnet_tf.tables import setting as setting
-from mwnet_tf.tables import setting_label as setting_label
+# Still importable from here, as before the tables moved to reporting/tables.py (tests use them as report.X).
+from mwnet_tf.reporting.tables import _method_order as _method_order
+from mwnet_tf.reporting.tables import paper_tables as paper_tables
+from mwnet_tf.reporting.tables import setting as setting
+from mwnet_tf.reporting.tables import setting_label as setting_label
 
 KEPT_FILES = ("results.json", "flags.cfg")
 REFERENCE = os.path.join("runs", "reference")
@@ -70,7 +70,7 @@ def render(block: str, reference: str) -> str:
     """The Markdown of one README block (see the module docstring for the names)."""
     kind, _, name = block.rpartition(":")
     if block.startswith("bench:"):
-        from mwnet_tf import bench_tables
+        from mwnet_tf.reporting import bench_tables
         return bench_tables.render(block[len("bench:"):], _table_folder(reference, "bench"))
     if block == "paper":
         return tables.paper(tables.load_reference(reference))

@@ -49,11 +49,12 @@ with _quiet_stderr():  # imports TensorFlow; its devices start only with the str
 
 from absl import app, flags, logging  # noqa: E402
 
-from mwnet_tf import cluster, methods, runlock  # noqa: E402
 from mwnet_tf import config as config_lib  # noqa: E402
+from mwnet_tf import methods  # noqa: E402
 from mwnet_tf.data import DATASETS, LABEL_NOISES, human_noise  # noqa: E402
-from mwnet_tf.meta import WEIGHT_NORMS  # noqa: E402
 from mwnet_tf.models import MODELS  # noqa: E402
+from mwnet_tf.steps import WEIGHT_NORMS  # noqa: E402
+from mwnet_tf.training import cluster, runlock  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
@@ -318,11 +319,11 @@ def main(argv: list[str]) -> None:
             _fail(str(e), 2)
 
     with _quiet_stderr():  # heavy imports only once the flags are valid
-        from mwnet_tf import trainer
         from mwnet_tf.data import DataUnavailableError
+        from mwnet_tf.training import loop
         # The strategy comes before anything else touches TensorFlow's devices: a
         # MultiWorkerMirroredStrategy can configure its collective ops only then.
-        strategy = trainer.make_strategy(config.strategy)
+        strategy = loop.make_strategy(config.strategy)
 
     print(f"run folder: {workdir}", flush=True)
     requested: list[int] = []
@@ -336,7 +337,7 @@ def main(argv: list[str]) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     try:
-        results = trainer.train_and_evaluate(
+        results = loop.train_and_evaluate(
             config, workdir, strategy=strategy, log=lambda s: print(s, flush=True),
             stop_requested=lambda: requested[0] if requested else None,
             on_start=(lambda: write_flagfile(workdir, flagfile)) if chief else None,
@@ -344,13 +345,13 @@ def main(argv: list[str]) -> None:
     except DataUnavailableError as e:
         abandon()  # the data is read before anything else: only flags.cfg is there
         _fail(str(e), 1)
-    except trainer.Interrupted as e:
+    except loop.Interrupted as e:
         if lock is not None:
             lock.release()
         print(f"stopped: {e}; resume with: python -m mwnet_tf.train "
               f"--flagfile={os.path.join(workdir, 'flags.cfg')}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
-    except trainer.TrainingError as e:
+    except loop.TrainingError as e:
         _fail(str(e), 1)
     except (tensorflow.errors.UnavailableError, tensorflow.errors.DeadlineExceededError) as e:
         if task is None:

@@ -32,7 +32,7 @@ keras.config.set_floatx("float64")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mwnet_tf import meta, optim  # noqa: E402
+from mwnet_tf import optim, steps  # noqa: E402
 from mwnet_tf.methods.l2rw import l2rw_step  # noqa: E402
 from mwnet_tf.models import build_classifier, build_weight_net  # noqa: E402
 
@@ -74,7 +74,7 @@ def _worst(pairs, outs, keys):
 def mwnet(variant: str) -> dict:
     batch, meta_batch = _batches()
     batch.pop("corrupted")
-    options = meta.StepOptions(N, NM)
+    options = steps.StepOptions(N, NM)
     strategy = _strategy()
 
     def setup():
@@ -93,21 +93,21 @@ def mwnet(variant: str) -> dict:
         if distributed:
             ds = strategy.experimental_distribute_dataset(ds)
         if variant == "exact":
-            step = meta.make_train_step("mwnet", clf, opt, options, weight_net=wnet,
+            step = steps.make_train_step("mwnet", clf, opt, options, weight_net=wnet,
                                         meta_optimizer=meta_opt,
                                         strategy=strategy if distributed else None)
             for b, mb in list(ds)[:2]:
                 out = step(b, mb)
             return out
-        head = meta.split_head(clf) if variant == "head" else None
-        full = lambda b, mb: meta.mwnet_step(clf, wnet, opt, meta_opt, b, mb,  # noqa: E731
+        head = steps.split_head(clf) if variant == "head" else None
+        full = lambda b, mb: steps.mwnet_step(clf, wnet, opt, meta_opt, b, mb,  # noqa: E731
                                              options, head=head)
         if variant == "interval":
             with strategy.scope() if distributed else contextlib.nullcontext():
                 counter = tf.Variable(0, dtype=tf.int64)
-            plain = lambda b, mb: meta.weighted_step(clf, wnet, opt, b, options)  # noqa: E731
-            full = meta.Alternating(full, plain, 2, counter)
-        loop = meta.compile_loop(full, strategy if distributed else None)
+            plain = lambda b, mb: steps.weighted_step(clf, wnet, opt, b, options)  # noqa: E731
+            full = steps.Alternating(full, plain, 2, counter)
+        loop = steps.compile_loop(full, strategy if distributed else None)
         return loop(iter(ds), tf.constant(4 if variant == "interval" else 2))
 
     one = setup()
@@ -124,7 +124,7 @@ def mwnet(variant: str) -> dict:
 
 def l2rw() -> dict:
     batch, meta_batch = _batches()
-    options = meta.StepOptions(N, NM)
+    options = steps.StepOptions(N, NM)
 
     def setup():
         clf = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=0)
@@ -133,13 +133,13 @@ def l2rw() -> dict:
         return clf, opt
 
     one = setup()
-    step = meta.compile_step(lambda b, mb: l2rw_step(one[0], one[1], b, mb, options))
+    step = steps.compile_step(lambda b, mb: l2rw_step(one[0], one[1], b, mb, options))
     for _ in range(2):
         out_one = step(batch, meta_batch)
     strategy = _strategy()
     with strategy.scope():
         two = setup()
-    dstep = meta.compile_step(lambda b, mb: l2rw_step(two[0], two[1], b, mb, options), strategy)
+    dstep = steps.compile_step(lambda b, mb: l2rw_step(two[0], two[1], b, mb, options), strategy)
     ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(2)
     for b, mb in strategy.experimental_distribute_dataset(ds):
         out_two = dstep(b, mb)

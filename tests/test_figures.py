@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from mwnet_tf import diagnostics, plot, trainer
+from mwnet_tf import plot
 from mwnet_tf.config import Config
+from mwnet_tf.training import diagnostics, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +53,7 @@ def runs(tmp_path_factory):
                  batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=1,
                  tensorboard_images=False)  # plot reads results.json, not TensorBoard
     for method in ("mwnet", "ce", "l2rw"):
-        trainer.train_and_evaluate(Config(**small, method=method), str(root / method),
+        loop.train_and_evaluate(Config(**small, method=method), str(root / method),
                                    log=lambda s: None)
     return root
 

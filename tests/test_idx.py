@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from mwnet_tf.data import load_dataset
-from mwnet_tf.data.datasets import DataUnavailableError
 from mwnet_tf.data.idx import IDX_FILES, has_any_idx_file, load_idx_folder, read_idx
+from mwnet_tf.errors import DataUnavailableError
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import export, meta, optim
+from mwnet_tf import export, optim, steps
 from mwnet_tf.keras_model import MetaWeightNetModel
 from mwnet_tf.models import build_classifier, build_weight_net
 
@@ -47,8 +47,8 @@ def test_fit_takes_the_same_steps_as_the_projects_step():
 
     o2.build(c2.trainable_variables)
     m2.build(w2.trainable_variables)
-    step = tf.function(lambda b, mb: meta.mwnet_step(c2, w2, o2, m2, b, mb,
-                                                     meta.StepOptions(N, N)))
+    step = tf.function(lambda b, mb: steps.mwnet_step(c2, w2, o2, m2, b, mb,
+                                                     steps.StepOptions(N, N)))
     losses = []
     for i in range(steps):
         j = i % 2
@@ -81,7 +81,7 @@ def test_keras_callbacks_run(tmp_path):
     assert os.listdir(tmp_path / "tb" / "train") and (tmp_path / "ckpt.weights.h5").exists()
     scores = model.evaluate(train, verbose=0, return_dict=True)
     logits = clf(x, training=False).numpy()
-    expected = tf.reduce_mean(meta.per_sample_ce(logits, y)).numpy()
+    expected = tf.reduce_mean(steps.per_sample_ce(logits, y)).numpy()
     assert scores["loss"] == pytest.approx(float(expected), rel=1e-5)
     assert scores["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)))
     assert history.history["val_loss"][-1] > 0

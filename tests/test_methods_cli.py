@@ -6,9 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from mwnet_tf import methods, trainer
+from mwnet_tf import methods
 from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import load_dataset, make_biased_data
+from mwnet_tf.training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -123,20 +124,20 @@ def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch)
     data = make_biased_data(load_dataset("digits"), noise="uniform", rate=0.4,
                             meta_per_class=10, seed=3)
     seen = []
-    real = trainer.make_train_dataset
+    real = loop.make_train_dataset
 
     def spy(stage_data, **kwargs):
         seen.append((stage_data, kwargs["with_meta"]))
         return real(stage_data, **kwargs)
 
-    monkeypatch.setattr(trainer, "make_train_dataset", spy)
+    monkeypatch.setattr(loop, "make_train_dataset", spy)
     for name in METHODS:
         seen.clear()
         params = {"cl_folds": 2} if name == "confident_learning" else {}
         config = Config(dataset="digits", model="tiny", method=name, epochs=1,
                         batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=3,
                         method_params=params, tensorboard_images=False)
-        trainer.train_and_evaluate(config, str(tmp_path / name), data=data, log=lambda s: None)
+        loop.train_and_evaluate(config, str(tmp_path / name), data=data, log=lambda s: None)
         results = json.loads((tmp_path / name / "results.json").read_text())
         assert results["config"]["method"] == name and 0 < results["test_accuracy"] <= 100
         assert len(results["per_class_test_accuracy"]) == 10, name

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from cleanlab.filter import find_label_issues
 
-from mwnet_tf import trainer
 from mwnet_tf.config import Config
 from mwnet_tf.data import make_biased_data
 from mwnet_tf.methods import confident_learning as cl
 from mwnet_tf.methods.base import predict_probabilities
+from mwnet_tf.training import loop
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=1,
            lr_decay_epochs=(), batch_size=100, meta_batch_size=50, progress_seconds=0.0,
@@ -90,7 +90,7 @@ def test_stages_folds_then_kept_with_the_run_schedule_or_cl_fold_epochs():
 
 def test_drops_exactly_what_cleanlab_flags_on_probabilities_no_model_saw_its_own_labels_for(
         tmp_path, spy):
-    results = trainer.train_and_evaluate(Config(**RUN), str(tmp_path), log=lambda s: None)
+    results = loop.train_and_evaluate(Config(**RUN), str(tmp_path), log=lambda s: None)
     (method,) = spy.instances
     data = method.ctx.data
     n = len(data.train_y)
@@ -146,14 +146,14 @@ def test_resumed_run_keeps_the_folds_done_and_their_kept_mask(tmp_path, monkeypa
     Spy.instances = []
     monkeypatch.setattr(cl, "METHOD", _StopBeforeFinal)
     with pytest.raises(KeyboardInterrupt):
-        trainer.train_and_evaluate(Config(**RUN), str(tmp_path), log=lambda s: None)
+        loop.train_and_evaluate(Config(**RUN), str(tmp_path), log=lambda s: None)
     first = Spy.instances[-1]
     oof, kept = first.out_of_fold.numpy(), first.kept.numpy()
     assert int(first.folds_done.numpy()) == 2 and not kept.all()
 
     monkeypatch.setattr(cl, "METHOD", Spy)
     logs = []
-    trainer.train_and_evaluate(Config(**RUN), str(tmp_path), log=logs.append)
+    loop.train_and_evaluate(Config(**RUN), str(tmp_path), log=logs.append)
     second = Spy.instances[-1]
     assert any("resumed" in line for line in logs)
     assert second.ended == [cl.FINAL_STAGE]  # no fold retrained

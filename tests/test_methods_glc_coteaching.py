@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import meta, trainer
+from mwnet_tf import steps
 from mwnet_tf.config import Config
 from mwnet_tf.data import make_biased_data
 from mwnet_tf.methods import Context, co_teaching, glc
 from mwnet_tf.methods.base import scaled_decay_epochs
 from mwnet_tf.models import build_classifier
+from mwnet_tf.training import loop
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, batch_size=100,
            meta_batch_size=50, progress_seconds=0.0, seed=3, tensorboard_images=False)
@@ -25,12 +26,12 @@ def _context(config, data, classifier=None):
         return build_classifier("tiny", data.num_classes, data.train_x.shape[1:], seed=seed)
 
     classifier = classifier if classifier is not None else new_classifier(config.seed)
-    optimizer = trainer.make_optimizer(config)
+    optimizer = loop.make_optimizer(config)
     optimizer.build(classifier.trainable_variables)
     return Context(config=config, data=data, classifier=classifier, optimizer=optimizer,
-                   options=meta.StepOptions(config.batch_size, config.meta_batch_size),
+                   options=steps.StepOptions(config.batch_size, config.meta_batch_size),
                    new_classifier=new_classifier,
-                   new_optimizer=lambda kind: trainer.make_optimizer(config, kind))
+                   new_optimizer=lambda kind: loop.make_optimizer(config, kind))
 
 
 def _random_transition(rng, c):
@@ -95,7 +96,7 @@ def test_glc_corrected_loss_matches_numpy_and_is_guarded():
     got = glc.corrected_loss(tf.constant(logits), tf.constant(labels), tf.constant(t)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     # C = I: plain cross-entropy.
-    ce = meta.per_sample_ce(tf.constant(logits), tf.constant(labels)).numpy()
+    ce = steps.per_sample_ce(tf.constant(logits), tf.constant(labels)).numpy()
     np.testing.assert_allclose(glc.corrected_loss(logits, labels, np.eye(c)).numpy(), ce,
                                rtol=1e-5)
     # A zero column: the loss of that label is capped at -log(1e-12), its gradient finite.
@@ -147,7 +148,7 @@ def test_glc_corrected_step_weights_trusted_and_untrusted_parts(synthetic_datase
     before = [v.numpy() for v in clf.trainable_variables]
     with tf.GradientTape() as tape:
         a = glc.corrected_loss(clf(batch["x"], training=True), batch["y"], t)
-        b = meta.per_sample_ce(clf(meta_batch["x"], training=True), meta_batch["y"])
+        b = steps.per_sample_ce(clf(meta_batch["x"], training=True), meta_batch["y"])
         loss = share * tf.reduce_mean(a) + (1 - share) * tf.reduce_mean(b)
     grads = tape.gradient(loss, clf.trainable_variables)
     step = tf.function(method.replica_step(method.stages()[1]))
@@ -162,7 +163,7 @@ def test_glc_runs_through_the_trainer_and_saves_the_matrix(tmp_path):
     config = Config(**dict(RUN, epochs=1, lr_decay_epochs=(), method="glc",
                            method_params={"glc_estimate_epochs": 1}))
     logs = []
-    results = trainer.train_and_evaluate(config, str(tmp_path), log=logs.append)
+    results = loop.train_and_evaluate(config, str(tmp_path), log=logs.append)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["epochs"] == 2 and [s["name"] for s in saved["stages"]] == [
         "estimate", "corrected"]
@@ -235,8 +236,8 @@ def test_co_teaching_keeps_the_scheduled_small_loss_samples_of_the_peer(syntheti
         logits1 = tf.constant(rng.normal(0, 2, (n, 5)), tf.float32)
         logits2 = tf.constant(rng.normal(0, 2, (n, 5)), tf.float32)
         obj1, obj2, mask1, mask2 = method.objectives(logits1, logits2, labels)
-        l1 = meta.per_sample_ce(logits1, labels).numpy()
-        l2 = meta.per_sample_ce(logits2, labels).numpy()
+        l1 = steps.per_sample_ce(logits1, labels).numpy()
+        l2 = steps.per_sample_ce(logits2, labels).numpy()
         expect1 = np.zeros(n)
         expect1[np.argsort(l2, kind="stable")[:keep]] = 1
         expect2 = np.zeros(n)
@@ -268,12 +269,12 @@ def test_co_teaching_step_updates_each_net_on_the_peers_selection(synthetic_data
     batch = {"x": tf.constant(rng.normal(size=(n, 4, 4, 1)), tf.float32),
              "y": tf.constant(rng.integers(0, 5, n), tf.int32)}
     nets = (method.ctx.classifier, method.peer)
-    losses = [meta.per_sample_ce(net(batch["x"], training=True), batch["y"]) for net in nets]
+    losses = [steps.per_sample_ce(net(batch["x"], training=True), batch["y"]) for net in nets]
     kept = [np.argsort(loss.numpy(), kind="stable")[:keep] for loss in losses]
     expected = []
     for net, peer_kept in zip(nets, kept[::-1]):
         with tf.GradientTape() as tape:
-            loss = meta.per_sample_ce(net(batch["x"], training=True), batch["y"])
+            loss = steps.per_sample_ce(net(batch["x"], training=True), batch["y"])
             objective = tf.reduce_sum(tf.gather(loss, peer_kept)) / keep
         grads = tape.gradient(objective, net.trainable_variables)
         expected.append([v.numpy() - lr * g.numpy()
@@ -287,7 +288,7 @@ def test_co_teaching_step_updates_each_net_on_the_peers_selection(synthetic_data
 
 def test_co_teaching_runs_through_the_trainer(tmp_path):
     config = Config(**dict(RUN, epochs=2, lr_decay_epochs=(1,), method="co_teaching"))
-    results = trainer.train_and_evaluate(config, str(tmp_path), log=lambda s: None)
+    results = loop.train_and_evaluate(config, str(tmp_path), log=lambda s: None)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
     assert 0 < saved["test_accuracy"] <= 100

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import meta, methods, optim, trainer
+from mwnet_tf import methods, optim, steps
 from mwnet_tf.config import Config
 from mwnet_tf.methods.base import Context
 from mwnet_tf.methods.class_balanced import class_balanced_weights
@@ -15,6 +15,7 @@ from mwnet_tf.methods.focal import focal_loss
 from mwnet_tf.methods.reed_hard import hard_bootstrap_loss
 from mwnet_tf.methods.self_paced import self_paced_weights
 from mwnet_tf.models import build_classifier
+from mwnet_tf.training import loop
 
 N, D, C = 12, 5, 4
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
@@ -39,13 +40,13 @@ def _method(name, params=None, train_y=None, seed=0, epochs=2):
         train_y = np.arange(40) % C
     data = types.SimpleNamespace(train_y=np.asarray(train_y), num_classes=C)
     ctx = Context(config=config, data=data, classifier=clf, optimizer=opt,
-                  options=meta.StepOptions(N, N), new_classifier=None, new_optimizer=None)
+                  options=steps.StepOptions(N, N), new_classifier=None, new_optimizer=None)
     return methods.get(name)(ctx)
 
 
 def _train(method, batch, steps=2):
     """`steps` compiled steps on the same batch; returns the last step's sums."""
-    step = meta.compile_step(method.replica_step(method.stages()[0]))
+    step = steps.compile_step(method.replica_step(method.stages()[0]))
     for _ in range(steps):
         out = step(batch)
     return {k: float(v) for k, v in out.items()}
@@ -72,7 +73,7 @@ def test_focal_with_gamma_zero_trains_exactly_like_cross_entropy(float64):
     assert out_focal["weight_sum"] == pytest.approx(N)  # factor (1 - p)^0 = 1
     logits = ce.ctx.classifier(batch["x"])
     objective, _ = focal_loss(logits, batch["y"], 0.0)
-    np.testing.assert_allclose(objective, meta.per_sample_ce(logits, batch["y"]), atol=1e-12)
+    np.testing.assert_allclose(objective, steps.per_sample_ce(logits, batch["y"]), atol=1e-12)
     # The default gamma (2) trains differently from the same start.
     default = _method("focal")
     _train(default, batch)
@@ -223,7 +224,7 @@ def test_self_paced_fraction_grows_per_epoch_without_retracing(float64):
 
 @pytest.mark.parametrize("name", ["focal", "class_balanced", "reed_hard", "self_paced"])
 def test_method_trains_two_epochs_on_digits_and_writes_results(tmp_path, name):
-    results = trainer.train_and_evaluate(Config(**dict(SMALL, method=name)), str(tmp_path),
+    results = loop.train_and_evaluate(Config(**dict(SMALL, method=name)), str(tmp_path),
                                          log=lambda _: None)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["config"]["method"] == name and saved["epochs"] == 2

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import meta, optim, trainer
+from mwnet_tf import optim, steps
 from mwnet_tf.config import Config, paper_defaults
 from mwnet_tf.data.pipeline import normalize
 from mwnet_tf.methods import Context
 from mwnet_tf.methods.fine_tune import FineTune
 from mwnet_tf.methods.l2rw import l2rw_batch_weights, l2rw_step, l2rw_weights
 from mwnet_tf.models import build_classifier
+from mwnet_tf.training import loop
 
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
@@ -56,13 +57,13 @@ def _reference_weights(clf, batch, meta_batch):
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(tv)
         logits, _ = clf.stateless_call(tv, ntv, batch["x"], training=True)
-        losses = meta.per_sample_ce(logits, batch["y"])
+        losses = steps.per_sample_ce(logits, batch["y"])
         per_sample = [losses[j] for j in range(N)]
     grads_l = [tape.gradient(per_sample[j], tv) for j in range(N)]
     with tf.GradientTape() as t2:
         t2.watch(tv)
         meta_logits, _ = clf.stateless_call(tv, ntv, meta_batch["x"], training=True)
-        meta_loss = tf.reduce_mean(meta.per_sample_ce(meta_logits, meta_batch["y"]))
+        meta_loss = tf.reduce_mean(steps.per_sample_ce(meta_logits, meta_batch["y"]))
     g_meta = t2.gradient(meta_loss, tv)
     d_eps = np.array([-LR * sum(float(tf.reduce_sum(a * b)) for a, b in zip(g_meta, grads_l[j]))
                       for j in range(N)])
@@ -74,7 +75,7 @@ def test_l2rw_weights_equal_clipped_normalized_per_sample_meta_gradients(float64
     batch, meta_batch = _batches()
     clf, opt = _classifier_and_optimizer(seed=1)
     expected, meta_loss = _reference_weights(clf, batch, meta_batch)
-    out = l2rw_step(clf, opt, batch, meta_batch, meta.StepOptions(N, NM), return_weights=True)
+    out = l2rw_step(clf, opt, batch, meta_batch, steps.StepOptions(N, NM), return_weights=True)
     weights = out["weights"].numpy()
     assert weights.dtype == np.float64
     np.testing.assert_allclose(weights, expected, rtol=1e-8, atol=1e-12)
@@ -99,7 +100,7 @@ def test_l2rw_batch_weights_are_the_steps_weights_and_change_nothing(float64):
                                  tf.constant(meta_batch["y"])).numpy()
     for v, b in zip(clf.variables, before):
         np.testing.assert_array_equal(v.numpy(), b, err_msg=v.path)
-    out = l2rw_step(clf, opt, batch, meta_batch, meta.StepOptions(N, NM), return_weights=True)
+    out = l2rw_step(clf, opt, batch, meta_batch, steps.StepOptions(N, NM), return_weights=True)
     np.testing.assert_allclose(tracked, N * out["weights"].numpy(), rtol=1e-8, atol=1e-12)
     assert 0 < np.sum(tracked == 0) < N and tracked.sum() == pytest.approx(N)
 
@@ -108,15 +109,15 @@ def test_l2rw_real_step_equals_a_weighted_cross_entropy_step(float64):
     clf_a, opt_a = _classifier_and_optimizer(seed=4)
     clf_b, opt_b = _classifier_and_optimizer(seed=4)
     init = [v.numpy().copy() for v in clf_a.variables]
-    options = meta.StepOptions(N, NM)
+    options = steps.StepOptions(N, NM)
     for step in range(2):
         batch, meta_batch = _batches(seed=10 + step)
         out = l2rw_step(clf_a, opt_a, batch, meta_batch, options, return_weights=True)
         w = out["weights"]
 
         def weighted_ce(logits, b, w=w):
-            return N * w * meta.per_sample_ce(logits, b["y"]), w
-        ref = meta.loss_step(clf_b, opt_b, batch, options, weighted_ce)
+            return N * w * steps.per_sample_ce(logits, b["y"]), w
+        ref = steps.loss_step(clf_b, opt_b, batch, options, weighted_ce)
         assert float(out["loss_sum"]) == pytest.approx(float(ref["loss_sum"]), rel=1e-12)
     changed = False
     for a, b, v0 in zip(clf_a.variables, clf_b.variables, init):  # weights and BN statistics
@@ -127,7 +128,7 @@ def test_l2rw_real_step_equals_a_weighted_cross_entropy_step(float64):
 
 def test_l2rw_trains_on_digits_and_writes_results(tmp_path):
     logs = []
-    results = trainer.train_and_evaluate(Config(**dict(SMALL, method="l2rw")), str(tmp_path),
+    results = loop.train_and_evaluate(Config(**dict(SMALL, method="l2rw")), str(tmp_path),
                                          log=logs.append)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
@@ -193,17 +194,17 @@ def test_fine_tune_flags_override_the_defaults_and_a_small_meta_set_fails_early(
 
 def test_fine_tune_second_phase_sees_only_meta_data(tmp_path, monkeypatch):
     seen = []  # (epoch, data, with_meta, batches) of every training epoch
-    real = trainer.make_train_dataset
+    real = loop.make_train_dataset
 
     def spy(data, **kwargs):
         ds = real(data, **kwargs)
         seen.append((kwargs["epoch"], data, kwargs["with_meta"], list(ds)))
         return ds  # deterministic: the trainer reads the same batches again
 
-    monkeypatch.setattr(trainer, "make_train_dataset", spy)
+    monkeypatch.setattr(loop, "make_train_dataset", spy)
     logs = []
     config = Config(**dict(SMALL, method="fine_tune", method_params={"ft_epochs": 1}))
-    results = trainer.train_and_evaluate(config, str(tmp_path), log=logs.append)
+    results = loop.train_and_evaluate(config, str(tmp_path), log=logs.append)
 
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["epochs"] == 3 and [s["name"] for s in saved["stages"]] == ["train",

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from mwnet_tf import cluster, launch
+from mwnet_tf import launch
+from mwnet_tf.training import cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Three epochs of MW-Net on digits with the tiny model; deterministic, so runs compare exactly.

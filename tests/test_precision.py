@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import meta, optim, precision
+from mwnet_tf import optim, precision, steps
 from mwnet_tf.config import Config
 from mwnet_tf.models import build_classifier, build_weight_net
 
@@ -35,8 +35,8 @@ def _one_meta_step(mode, model="mlp"):
     opt.build(clf.trainable_variables)
     meta_opt.build(wnet.trainable_variables)
     before = [v.numpy().copy() for v in wnet.trainable_variables]
-    step = tf.function(lambda b, mb: meta.mwnet_step(clf, wnet, opt, meta_opt, b, mb,
-                                                     meta.StepOptions(N, N)))
+    step = tf.function(lambda b, mb: steps.mwnet_step(clf, wnet, opt, meta_opt, b, mb,
+                                                     steps.StepOptions(N, N)))
     out = step(_batch(0), _batch(1))
     delta = np.concatenate([(v.numpy() - b).ravel()
                             for v, b in zip(wnet.trainable_variables, before)])
@@ -72,7 +72,7 @@ def test_float16_overflow_is_skipped_and_the_scale_lowered():
     meta_opt.build(wnet.trainable_variables)
     c0 = [v.numpy().copy() for v in clf.trainable_variables]
     w0 = [v.numpy().copy() for v in wnet.trainable_variables]
-    out = meta.mwnet_step(clf, wnet, opt, meta_opt, _batch(0), _batch(1), meta.StepOptions(N, N))
+    out = steps.mwnet_step(clf, wnet, opt, meta_opt, _batch(0), _batch(1), steps.StepOptions(N, N))
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(c0, clf.trainable_variables))
     assert all(np.array_equal(a, v.numpy()) for a, v in zip(w0, wnet.trainable_variables))
     assert float(opt.dynamic_scale) == 2.0 ** 119 and float(meta_opt.dynamic_scale) == 2.0 ** 119
@@ -80,7 +80,7 @@ def test_float16_overflow_is_skipped_and_the_scale_lowered():
     # a sane scale: the same step moves both networks
     opt.dynamic_scale.assign(2.0 ** 10)
     meta_opt.dynamic_scale.assign(2.0 ** 10)
-    meta.mwnet_step(clf, wnet, opt, meta_opt, _batch(0), _batch(1), meta.StepOptions(N, N))
+    steps.mwnet_step(clf, wnet, opt, meta_opt, _batch(0), _batch(1), steps.StepOptions(N, N))
     assert not all(np.array_equal(a, v.numpy()) for a, v in zip(w0, wnet.trainable_variables))
     assert not all(np.array_equal(a, v.numpy()) for a, v in zip(c0, clf.trainable_variables))
 
@@ -93,11 +93,11 @@ def test_head_scope_and_weighted_step_run_in_bfloat16():
     opt.build(clf.trainable_variables)
     meta_opt.build(wnet.trainable_variables)
     w0 = [v.numpy().copy() for v in wnet.trainable_variables]
-    out = meta.mwnet_step(clf, wnet, opt, meta_opt, _batch(0), _batch(1), meta.StepOptions(N, N),
-                          head=meta.split_head(clf))
+    out = steps.mwnet_step(clf, wnet, opt, meta_opt, _batch(0), _batch(1), steps.StepOptions(N, N),
+                          head=steps.split_head(clf))
     assert np.isfinite(float(out["meta_loss"]))
     assert not all(np.array_equal(a, v.numpy()) for a, v in zip(w0, wnet.trainable_variables))
-    out = meta.weighted_step(clf, wnet, opt, _batch(2), meta.StepOptions(N, N))
+    out = steps.weighted_step(clf, wnet, opt, _batch(2), steps.StepOptions(N, N))
     assert out["loss_sum"].dtype == tf.float32
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from mwnet_tf import runlock
+from mwnet_tf.training import runlock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3 epochs of 11 steps, calls of 2 steps, a checkpoint every 3 steps and after each epoch.
@@ -88,7 +88,7 @@ def _one_error_line(proc, *texts):
 
 def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, uninterrupted,
                                                                       cli):
-    """ENOSPC / EACCES injected inside the writers (`mwnet_tf.faults`): a checkpoint, the
+    """ENOSPC / EACCES injected inside the writers (`mwnet_tf.training.faults`): a checkpoint, the
     weight function, results.json. Each ends in one line naming what is kept; what was
     written before stays readable; the same command then resumes and ends as if nothing
     happened."""

@@ -8,7 +8,8 @@ import subprocess
 import pytest
 
 from mwnet_tf import config as config_lib
-from mwnet_tf import report, tables
+from mwnet_tf import report
+from mwnet_tf.reporting import tables
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README_BLOCK = "intro\n<!-- report:{} -->\nwhatever was here\n<!-- /report -->\noutro\n"

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import export, trainer
+from mwnet_tf import export
 from mwnet_tf.config import Config
+from mwnet_tf.training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
@@ -37,12 +38,12 @@ def test_lr_decays_on_the_first_epoch_after_each_decay_epoch():
     # Epochs (0-based) 0-4 at 0.1, 5-6 at 0.01, 7 at 0.001 for decay epochs (5, 7).
     expected = {0: 0.1, 4: 0.1, 5: 0.01, 6: 0.01, 7: 0.001}
     for epoch, lr in expected.items():
-        assert trainer.epoch_lr(0.1, (5, 7), 0.1, epoch) == pytest.approx(lr), epoch
+        assert loop.epoch_lr(0.1, (5, 7), 0.1, epoch) == pytest.approx(lr), epoch
 
 
 def test_run_writes_results_weight_fn_checkpoints_and_summaries(tmp_path):
     logs = []
-    results = trainer.train_and_evaluate(Config(**SMALL), str(tmp_path), log=logs.append)
+    results = loop.train_and_evaluate(Config(**SMALL), str(tmp_path), log=logs.append)
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["test_accuracy"] == pytest.approx(results["test_accuracy"])
     assert 0 < saved["test_accuracy"] <= saved["best_test_accuracy"] <= 100
@@ -93,7 +94,7 @@ def test_fashion_mnist_idx_files_train_the_cnn_with_each_method(tmp_path, method
                     lr_decay_epochs=(), batch_size=20, meta_batch_size=20,
                     progress_seconds=0.0, seed=0)
     logs = []
-    results = trainer.train_and_evaluate(config, str(tmp_path / "run"), log=logs.append)
+    results = loop.train_and_evaluate(config, str(tmp_path / "run"), log=logs.append)
     assert logs[0].startswith("fashion_mnist: 180 training images") and "20 meta" in logs[0]
     assert "with cnn" in logs[0]
     assert 0 <= results["test_accuracy"] <= 100 and np.isfinite(results["test_accuracy"])
@@ -129,7 +130,7 @@ def _images(folder):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     """SMALL with determinism on, uninterrupted (steps_per_call 10: calls of 10 and 1 steps)."""
-    return trainer.train_and_evaluate(Config(**SMALL, **EXACT),
+    return loop.train_and_evaluate(Config(**SMALL, **EXACT),
                                       str(tmp_path_factory.mktemp("full")), log=lambda s: None)
 
 
@@ -145,10 +146,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, uninterru
             raise Interrupt
 
     with pytest.raises(Interrupt):
-        trainer.train_and_evaluate(config, str(tmp_path / "cut"), log=die_after_first_epoch)
+        loop.train_and_evaluate(config, str(tmp_path / "cut"), log=die_after_first_epoch)
     assert not os.path.exists(tmp_path / "cut" / "results.json")
     logs = []
-    resumed = trainer.train_and_evaluate(config, str(tmp_path / "cut"), log=logs.append)
+    resumed = loop.train_and_evaluate(config, str(tmp_path / "cut"), log=logs.append)
     assert any(line.startswith("resumed from") for line in logs)
     assert sum(line.startswith("epoch ") for line in logs) == 1
     assert resumed["test_accuracy"] == pytest.approx(full["test_accuracy"], abs=1e-9)
@@ -170,7 +171,7 @@ def test_a_different_seed_is_a_different_run(tmp_path, uninterrupted):
     """The same seed repeats a run: the resume test above (its first epoch, then its resumed
     second, equal the uninterrupted run's) and, bitwise after kills, tests/test_preemption.py.
     Another seed gives other noisy labels, another meta split and another run."""
-    other = trainer.train_and_evaluate(Config(**{**SMALL, "seed": 4}, **EXACT),
+    other = loop.train_and_evaluate(Config(**{**SMALL, "seed": 4}, **EXACT),
                                        str(tmp_path / "other"), log=lambda s: None)
     assert other["config"]["seed"] == 4 and uninterrupted["config"]["seed"] == 3
     assert other["weight_curve"] != uninterrupted["weight_curve"]
@@ -204,7 +205,7 @@ def test_nan_loss_stops_with_one_line_error(tmp_path, cli):
 
 def test_steps_per_call_changes_nothing_but_the_host_round_trips(tmp_path, uninterrupted):
     # 11 steps per epoch: one call each, or (the default 10) calls of 10 and 1 (a remainder).
-    one = trainer.train_and_evaluate(Config(**SMALL, **EXACT, steps_per_call=1),
+    one = loop.train_and_evaluate(Config(**SMALL, **EXACT, steps_per_call=1),
                                      str(tmp_path / "k1"), log=lambda s: None)
     assert uninterrupted["config"]["steps_per_call"] == 10
     assert uninterrupted["test_accuracy"] == one["test_accuracy"]

@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from mwnet_tf.data import safe_pickle
-from mwnet_tf.data.datasets import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError
 
 FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 TRAIN_FILES = {"cifar10": tuple(f"data_batch_{i}" for i in range(1, 6)),

@@ -40,7 +40,7 @@ import os
 import numpy as np
 
 from mwnet_tf.data.bias import BiasedData
-from mwnet_tf.data.datasets import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError
 
 NUM_CLASSES = 14
 CLASS_NAMES = "category_names_eng.txt"

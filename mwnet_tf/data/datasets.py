@@ -12,6 +12,10 @@ import os
 
 import numpy as np
 
+from mwnet_tf.data.cifar_pickle import FOLDERS, URLS, find_folder, layout, load_folder
+from mwnet_tf.data.idx import has_any_idx_file, load_idx_folder
+from mwnet_tf.errors import DataUnavailableError
+
 # clothing1m is read as file paths by `clothing1m.load_clothing1m`, not by `load_dataset`.
 DATASETS = ("digits", "cifar10", "cifar100", "fashion_mnist", "clothing1m")
 
@@ -24,10 +28,6 @@ FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 
 DIGITS_TEST_SIZE = 500
 DIGITS_SPLIT_SEED = 0  # fixed: the digits test set never depends on the run seed
-
-
-class DataUnavailableError(RuntimeError):
-    """Raised with a one-line, user-facing message."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -151,7 +151,6 @@ def _original_order(ids: np.ndarray) -> np.ndarray | None:
 
 
 def _missing_cifar_message(name: str, data_dir: str | None, root: str) -> str:
-    from mwnet_tf.data.cifar_pickle import FOLDERS, URLS, layout
 
     if data_dir is None:
         return (_missing_tfds_message(name, root) + f", or pass --data_dir=DIR of a folder "
@@ -187,7 +186,6 @@ def _load_cifar(name: str, data_dir: str | None) -> Dataset:
                     split[k] = split[k][order]
         train, test = splits
     else:
-        from mwnet_tf.data.cifar_pickle import find_folder, load_folder
 
         folder = find_folder(name, data_dir) if data_dir is not None else None
         if folder is None:
@@ -215,7 +213,6 @@ def _load_fashion_mnist(data_dir: str | None) -> Dataset:
         train, test = _load_tfds("fashion_mnist", data_dir, ("image", "label"))
         arrays = (train["image"], train["label"], test["image"], test["label"])
     else:
-        from mwnet_tf.data.idx import has_any_idx_file, load_idx_folder
 
         folder = data_dir if data_dir is not None else FASHION_MNIST_SYSTEM_DIR
         if not has_any_idx_file(folder) and data_dir is not None:

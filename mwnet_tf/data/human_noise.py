@@ -32,7 +32,8 @@ import zipfile
 import numpy as np
 
 from mwnet_tf.data import safe_pickle
-from mwnet_tf.data.datasets import Dataset, DataUnavailableError
+from mwnet_tf.data.datasets import Dataset
+from mwnet_tf.errors import DataUnavailableError
 
 # --noise_label_set -> key in the published file, per data set.
 LABEL_SETS = {

@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 
-from mwnet_tf.data.datasets import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError
 
 IDX_FILES = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
              "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}

@@ -20,7 +20,7 @@ import pickle
 
 import numpy as np
 
-from mwnet_tf.data.datasets import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError
 
 try:  # NumPy >= 2 moved numpy.core to numpy._core; pickles name either
     from numpy._core.multiarray import _reconstruct

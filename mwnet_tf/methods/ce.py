@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method
 
 
@@ -16,7 +16,7 @@ class CrossEntropy(Method):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options
 
         def step(batch, meta_batch=None):
-            return meta.ce_step(clf, opt, batch, options)
+            return steps.ce_step(clf, opt, batch, options)
         return step
 
 

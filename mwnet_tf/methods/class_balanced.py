@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method, Param
 
 
@@ -80,10 +80,10 @@ paper's [0, 1), is accepted as the limit the paper names: inverse class frequenc
         def loss_fn(logits, batch):
             labels = tf.cast(batch["y"], tf.int32)
             w = tf.gather(tf.constant(class_weights, logits.dtype), labels)
-            return w * meta.per_sample_ce(logits, labels), w
+            return w * steps.per_sample_ce(logits, labels), w
 
         def step(batch, meta_batch=None):
-            return meta.loss_step(clf, opt, batch, options, loss_fn)
+            return steps.loss_step(clf, opt, batch, options, loss_fn)
         return step
 
     def results(self):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method, Param
 
 
@@ -109,13 +109,13 @@ class CoTeaching(Method):
 
     def objectives(self, logits1, logits2, labels):
         """(net 1's loss, net 2's loss, mask net 1 trains on, mask net 2 trains on)."""
-        loss1 = meta.per_sample_ce(logits1, labels)
-        loss2 = meta.per_sample_ce(logits2, labels)
+        loss1 = steps.per_sample_ce(logits1, labels)
+        loss2 = steps.per_sample_ce(logits2, labels)
         n = tf.cast(tf.size(loss1), tf.float64)
         keep = tf.maximum(tf.round((1.0 - self.forget_rate) * n), 1.0)
         kept_by_1 = small_loss_mask(tf.stop_gradient(loss1), keep)
         kept_by_2 = small_loss_mask(tf.stop_gradient(loss2), keep)
-        total = meta.replica_sum(tf.cast(keep, loss1.dtype))
+        total = steps.replica_sum(tf.cast(keep, loss1.dtype))
         return (tf.reduce_sum(loss1 * tf.cast(kept_by_2, loss1.dtype)) / total,
                 tf.reduce_sum(loss2 * tf.cast(kept_by_1, loss2.dtype)) / total,
                 kept_by_2, kept_by_1)
@@ -133,9 +133,9 @@ class CoTeaching(Method):
             peer_opt.apply(tape.gradient(obj2, peer.trainable_variables),
                            peer.trainable_variables)
             del tape
-            return {"loss_sum": tf.reduce_sum(meta.per_sample_ce(logits1, batch["y"])),
-                    "correct": meta.num_correct(logits1, batch["y"]),
-                    **meta.weight_stats(tf.cast(mask1, tf.float32), batch)}
+            return {"loss_sum": tf.reduce_sum(steps.per_sample_ce(logits1, batch["y"])),
+                    "correct": steps.num_correct(logits1, batch["y"]),
+                    **steps.weight_stats(tf.cast(mask1, tf.float32), batch)}
         return step
 
 

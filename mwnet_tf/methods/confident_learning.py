@@ -49,7 +49,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.data import BiasedData
 from mwnet_tf.methods.base import (
     Method,
@@ -235,7 +235,7 @@ class ConfidentLearning(Method):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options
 
         def step(batch, meta_batch=None):
-            return meta.ce_step(clf, opt, batch, options)
+            return steps.ce_step(clf, opt, batch, options)
         return step
 
 

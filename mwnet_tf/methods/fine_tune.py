@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method, Param, Stage
 
 # The official L2RW fine-tuning baseline (uber-research/learning-to-reweight-examples,
@@ -80,7 +80,7 @@ class FineTune(Method):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options
 
         def step(batch, meta_batch=None):
-            return meta.ce_step(clf, opt, batch, options)
+            return steps.ce_step(clf, opt, batch, options)
         return step
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method, Param
 
 
@@ -17,7 +17,7 @@ def focal_loss(logits: tf.Tensor, labels: tf.Tensor, gamma: float) -> tuple[tf.T
     log(1 - p_y))` is smooth for every gamma >= 0 and exactly 1 for gamma = 0.
     """
     labels = tf.cast(labels, tf.int32)
-    ce = meta.per_sample_ce(logits, labels)
+    ce = steps.per_sample_ce(logits, labels)
     own = tf.one_hot(labels, tf.shape(logits)[-1], on_value=True, off_value=False)
     others = tf.where(own, tf.constant(-float("inf"), logits.dtype), logits)
     log_rest = tf.reduce_logsumexp(others, -1) - tf.reduce_logsumexp(logits, -1)
@@ -30,7 +30,7 @@ class Focal(Method):
 
     Each sample's cross-entropy is scaled by `(1 - p_y)^gamma`, `p_y` the softmax probability
     of its (noisy) training label, so that well-classified samples count less; the objective is
-    `sum_i FL_i / n` with n the global batch size (`meta.loss_step`). gamma = 0 is plain
+    `sum_i FL_i / n` with n the global batch size (`steps.loss_step`). gamma = 0 is plain
     cross-entropy; the paper's default gamma is 2 (`--focal_gamma`).
 
     The paper's alpha-balanced form `-alpha_t (1 - p_t)^gamma log p_t` (alpha = 0.25) is for
@@ -63,7 +63,7 @@ class Focal(Method):
             return focal_loss(logits, batch["y"], gamma)
 
         def step(batch, meta_batch=None):
-            return meta.loss_step(clf, opt, batch, options, loss_fn)
+            return steps.loss_step(clf, opt, batch, options, loss_fn)
         return step
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method, Param, Stage, predict_probabilities, scaled_decay_epochs
 
 LOG_FLOOR = 1e-12
@@ -138,7 +138,7 @@ class GoldLossCorrection(Method):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options
         if stage.name == "estimate":
             def step(batch, meta_batch=None):
-                return meta.ce_step(clf, opt, batch, options)
+                return steps.ce_step(clf, opt, batch, options)
             return step
 
         share = self.untrusted_share
@@ -149,14 +149,14 @@ class GoldLossCorrection(Method):
                 logits = clf(batch["x"], training=True)
                 meta_logits = clf(meta_batch["x"], training=True)
                 untrusted = corrected_loss(logits, batch["y"], self.corruption)
-                trusted = meta.per_sample_ce(meta_logits, meta_batch["y"])
+                trusted = steps.per_sample_ce(meta_logits, meta_batch["y"])
                 loss = (share * tf.reduce_sum(untrusted)
                         / tf.cast(options.global_batch_size, untrusted.dtype)
                         + (1.0 - share) * tf.reduce_sum(trusted)
                         / tf.cast(options.global_meta_batch_size, trusted.dtype))
             opt.apply(tape.gradient(loss, trainable), trainable)
-            return {"loss_sum": tf.reduce_sum(meta.per_sample_ce(logits, batch["y"])),
-                    "correct": meta.num_correct(logits, batch["y"])}
+            return {"loss_sum": tf.reduce_sum(steps.per_sample_ce(logits, batch["y"])),
+                    "correct": steps.num_correct(logits, batch["y"])}
         return corrected_step
 
 

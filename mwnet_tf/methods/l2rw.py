@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.data.pipeline import load_images, normalize
 from mwnet_tf.methods.base import Method
 
@@ -22,7 +22,7 @@ def l2rw_weights(meta_grad: tf.Tensor) -> tf.Tensor:
     official code does (`sum += (sum == 0)`).
     """
     clipped = tf.maximum(-meta_grad, tf.zeros_like(meta_grad))
-    total = meta.replica_sum(tf.reduce_sum(clipped))
+    total = steps.replica_sum(tf.reduce_sum(clipped))
     return clipped / tf.where(total == 0, tf.ones_like(total), total)
 
 
@@ -39,19 +39,19 @@ def l2rw_batch_weights(classifier, lr, x: tf.Tensor, y: tf.Tensor, meta_x: tf.Te
         with tf.GradientTape(watch_accessed_variables=False) as inner:
             inner.watch(tv)
             logits, _ = classifier.stateless_call(tv, ntv, x, training=True)
-            losses = meta.per_sample_ce(logits, y)
+            losses = steps.per_sample_ce(logits, y)
             eps = tf.zeros_like(losses)
             outer.watch(eps)
             virtual_loss = tf.reduce_sum(eps * losses)
         grads = inner.gradient(virtual_loss, tv)
         w_hat = [w - lr * g for w, g in zip(tv, grads)]
         meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_x, training=True)
-        meta_loss = tf.reduce_mean(meta.per_sample_ce(meta_logits, meta_y))
+        meta_loss = tf.reduce_mean(steps.per_sample_ce(meta_logits, meta_y))
     weights = l2rw_weights(outer.gradient(meta_loss, eps))
     return weights * tf.cast(tf.shape(weights)[0], weights.dtype)
 
 
-def l2rw_step(classifier, optimizer, batch: dict, meta_batch: dict, options: meta.StepOptions,
+def l2rw_step(classifier, optimizer, batch: dict, meta_batch: dict, options: steps.StepOptions,
               return_weights: bool = False) -> dict[str, tf.Tensor]:
     """One L2RW iteration (Algorithm 1 of Ren et al.) on this replica's share of a global batch.
 
@@ -64,8 +64,8 @@ def l2rw_step(classifier, optimizer, batch: dict, meta_batch: dict, options: met
        classifier's optimizer, reusing the first forward (its batch-norm statistics are
        assigned once).
 
-    Returns the sums of `meta.mwnet_step`: "loss_sum", "correct", "meta_loss" (a global-mean
-    share) and the weight sums of `meta.weight_stats`, logged as `n * w_i` (n the global batch,
+    Returns the sums of `steps.mwnet_step`: "loss_sum", "correct", "meta_loss" (a global-mean
+    share) and the weight sums of `steps.weight_stats`, logged as `n * w_i` (n the global batch,
     so 1 is the uniform weight); with `return_weights=True` also "weights", the `w_i` [n] the
     real step used (for tests: the trainer sums every output to a scalar).
     """
@@ -78,14 +78,14 @@ def l2rw_step(classifier, optimizer, batch: dict, meta_batch: dict, options: met
         with tf.GradientTape(persistent=True, watch_accessed_variables=False) as inner:
             inner.watch(tv)
             logits, new_ntv = classifier.stateless_call(tv, ntv, batch["x"], training=True)
-            losses = meta.per_sample_ce(logits, batch["y"])                  # [n]
+            losses = steps.per_sample_ce(logits, batch["y"])                  # [n]
             eps = tf.zeros_like(losses)
             outer.watch(eps)
             virtual_loss = tf.reduce_sum(eps * losses)
-        grads = meta.replica_sum(inner.gradient(virtual_loss, tv))
+        grads = steps.replica_sum(inner.gradient(virtual_loss, tv))
         w_hat = [w - lr * g for w, g in zip(tv, grads)]
         meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
-        meta_loss = tf.reduce_sum(meta.per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
+        meta_loss = tf.reduce_sum(steps.per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
             options.global_meta_batch_size, meta_logits.dtype)
     weights = tf.stop_gradient(l2rw_weights(outer.gradient(meta_loss, eps)))
 
@@ -96,8 +96,8 @@ def l2rw_step(classifier, optimizer, batch: dict, meta_batch: dict, options: met
         var.assign(value)
 
     logged = weights * tf.cast(options.global_batch_size, weights.dtype)
-    out = {"loss_sum": tf.reduce_sum(losses), "correct": meta.num_correct(logits, batch["y"]),
-           "meta_loss": meta_loss, **meta.weight_stats(logged, batch)}
+    out = {"loss_sum": tf.reduce_sum(losses), "correct": steps.num_correct(logits, batch["y"]),
+           "meta_loss": meta_loss, **steps.weight_stats(logged, batch)}
     if return_weights:
         out["weights"] = weights
     return out

@@ -7,14 +7,14 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import export, meta
+from mwnet_tf import export, steps
 from mwnet_tf.methods.base import Method, Param
 from mwnet_tf.models import build_weight_net
 
 
 class MetaWeightNet(Method):
     """Shu et al., "Meta-Weight-Net: Learning an Explicit Mapping For Sample Weighting",
-    NeurIPS 2019. The step is `meta.mwnet_step` (Algorithm 1); the weight net (1-100-1 MLP,
+    NeurIPS 2019. The step is `steps.mwnet_step` (Algorithm 1); the weight net (1-100-1 MLP,
     sigmoid) is trained by the run's weight-net optimizer (`--meta_optimizer`, `--meta_lr`,
     `--meta_weight_decay`) and exported as a SavedModel in `weight_fn/`.
 
@@ -22,10 +22,10 @@ class MetaWeightNet(Method):
     `--meta_scope=head` takes the virtual step on the classifier's last layer only (as FaMUS,
     Xu et al. 2021, restricts the meta-gradient to a few layers); `--meta_interval=K` updates
     the weight net on every K-th step only, the other steps being the real step with the
-    current weight net (`meta.weighted_step`).
+    current weight net (`steps.weighted_step`).
 
     `--weight_fn=PATH` trains with a frozen weight function (a `weight_fn/` this project
-    exported): `meta.weighted_step` on every step, about the cost of cross-entropy. Its
+    exported): `steps.weighted_step` on every step, about the cost of cross-entropy. Its
     variables are read as data (`export.read_weight_net`), its graph is never run."""
 
     name = "mwnet"
@@ -56,7 +56,7 @@ class MetaWeightNet(Method):
             for var, value in zip(self.weight_net.trainable_variables,
                                   loaded.trainable_variables):
                 var.assign(tf.cast(value, var.dtype))
-        self.head = (meta.split_head(ctx.classifier) if self.hp["meta_scope"] == "head"
+        self.head = (steps.split_head(ctx.classifier) if self.hp["meta_scope"] == "head"
                      else None)
         self.step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_count")
 
@@ -71,13 +71,13 @@ class MetaWeightNet(Method):
         ctx = self.ctx
         if self.frozen:
             def frozen(batch):
-                return meta.weighted_step(ctx.classifier, self.weight_net, ctx.optimizer,
+                return steps.weighted_step(ctx.classifier, self.weight_net, ctx.optimizer,
                                           batch, ctx.options)
             return frozen
         share = 1.0 / ctx.num_replicas  # "meta_steps" sums to 1 over the replicas
 
         def step(batch, meta_batch):
-            out = meta.mwnet_step(ctx.classifier, self.weight_net, ctx.optimizer,
+            out = steps.mwnet_step(ctx.classifier, self.weight_net, ctx.optimizer,
                                   self.meta_optimizer, batch, meta_batch, ctx.options,
                                   head=self.head)
             return {**out, "meta_steps": tf.constant(share)}
@@ -87,10 +87,10 @@ class MetaWeightNet(Method):
             return step
 
         def plain(batch, meta_batch):
-            out = meta.weighted_step(ctx.classifier, self.weight_net, ctx.optimizer, batch,
+            out = steps.weighted_step(ctx.classifier, self.weight_net, ctx.optimizer, batch,
                                      ctx.options)
             return {**out, "meta_steps": tf.constant(0.0)}
-        return meta.Alternating(step, plain, interval, self.step_count)
+        return steps.Alternating(step, plain, interval, self.step_count)
 
     def weight_of(self, losses):
         x = np.asarray(losses, np.float32).reshape(-1, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method, Param
 
 
@@ -17,8 +17,8 @@ def hard_bootstrap_loss(logits: tf.Tensor, labels: tf.Tensor, beta: float) -> tf
     """
     predicted = tf.stop_gradient(tf.argmax(logits, -1, output_type=tf.int32))
     beta = tf.constant(beta, logits.dtype)  # not via float32
-    return (beta * meta.per_sample_ce(logits, labels)
-            + (1 - beta) * meta.per_sample_ce(logits, predicted))
+    return (beta * steps.per_sample_ce(logits, labels)
+            + (1 - beta) * steps.per_sample_ce(logits, predicted))
 
 
 class ReedHard(Method):
@@ -28,7 +28,7 @@ class ReedHard(Method):
     Hard bootstrapping: the target of each sample is `beta onehot(y) + (1 - beta) onehot(argmax
     p)`, with `y` its (noisy) training label and `p` the classifier's softmax output on the
     same training-mode forward pass, treated as a constant; the objective is the cross-entropy
-    against that target averaged over the global batch (`meta.loss_step`). The default
+    against that target averaged over the global batch (`steps.loss_step`). The default
     beta = 0.8 is the paper's for hard bootstrapping (`--reed_beta`; the paper's soft variant,
     not implemented here, uses 0.95). There is no official code; the formula is the paper's.
     No per-sample weights are logged.
@@ -50,7 +50,7 @@ class ReedHard(Method):
             return hard_bootstrap_loss(logits, batch["y"], beta), None
 
         def step(batch, meta_batch=None):
-            return meta.loss_step(clf, opt, batch, options, loss_fn)
+            return steps.loss_step(clf, opt, batch, options, loss_fn)
         return step
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mwnet_tf import meta
+from mwnet_tf import steps
 from mwnet_tf.methods.base import Method, Param
 
 
@@ -27,7 +27,7 @@ def self_paced_weights(losses: tf.Tensor, fraction: tf.Tensor) -> tf.Tensor:
     """
     losses = tf.stop_gradient(losses)
     n_local = tf.shape(losses)[0]
-    if meta.num_replicas() > 1:
+    if steps.num_replicas() > 1:
         context = tf.distribute.get_replica_context()
         everyone = context.all_gather(losses, axis=0)
         offset = tf.cast(context.replica_id_in_sync_group, tf.int32) * n_local
@@ -108,12 +108,12 @@ class SelfPaced(Method):
         fraction = self.fraction
 
         def loss_fn(logits, batch):
-            losses = meta.per_sample_ce(logits, batch["y"])
+            losses = steps.per_sample_ce(logits, batch["y"])
             v = self_paced_weights(losses, fraction)
             return v * losses, v
 
         def step(batch, meta_batch=None):
-            return meta.loss_step(clf, opt, batch, options, loss_fn)
+            return steps.loss_step(clf, opt, batch, options, loss_fn)
         return step
 
     def results(self):

@@ -29,7 +29,9 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.bench_tables)
+from mwnet_tf.errors import ReportError
+
+BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.reporting.bench_tables)
 FIGURES = "figures"  # runs/reference/figures: the README's PNGs (python -m mwnet_tf.plot)
 KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (plus the seed, averaged over).
@@ -59,10 +61,6 @@ PAPER_NAMES = {"BaseModel": "ce", "Focal Loss": "focal", "Class-Balanced": "clas
 PAPER_TABLES = {1: ("table1_long_tailed_resnet32", "none", "long-tailed, no label noise"),
                 2: ("table2_uniform_noise_wrn28_10", "uniform", "uniform label noise"),
                 3: ("table3_flip_noise_resnet32", "flip", "flip label noise")}
-
-
-class ReportError(Exception):
-    """A one-line problem with the runs or the README (printed as `error: ...`)."""
 
 
 # ---------------------------------------------------------------- runs
@@ -361,7 +359,7 @@ def curves(runs: list[tuple[str, dict]]) -> str:
 
 def paper_tables() -> dict:
     """The paper's Tables 1-4 (`mwnet_tf/paper_tables.json`)."""
-    text = importlib.resources.files("mwnet_tf").joinpath("paper_tables.json").read_text()
+    text = importlib.resources.files("mwnet_tf.reporting").joinpath("paper_tables.json").read_text()
     return json.loads(text)
 
 

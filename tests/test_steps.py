@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import meta, optim
+from mwnet_tf import optim, steps
 from mwnet_tf.models import build_classifier, build_weight_net
 
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3
@@ -39,7 +39,7 @@ def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=Fals
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(tv)
         logits, _ = clf.stateless_call(tv, ntv, batch["x"], training=True)
-        losses = meta.per_sample_ce(logits, batch["y"])
+        losses = steps.per_sample_ce(logits, batch["y"])
         per_sample = [losses[j] for j in range(N)]
     grads_l = [tape.gradient(per_sample[j], tv) for j in range(N)]   # N x [w]
     theta = wnet.trainable_variables
@@ -65,7 +65,7 @@ def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=Fals
     with tf.GradientTape() as t3:
         t3.watch(w_hat)
         meta_logits, _ = clf.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
-        meta_loss = tf.reduce_mean(meta.per_sample_ce(meta_logits, meta_batch["y"]))
+        meta_loss = tf.reduce_mean(steps.per_sample_ce(meta_logits, meta_batch["y"]))
     g_meta = t3.gradient(meta_loss, w_hat)
     dots = [sum(float(tf.reduce_sum(g_meta[i] * grads_l[j][i])) for i in moved)
             for j in range(N)]
@@ -81,8 +81,8 @@ def test_weight_net_gradient_matches_eq6(float64, weight_norm):
     opt = keras.optimizers.SGD(LR)
     meta_opt = keras.optimizers.SGD(1.0)
     before = [v.numpy().copy() for v in wnet.trainable_variables]
-    options = meta.StepOptions(N, NM, weight_norm=weight_norm)
-    meta.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch, options)
+    options = steps.StepOptions(N, NM, weight_norm=weight_norm)
+    steps.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch, options)
     got = [b - v.numpy() for b, v in zip(before, wnet.trainable_variables)]
     flat_e = np.concatenate([e.ravel() for e in expected])
     flat_g = np.concatenate([g.ravel() for g in got])
@@ -98,9 +98,9 @@ def test_head_scope_weight_net_gradient_matches_eq6_on_the_last_layer(float64, w
     exact = _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm)
     opt, meta_opt = keras.optimizers.SGD(LR), keras.optimizers.SGD(1.0)
     before = [v.numpy().copy() for v in wnet.trainable_variables]
-    options = meta.StepOptions(N, NM, weight_norm=weight_norm)
-    meta.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch, options,
-                    head=meta.split_head(clf))
+    options = steps.StepOptions(N, NM, weight_norm=weight_norm)
+    steps.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch, options,
+                    head=steps.split_head(clf))
     got = np.concatenate([(b - v.numpy()).ravel()
                           for b, v in zip(before, wnet.trainable_variables)])
     flat_e = np.concatenate([e.ravel() for e in expected])
@@ -114,8 +114,8 @@ def test_head_scope_needs_a_linear_dense_last_layer():
     inputs = keras.Input((D,))
     model = keras.Model(inputs, keras.layers.Dense(C, activation="softmax")(inputs))
     with pytest.raises(ValueError, match="last layer is a linear Dense"):
-        meta.split_head(model)
-    split = meta.split_head(_models()[0])
+        steps.split_head(model)
+    split = steps.split_head(_models()[0])
     assert len(split.variables) == len(_models()[0].trainable_variables)
 
 
@@ -134,18 +134,18 @@ def test_constant_weight_net_gives_plain_cross_entropy_step(scope):
     clf_a, _ = _models(seed=7)
     clf_b, _ = _models(seed=7)
     wnet = _constant_weight_net()
-    options = meta.StepOptions(N, NM, weight_norm="batch")
+    options = steps.StepOptions(N, NM, weight_norm="batch")
     opt_a = optim.TorchSGD(LR, momentum=0.9, weight_decay=5e-4)
     opt_b = optim.TorchSGD(LR, momentum=0.9, weight_decay=5e-4)
     meta_opt = keras.optimizers.SGD(0.0)  # the weight net stays constant
     theta = [v.numpy().copy() for v in wnet.trainable_variables]
-    head = meta.split_head(clf_a) if scope == "head" else None
+    head = steps.split_head(clf_a) if scope == "head" else None
     for _ in range(2):
         if scope == "interval":
-            meta.weighted_step(clf_a, wnet, opt_a, batch, options)
+            steps.weighted_step(clf_a, wnet, opt_a, batch, options)
         else:
-            meta.mwnet_step(clf_a, wnet, opt_a, meta_opt, batch, meta_batch, options, head=head)
-        meta.ce_step(clf_b, opt_b, batch, options)
+            steps.mwnet_step(clf_a, wnet, opt_a, meta_opt, batch, meta_batch, options, head=head)
+        steps.ce_step(clf_b, opt_b, batch, options)
     for t, v in zip(theta, wnet.trainable_variables):
         np.testing.assert_array_equal(t, v.numpy())
     changed = False
@@ -165,8 +165,8 @@ def test_batch_norm_statistics_change_once_per_step():
     pre_bn = keras.Model(clf.input, bn.input)
     expected = 0.9 * m0 + 0.1 * pre_bn(batch["x"]).numpy().mean(0)
     opt, meta_opt = keras.optimizers.SGD(LR, momentum=0.9), keras.optimizers.Adam(1e-3)
-    meta.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch,
-                    meta.StepOptions(N, NM))
+    steps.mwnet_step(clf, wnet, opt, meta_opt, batch, meta_batch,
+                    steps.StepOptions(N, NM))
     np.testing.assert_allclose(mean_var.numpy(), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(mean_var.numpy(), m0)
 
@@ -178,7 +178,7 @@ def test_step_is_a_tf_function_and_does_not_retrace_on_new_learning_rate():
     opt, meta_opt = keras.optimizers.SGD(sched, momentum=0.9), keras.optimizers.Adam(1e-3)
     opt.build(clf.trainable_variables)
     meta_opt.build(wnet.trainable_variables)
-    step = meta.make_train_step("mwnet", clf, opt, meta.StepOptions(N, NM), weight_net=wnet,
+    step = steps.make_train_step("mwnet", clf, opt, steps.StepOptions(N, NM), weight_net=wnet,
                                 meta_optimizer=meta_opt)
     out = [step(batch, meta_batch) for _ in range(3)]
     assert float(opt.learning_rate) == pytest.approx(0.01)
@@ -196,7 +196,7 @@ def test_xla_compiled_step_matches_the_plain_graph_step():
         opt, meta_opt = keras.optimizers.SGD(LR, momentum=0.9), keras.optimizers.Adam(1e-2)
         opt.build(clf.trainable_variables)
         meta_opt.build(wnet.trainable_variables)
-        step = meta.make_train_step("mwnet", clf, opt, meta.StepOptions(N, NM), weight_net=wnet,
+        step = steps.make_train_step("mwnet", clf, opt, steps.StepOptions(N, NM), weight_net=wnet,
                                     meta_optimizer=meta_opt, jit_compile=jit)
         for _ in range(2):
             step(batch, meta_batch)
@@ -209,21 +209,21 @@ def test_meta_interval_alternates_meta_and_weighted_steps():
     """Alternating(every=3) over 6 steps, as one loop call, equals the steps called by hand:
     meta, weighted, weighted, meta, weighted, weighted."""
     batch, meta_batch = _batches("float32")
-    options = meta.StepOptions(N, NM)
+    options = steps.StepOptions(N, NM)
     runs, thetas = [], []
     for by_hand in (False, True):
         clf, wnet = _models(seed=4)
         opt, meta_opt = optim.TorchSGD(LR, momentum=0.9), optim.TorchAdam(1e-2)
         opt.build(clf.trainable_variables)
         meta_opt.build(wnet.trainable_variables)
-        full = lambda b, mb: meta.mwnet_step(clf, wnet, opt, meta_opt, b, mb, options)  # noqa
-        plain = lambda b, mb: meta.weighted_step(clf, wnet, opt, b, options)  # noqa
+        full = lambda b, mb: steps.mwnet_step(clf, wnet, opt, meta_opt, b, mb, options)  # noqa
+        plain = lambda b, mb: steps.weighted_step(clf, wnet, opt, b, options)  # noqa
         if by_hand:
             for i in range(6):
                 (full if i % 3 == 0 else plain)(batch, meta_batch)
         else:
             counter = tf.Variable(0, dtype=tf.int64)
-            loop = meta.compile_loop(meta.Alternating(full, plain, 3, counter))
+            loop = steps.compile_loop(steps.Alternating(full, plain, 3, counter))
             ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(6)
             it = iter(ds)
             for n in (2, 4):  # two calls: the schedule runs on across calls

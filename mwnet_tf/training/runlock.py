@@ -12,11 +12,9 @@ import os
 import socket
 import time
 
+from mwnet_tf.errors import LockError
+
 NAME = ".lock"
-
-
-class LockError(ValueError):
-    """The run folder is in use (one-line message)."""
 
 
 def _alive(pid: int) -> bool:

@@ -22,19 +22,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import faults, meta, methods, optim, precision, tracking
+from mwnet_tf import methods, optim, precision, steps
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, DataUnavailableError, load_dataset, make_biased_data
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
 from mwnet_tf.data.human_noise import load_human_labels
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
+from mwnet_tf.errors import ImageError, Interrupted, TrainingError, WriteError
 from mwnet_tf.methods.base import reinitialize, reset_optimizer
 from mwnet_tf.models import build_classifier
 from mwnet_tf.models.pretrained import check_file, load_pretrained
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot go on (NaN loss, unreadable checkpoint); the message is one line."""
+from mwnet_tf.training import faults, tracking
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -113,10 +111,6 @@ def _remove_leftovers(workdir: str) -> None:
                 os.remove(path)
             elif name.startswith(".weight_fn-") and os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
-
-
-class WriteError(TrainingError):
-    """A run folder that cannot be written (full disk, no permission)."""
 
 
 @contextlib.contextmanager
@@ -269,19 +263,11 @@ def _worker_scratch(workdir: str, task_id: int) -> str:
     return path
 
 
-class Interrupted(TrainingError):
-    """A stop requested by a signal; the run saved a checkpoint first."""
-
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
-        self.signum = signum
-
-
 def train_epoch(train_loop, dataset, *, steps: int, steps_per_call: int, batch_size: int,
                 epoch: int = 0, progress=None, start_step: int = 0,
                 sums: dict[str, float] | None = None, checkpoint_every_steps: int = 0,
                 after_call=None, last_checkpoint=None) -> dict[str, float]:
-    """Runs steps `start_step`..`steps` of an epoch with `train_loop` (`meta.compile_loop`)
+    """Runs steps `start_step`..`steps` of an epoch with `train_loop` (`steps.compile_loop`)
     over `dataset` (positioned at `start_step`), one host synchronization per call; returns
     the metric sums (float64, continuing `sums`) with `count` (examples) and `steps`.
 
@@ -354,10 +340,6 @@ def load_data(config: Config) -> BiasedData:
     return make_biased_data(ds, noise=config.noise, rate=config.rate,
                             imbalance=config.imbalance, meta_per_class=config.meta_per_class,
                             seed=config.seed, human_labels=human)
-
-
-class ImageError(TrainingError):
-    """An image file that cannot be decoded, found while training (exit 1)."""
 
 
 @contextlib.contextmanager
@@ -437,7 +419,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
 
     distributed = replicas > 1 or config.strategy in ("mirrored", "multi_worker")
     chief = _is_chief(strategy)
-    options = meta.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
+    options = steps.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
     if chief:
         os.makedirs(workdir, exist_ok=True)
     with strategy.scope():
@@ -524,7 +506,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     total_epochs = sum(s.epochs for s in stages)
     strategy_or_none = strategy if distributed else None
     loops: dict[int, object] = {}
-    eval_step = meta.make_eval_step(method.eval_model(), strategy_or_none, data.num_classes)
+    eval_step = steps.make_eval_step(method.eval_model(), strategy_or_none, data.num_classes)
     test_ds = make_test_dataset(data, batch_size=config.eval_batch_size)
     if distributed:
         test_ds = strategy.experimental_distribute_dataset(test_ds)
@@ -586,7 +568,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
             raise ValueError(f"stage {stage.name!r} has {len(stage_data.train_y)} images, fewer "
                              f"than one batch ({config.batch_size}): lower --batch_size")
         if index not in loops:
-            loops[index] = meta.compile_loop(method.replica_step(stage), strategy_or_none,
+            loops[index] = steps.compile_loop(method.replica_step(stage), strategy_or_none,
                                              config.jit_compile)
         train_loop = loops[index]
         train_ds = make_train_dataset(stage_data, batch_size=config.batch_size,

@@ -19,9 +19,11 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import diagnostics, figures, meta
+from mwnet_tf import steps
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import load_images, normalize
+from mwnet_tf.reporting import figures
+from mwnet_tf.training import diagnostics
 
 HISTORY = "history.json"
 # Data read from files (Clothing1M) follows fewer samples, decoded once as center crops like
@@ -51,7 +53,7 @@ class Tracker:
                         for i in range(0, len(index), batch_size)]
         model = method.eval_model()
         self._losses = tf.function(
-            lambda x, y: meta.per_sample_ce(model(x, training=False), y))
+            lambda x, y: steps.per_sample_ce(model(x, training=False), y))
         self.history: list[dict] = []
         self.previous: np.ndarray | None = None
         # the tracked weights at the end of the last epoch, checkpointed with the run

@@ -8,7 +8,7 @@ import glob
 import json
 import os
 
-from mwnet_tf.tables import ReportError, _table, _wrap
+from mwnet_tf.reporting.tables import ReportError, _table, _wrap
 
 # The goals, beside the figures: step time and peak memory as multiples of the plain
 # step's (None: no goal).

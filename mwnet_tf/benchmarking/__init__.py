@@ -1,0 +1,1 @@
+"""Benchmarking: step time and memory, the JPEG input pipeline, and profiler trace breakdowns."""
