@@ -44,10 +44,10 @@ def _method(name, params=None, train_y=None, seed=0, epochs=2):
     return methods.get(name)(ctx)
 
 
-def _train(method, batch, steps=2):
+def _train(method, batch, n_steps=2):
     """`steps` compiled steps on the same batch; returns the last step's sums."""
     step = steps.compile_step(method.replica_step(method.stages()[0]))
-    for _ in range(steps):
+    for _ in range(n_steps):
         out = step(batch)
     return {k: float(v) for k, v in out.items()}
 
@@ -127,7 +127,7 @@ def test_class_balanced_method_weights_each_sample_by_its_label_class(float64):
     w = w * C / w.sum()
     np.testing.assert_allclose(method.class_weights, w, rtol=1e-12)
     batch = _batch()
-    out = _train(method, batch, steps=1)
+    out = _train(method, batch, n_steps=1)
     assert out["weight_sum"] == pytest.approx(w[batch["y"]].sum(), rel=1e-6)  # logged in float32
     assert method.results()["class_balanced_weights"] == pytest.approx(list(w))
 
