@@ -187,12 +187,12 @@ def benchmark(model: str, batch_size: int, classes: int, input_shape: tuple[int,
             loops[v] = (steps.compile_loop(b.replica_fn, jit_compile=jit_compile), b.with_meta)
 
         def epoch(variant, k, index):
-            loop, with_meta = loops[variant]
+            compiled, with_meta = loops[variant]
             ds = make_train_dataset(biased, batch_size=batch_size, meta_batch_size=batch_size,
                                     seed=0, epoch=index, with_meta=with_meta)
             t0 = time.perf_counter()
-            loop.train_epoch(loop, ds, steps=loop_steps, steps_per_call=k,
-                                batch_size=batch_size)
+            loop.train_epoch(compiled, ds, steps=loop_steps, steps_per_call=k,
+                             batch_size=batch_size)
             return (time.perf_counter() - t0) / loop_steps
 
         for v in loops:  # warm-up: traces every call length used below

@@ -25,8 +25,8 @@ A README block is the text between two marker lines, each on a line of its own:
 current folder otherwise).
 """
 
-# The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command line, the
-# README blocks and --keep. (The docstring above is the --help text.)
+# The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command
+# line, the README blocks and --keep. (The docstring above is the --help text.)
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from collections import Counter
 from mwnet_tf.reporting import tables
 from mwnet_tf.reporting.tables import ReportError
 
-# Still importable from here, as before the tables moved to reporting/tables.py (tests use them as report.X).
+# Still importable from here (tests use them as report.X).
 from mwnet_tf.reporting.tables import _method_order as _method_order
 from mwnet_tf.reporting.tables import paper_tables as paper_tables
 from mwnet_tf.reporting.tables import setting as setting
