@@ -121,6 +121,13 @@ def test_every_flagfile_named_in_the_pages_exists():
         assert os.path.exists(os.path.join(REPO, "flags", name)), name
 
 
+def test_the_reproducing_page_names_every_flagfile():
+    text = read(os.path.join("docs", "reproducing.md"))
+    for name in sorted(os.listdir(os.path.join(REPO, "flags"))):
+        if name.endswith(".cfg"):
+            assert f"`{name}`" in text, name
+
+
 def test_every_method_and_its_flags_are_in_the_methods_page():
     from mwnet_tf import methods
     from mwnet_tf.config import METHODS
