@@ -26,7 +26,7 @@ current folder otherwise).
 """
 
 # The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command
-# line, the README blocks and --keep. (The docstring above is the --help text.)
+# line, the pages' blocks and --keep. (The docstring above is the --help text.)
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ from collections import Counter
 from mwnet_tf.reporting import tables
 from mwnet_tf.reporting.tables import ReportError
 
-# Still importable from here (tests use them as report.X).
+# Still importable from here, as before the tables moved to reporting/tables.py (tests use them
+# as report.X).
 from mwnet_tf.reporting.tables import _method_order as _method_order
 from mwnet_tf.reporting.tables import paper_tables as paper_tables
 from mwnet_tf.reporting.tables import setting as setting
@@ -108,6 +109,32 @@ def readme_diff(path: str, reference: str) -> str:
     new = regenerate(old, reference)
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), path,
                                         f"{path} (regenerated)"))
+
+
+def pages(paths: list[str]) -> list[str]:
+    """The Markdown pages named by `paths`: a file as given, a folder as its *.md files."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            found += sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".md"))
+        elif os.path.isfile(path):
+            found.append(path)
+        else:
+            raise ReportError(f"no page or folder {path}")
+    return found
+
+
+def page_reference(path: str) -> str:
+    """`runs/reference` of the repository a page is in: beside the page or in a folder above
+    it (docs/*.md are one level down); beside the page when there is none."""
+    folder = here = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.isdir(os.path.join(here, REFERENCE)):
+            return os.path.join(here, REFERENCE)
+        parent = os.path.dirname(here)
+        if parent == here:
+            return os.path.join(folder, REFERENCE)
+        here = parent
 
 
 def write_readme(path: str, reference: str) -> bool:
@@ -195,9 +222,11 @@ def main(argv: list[str]) -> int:
                         help="copy results.json and flags.cfg of finished RUN_DIRs to "
                              "runs/reference/NAME/")
     parser.add_argument("--table", metavar="NAME", help="the table that --keep adds to")
-    parser.add_argument("--readme", metavar="PATH", help="rewrite the marked blocks of PATH")
+    parser.add_argument("--readme", "--pages", dest="readme", nargs="+", metavar="PATH",
+                        help="rewrite the marked blocks of each page PATH (a folder: its *.md "
+                             "files), e.g. --pages README.md docs")
     parser.add_argument("--check", action="store_true",
-                        help="with --readme: write nothing, exit 1 and print a diff if stale")
+                        help="with --pages: write nothing, exit 1 and print a diff if stale")
     parser.add_argument("--render", metavar="BLOCK", help="print one block, e.g. curves:digits")
     parser.add_argument("--reference", metavar="DIR", help="instead of runs/reference")
     try:
@@ -206,7 +235,7 @@ def main(argv: list[str]) -> int:
         if len(modes) > 1:
             raise _UsageError(f"--{modes[0]} and --{modes[1]} exclude each other")
         if args.check and not args.readme:
-            raise _UsageError("--check needs --readme")
+            raise _UsageError("--check needs --pages (or --readme)")
         if bool(args.table) != bool(args.keep):
             raise _UsageError("--keep needs --table NAME, and --table goes with --keep")
         if (args.readme or args.render) and args.runs:
@@ -225,15 +254,17 @@ def main(argv: list[str]) -> int:
 
 def _run(args) -> int:
     if args.readme:
-        reference = args.reference or os.path.join(
-            os.path.dirname(os.path.abspath(args.readme)), REFERENCE)
-        if args.check:
-            diff = readme_diff(args.readme, reference)
-            print(diff, end="")
-            return 1 if diff else 0
-        print(f"{args.readme}: " + ("rewritten" if write_readme(args.readme, reference)
-                                    else "up to date"))
-        return 0
+        stale = False
+        for page in pages(args.readme):
+            reference = args.reference or page_reference(page)
+            if args.check:
+                diff = readme_diff(page, reference)
+                print(diff, end="")
+                stale = stale or bool(diff)
+            else:
+                print(f"{page}: " + ("rewritten" if write_readme(page, reference)
+                                     else "up to date"))
+        return 1 if stale else 0
     reference = args.reference or REFERENCE
     if args.render:
         print(render(args.render, reference))

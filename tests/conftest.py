@@ -59,7 +59,7 @@ def cli():
 LONGEST_FIRST = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
                  "test_bench.py", "test_methods_cli.py", "test_mirrored.py",
                  "test_catalogue.py", "test_export.py", "test_clothing1m.py",
-                 "test_figures.py", "test_steps.py")
+                 "test_figures.py", "test_steps.py", "test_docs.py")
 
 
 def pytest_collection_modifyitems(items):
