@@ -3,7 +3,10 @@
 Every test writes the tiny files it needs into tmp_path (PIL, NumPy); no network.
 """
 
+import json
 import os
+import subprocess
+import sys
 import unittest.mock
 
 import numpy as np
@@ -154,18 +157,33 @@ def test_gray_images_decode_to_their_own_values(tmp_path):
     assert np.array_equal(decoded, np.asarray(Image.open(path)))
 
 
+def test_an_animated_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (10, 6), color) for color in ((255, 0, 0), (0, 0, 255))]
+    path = str(tmp_path / "anim.gif")
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    from mwnet_tf.data.pipeline import decode_image
+
+    image = decode_image(tf.constant(path), 6, 3).numpy()
+    assert image.shape == (6, 6, 3) and image[..., 0].min() > 200 and image[..., 2].max() < 50
+
+
 def test_augmentation_is_a_parameter(tmp_path):
     root = make_folder(tmp_path, {"train": 4, "meta": 4, "test": 1})
-    for augment in (False, True):
-        own = load_image_folder(root, image_size=16, augment=augment)
-        data = make_own_biased_data(own, seed=0)
-        first = [b[0]["x"].numpy() for b in make_train_dataset(
-            data, batch_size=8, meta_batch_size=2, seed=0, epoch=0)]
-        plain = load_image_folder(root, image_size=16, augment=False)
-        plain_data = make_own_biased_data(plain, seed=0)
-        same = [b[0]["x"].numpy() for b in make_train_dataset(
-            plain_data, batch_size=8, meta_batch_size=2, seed=0, epoch=0)]
-        assert np.array_equal(first[0], same[0]) != augment
+
+    def first_batches(augment):
+        data = make_own_biased_data(load_image_folder(root, image_size=16, augment=augment),
+                                    seed=0)
+        (batch, meta), = make_train_dataset(data, batch_size=8, meta_batch_size=2, seed=0,
+                                            epoch=0).take(1)
+        test = next(iter(make_test_dataset(data, batch_size=8)))
+        return data.augment, batch["x"].numpy(), meta["x"].numpy(), test["x"].numpy()
+
+    plain, again, augmented = first_batches(False), first_batches(False), first_batches(True)
+    assert not plain[0] and augmented[0]
+    assert all(np.array_equal(a, b) for a, b in zip(plain[1:], again[1:]))
+    assert not np.array_equal(plain[1], augmented[1])  # training images
+    assert not np.array_equal(plain[2], augmented[2])  # trusted images
+    assert np.array_equal(plain[3], augmented[3])  # the test set is never augmented
 
 
 # ---------------------------------------------------------------- tables
@@ -419,6 +437,47 @@ def test_sharded_pipelines_together_give_the_global_batches(tmp_path, from_files
                                       skip_steps=1))
     assert len(skipped) == len(parts[1]) - 2
     assert np.array_equal(skipped[0][0]["x"], parts[1][2][0]["x"])
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import numpy as np
+from mwnet_tf.data import OwnData, make_own_biased_data
+from mwnet_tf.data.pipeline import make_train_dataset
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (26, 8, 8, 3), dtype=np.uint8)
+own = OwnData("npz", "-", ("a", "b"), x, np.arange(26) % 2, x[:12], np.arange(12) % 2,
+              x[:2], np.arange(2), (0.5,) * 3, (0.25,) * 3, augment=True)
+data = make_own_biased_data(own, seed=0)
+args = dict(batch_size=8, meta_batch_size=4, seed=3, epoch=1)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+dist = strategy.distribute_datasets_from_function(
+    lambda ctx: make_train_dataset(data, **args, input_context=ctx))
+whole = list(make_train_dataset(data, **args))
+ok = []
+for (train, meta), (wt, wm) in zip(dist, whole):
+    got = tf.concat(strategy.experimental_local_results(train["x"]), 0).numpy()
+    gm = tf.concat(strategy.experimental_local_results(meta["x"]), 0).numpy()
+    rows = lambda a: sorted(map(tuple, np.round(a.reshape(len(a), -1), 4)))
+    ok.append(rows(got) == rows(wt["x"].numpy()) and rows(gm) == rows(wm["x"].numpy()))
+print(json.dumps({"steps": len(ok), "ok": all(ok) and len(ok) == len(whole)}))
+"""
+
+
+def test_distribute_datasets_from_function_under_mirrored_strategy(tmp_path):
+    """Two logical CPUs (so in a process of its own): the replicas' batches of
+    `distribute_datasets_from_function` together are the unsharded global batches."""
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"steps": 3, "ok": True}
 
 
 # ---------------------------------------------------------------- bad input: one line each

@@ -136,18 +136,22 @@ def training_paths(data: BiasedData, *, seed: int, epoch: int, batch_size: int,
 
 
 def name_unreadable(data: BiasedData, *, seed: int, epoch: int, batch_size: int,
-                    step: int, lookahead_steps: int = 16) -> str | None:
+                    step: int, lookahead_steps: int = 16,
+                    full_scan_limit: int = 200_000) -> str | None:
     """After a decoding error while training `data` (read from files): "PATH: cannot be
     decoded (TensorFlow's reason)", or None if no file fails now.
 
     Looks where the error most likely came from first: the training batches of `epoch` from
     `step - 1` (the last step done) to `lookahead_steps` ahead (the prefetched ones), then the
-    meta and test sets, then the rest of the epoch's training files.
+    meta and test sets, then all training files (only when there are at most
+    `full_scan_limit`: Clothing1M's million would take the better part of an hour).
+    `data` is the data the failing dataset was made from (a method's `stage_data`).
     """
     decode = file_decoder(data)
     near = training_paths(data, seed=seed, epoch=epoch, batch_size=batch_size,
                           first_step=max(step - 1, 0), num_steps=lookahead_steps + 2)
-    for paths in (near, data.meta_x, data.test_x, data.train_x):
+    rest = data.train_x if len(data.train_x) <= full_scan_limit else data.train_x[:0]
+    for paths in (near, data.meta_x, data.test_x, rest):
         found = find_undecodable(paths, decode)
         if found is not None:
             return f"{found[0]}: cannot be decoded ({found[1]})"
