@@ -594,6 +594,9 @@ def _npz_bad(tmp_path, case):
         path = tmp_path / "data.npz"
         path.write_text("x,y\n1,2\n")
         return str(path), [str(path), "not a NumPy .npz file"]
+    if case == "class without trusted rows":
+        good["y_meta"] = np.zeros_like(y)
+        return write_npz(tmp_path, **good), ["class '1' has no trusted (meta) rows"]
     if case == "test without labels":
         good["x_test"] = x
         return write_npz(tmp_path, **good), ["x_test and y_test go together"]
@@ -601,7 +604,7 @@ def _npz_bad(tmp_path, case):
 
 
 NPZ_CASES = ("pickled objects", "lengths", "shapes", "label outside classes", "missing keys",
-             "not an npz", "test without labels")
+             "not an npz", "test without labels", "class without trusted rows")
 
 
 @pytest.mark.parametrize("case", NPZ_CASES)

@@ -121,9 +121,10 @@ def load_npz_arrays(path: str, *, augment: bool | None = None,
         if len(bad):
             raise error(path, f"y_{s} holds label {int(bad[0])}, outside the {len(names)} "
                         f"classes 0..{len(names) - 1}")
-    counts = np.bincount(ys["train"], minlength=len(names))
-    if (counts == 0).any():
-        raise error(path, f"class {names[int(np.argmin(counts))]!r} has no training rows")
+    for s, what in (("train", "training"), ("meta", "trusted (meta)")):
+        counts = np.bincount(ys[s], minlength=len(names))
+        if (counts == 0).any():
+            raise error(path, f"class {names[int(np.argmin(counts))]!r} has no {what} rows")
     images = is_image_array(xs["train"])
     if augment and not images:
         raise ValueError(f"augmentation (crop + flip) needs uint8 images [N, H, W, C], H and "
