@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from mwnet_tf.models import MODELS, build_classifier, build_weight_net
+from mwnet_tf.models.resnet import SubsamplePad
 
 SHAPES = {"resnet32": (32, 32, 3), "wrn28_10": (32, 32, 3), "resnet50": (64, 64, 3),
           "mlp": (8, 8, 1), "cnn": (28, 28, 1), "tiny": (5,)}
@@ -71,7 +72,7 @@ def test_batch_norm_matches_pytorch_and_synchronizes_on_request(name):
 
 def test_option_a_shortcut_has_no_parameters():
     model = build_classifier("resnet32", 10, (32, 32, 3))
-    shortcuts = [la for la in model.layers if isinstance(la, keras.layers.Lambda)]
+    shortcuts = [la for la in model.layers if isinstance(la, SubsamplePad)]
     assert len(shortcuts) == 2 and not any(la.weights for la in shortcuts)
     # Stem conv + 30 3x3 convs + 31 BN + linear: nothing left over for the shortcuts.
     convs = 3 * 3 * 3 * 16 + sum(9 * c_in * c + 9 * c * c + 9 * c * c * 8 for c_in, c in
@@ -82,7 +83,7 @@ def test_option_a_shortcut_has_no_parameters():
 
 def test_option_a_shortcut_subsamples_and_zero_pads_channels():
     model = build_classifier("resnet32", 10, (32, 32, 3))
-    shortcut = [la for la in model.layers if isinstance(la, keras.layers.Lambda)][0]
+    shortcut = [la for la in model.layers if isinstance(la, SubsamplePad)][0]
     x = np.arange(2 * 32 * 32 * 16, dtype="float32").reshape(2, 32, 32, 16)
     y = np.asarray(shortcut(x))
     assert y.shape == (2, 16, 16, 32)
@@ -179,3 +180,13 @@ def test_every_model_builds_and_outputs_logits(wrn, resnet50):
 def test_the_configs_model_names_are_the_builders():
     from mwnet_tf import config, models
     assert config.MODELS == models.MODELS
+
+
+def test_resnet32_saves_and_loads_in_keras_safe_mode(tmp_path):
+    # The option-A shortcut is a registered layer, not a Lambda: a saved classifier loads
+    # without running Python code from the file.
+    model = build_classifier("resnet32", 10, (32, 32, 3), seed=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded(x, training=False), model(x, training=False), atol=1e-6)

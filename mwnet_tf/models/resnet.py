@@ -7,14 +7,40 @@ import keras
 from mwnet_tf.models.layers import batch_norm, conv, dense, kaiming_normal, seeds
 
 
+@keras.saving.register_keras_serializable(package="mwnet_tf")
+class SubsamplePad(keras.layers.Layer):
+    """Subsamples by `stride` and zero-pads the channels (`pad_before`, `pad_after`): the
+    option-A shortcut where the shape changes. A layer of its own rather than a `Lambda`, so
+    that a saved classifier loads with `keras.saving.load_model(..., safe_mode=True)`; it has
+    no variables, so checkpoints are the same either way."""
+
+    def __init__(self, stride: int, pad_before: int, pad_after: int, **kwargs):
+        super().__init__(**kwargs)
+        self.stride, self.pad_before, self.pad_after = stride, pad_before, pad_after
+
+    def call(self, t):
+        s = self.stride
+        return keras.ops.pad(t[:, ::s, ::s, :],
+                             [[0, 0], [0, 0], [0, 0], [self.pad_before, self.pad_after]])
+
+    def compute_output_shape(self, input_shape):
+        def sub(d):
+            return None if d is None else -(-d // self.stride)
+        return (input_shape[0], sub(input_shape[1]), sub(input_shape[2]),
+                input_shape[3] + self.pad_before + self.pad_after)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride, "pad_before": self.pad_before,
+                "pad_after": self.pad_after}
+
+
 def _shortcut_a(x, channels: int, stride: int):
     """Option A: identity; when the shape changes, subsample and zero-pad channels (no
     parameters), as in the CIFAR ResNet paper and the MW-Net authors' code."""
     if stride == 1 and x.shape[-1] == channels:
         return x
     pad = channels - x.shape[-1]
-    return keras.layers.Lambda(lambda t: keras.ops.pad(
-        t[:, ::stride, ::stride, :], [[0, 0], [0, 0], [0, 0], [pad // 2, pad - pad // 2]]))(x)
+    return SubsamplePad(stride, pad // 2, pad - pad // 2)(x)
 
 
 def resnet_cifar(num_classes: int, input_shape: tuple[int, ...], *, blocks_per_stage: int = 5,
