@@ -193,6 +193,24 @@ class Method:
     def replica_step(self, stage: Stage) -> Callable:
         raise NotImplementedError
 
+    # --- label issues (label_issues.csv) --------------------------------------------------
+    def label_scores(self, losses: np.ndarray, probabilities: np.ndarray,
+                     labels: np.ndarray) -> dict[str, np.ndarray | None]:
+        """How suspect the label of each training sample is, for `label_issues.csv`.
+
+        The arrays cover the training set `self.ctx.data` in its order: `losses` [N] the
+        cross-entropy of the evaluated classifier (eval mode) against the training labels,
+        `probabilities` [N, C] its softmax, `labels` [N] the training labels. Returns:
+
+        - "suspicion": float [N], higher = more likely a wrong label (the ranking; equal
+          suspicions are ranked by loss);
+        - "weight": float [N], the method's weight of each sample, or None;
+        - "flagged" (optional): bool [N], the method's own verdict on each label;
+        - any other key: an extra column, float or bool [N].
+
+        The default: suspicion = the loss, no weight."""
+        return {"suspicion": np.asarray(losses, np.float64), "weight": None}
+
 
 # --- helpers shared by methods ---------------------------------------------------------------
 

@@ -138,5 +138,16 @@ class CoTeaching(Method):
                     **steps.weight_stats(tf.cast(mask1, tf.float32), batch)}
         return step
 
+    def label_scores(self, losses, probabilities, labels):
+        """The small-loss selection over the whole training set at the final forget rate:
+        the `round((1 - rate) * N)` samples of smallest loss (of the evaluated net) are kept
+        (weight 1), the others flagged (weight 0); ranked by loss."""
+        losses = np.asarray(losses, np.float64)
+        n = len(losses)
+        keep = max(round((1.0 - self.final_forget_rate()) * n), 1) if n else 0
+        ranks = np.argsort(np.argsort(losses, kind="stable"), kind="stable")
+        kept = ranks < keep
+        return {"suspicion": losses, "weight": kept.astype(np.float64), "flagged": ~kept}
+
 
 METHOD = CoTeaching

@@ -238,6 +238,20 @@ class ConfidentLearning(Method):
             return steps.ce_step(clf, opt, batch, options)
         return step
 
+    def label_scores(self, losses, probabilities, labels):
+        """cleanlab's verdict: "flagged" (the samples the final stage left out, weight 0;
+        the others weight 1) and "self_confidence", the out-of-fold probability of the given
+        label; flagged samples come first, each group by increasing self-confidence
+        (suspicion = flagged + 1 - self_confidence). Before the folds are done: the loss."""
+        if int(self.folds_done.numpy()) < self.k:
+            return super().label_scores(losses, probabilities, labels)
+        labels = np.asarray(labels, np.int64)
+        confidence = self.out_of_fold.numpy()[np.arange(len(labels)), labels]
+        flagged = ~self.kept.numpy()
+        return {"suspicion": flagged + (1.0 - confidence),
+                "weight": (~flagged).astype(np.float64), "flagged": flagged,
+                "self_confidence": confidence}
+
 
 def find_issues(labels: np.ndarray, pred_probs: np.ndarray) -> np.ndarray:
     """cleanlab's label-issue mask (True: flagged) with its defaults, one process."""

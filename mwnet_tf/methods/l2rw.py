@@ -152,5 +152,24 @@ class LearningToReweight(Method):
             return l2rw_step(ctx.classifier, ctx.optimizer, batch, meta_batch, ctx.options)
         return step
 
+    def label_scores(self, losses, probabilities, labels):
+        """L2RW's meta-gradient weights `n * w_i` of every training sample (`sample_weights`:
+        consecutive batches of the run's global batch size in the training set's order, each
+        against the same meta batch, at the last learning rate); a low weight is suspect
+        (suspicion = -weight, equal weights, e.g. the many zeros, ranked by loss)."""
+        data = self.ctx.data
+        n = self.ctx.options.global_batch_size
+        chunk = n * max(1, 2048 // n)  # whole batches of the run's size per image load
+        losses = np.asarray(losses, np.float64)
+        labels = np.asarray(labels)
+        out = []
+        for start in range(0, len(labels), chunk):
+            rows = slice(start, start + chunk)
+            x = normalize(load_images(data, data.train_x[rows]), data.mean, data.std)
+            y = tf.constant(labels[rows], tf.int32)
+            out.append(self.sample_weights(x, y, losses[rows]))
+        weight = np.concatenate(out) if out else np.zeros(0)
+        return {"suspicion": -weight, "weight": weight}
+
 
 METHOD = LearningToReweight

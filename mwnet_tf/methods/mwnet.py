@@ -102,5 +102,11 @@ class MetaWeightNet(Method):
     def export(self, workdir):
         export.export_weight_fn(self.weight_net, os.path.join(workdir, "weight_fn"))
 
+    def label_scores(self, losses, probabilities, labels):
+        """The learned weight function's weight of each sample's loss; a low weight is
+        suspect (suspicion = 1 - weight, equal weights ranked by loss)."""
+        weight = self.weight_of(np.asarray(losses, np.float64))
+        return {"suspicion": 1.0 - weight, "weight": weight}
+
 
 METHOD = MetaWeightNet
