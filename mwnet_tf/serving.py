@@ -1,0 +1,209 @@
+"""The trained classifier to take home: a Keras file, a serving SavedModel and what prediction
+needs to know about the inputs.
+
+`export_classifier(model, data, workdir)` writes into the run folder:
+
+- `classifier.keras`: the classifier (`model.save`), logits out, normalized inputs in; read
+  back with `keras.saving.load_model(path, safe_mode=True)` (`python -m mwnet_tf.predict`);
+- `classifier.json`: the input's description (`input_spec`): class names, mean and std,
+  the model's input shape, the raw input's shape and dtype, and for data read from files the
+  resize and crop sizes;
+- `classifier_serving/`: a SavedModel (`keras.export.ExportArchive`) whose signature
+  `serving_default` takes RAW inputs, `inputs`: uint8 images [N, H, W, C] of the data set's
+  shape (data read from files: uint8 [N, any, any, 3], resized and center-cropped as the test
+  set's), or float32 features [N, ...] for data that are not images, and returns
+  `probabilities` float32 [N, C]: the preprocessing (`preprocess`) is inside the graph.
+
+Every file is written beside its destination and moved into place, so an interrupted export
+never leaves a half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+CLASSIFIER = "classifier.keras"
+SPEC = "classifier.json"
+SERVING = "classifier_serving"
+SIGNATURE = "serving_default"
+INPUT = "inputs"
+OUTPUT = "probabilities"
+SPEC_FORMAT = 1
+
+CLASS_NAMES = {
+    "digits": tuple(str(i) for i in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                "ship", "truck"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                      "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "cifar100": tuple("""apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle
+        bowl boy bridge bus butterfly camel can castle caterpillar cattle chair chimpanzee
+        clock cloud cockroach couch crab crocodile cup dinosaur dolphin elephant flatfish
+        forest fox girl hamster house kangaroo keyboard lamp lawn_mower leopard lion lizard
+        lobster man maple_tree motorcycle mountain mouse mushroom oak_tree orange orchid otter
+        palm_tree pear pickup_truck pine_tree plain plate poppy porcupine possum rabbit
+        raccoon ray road rocket rose sea seal shark shrew skunk skyscraper snail snake spider
+        squirrel streetcar sunflower sweet_pepper table tank telephone television tiger
+        tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm""".split()),
+    "clothing1m": ("T-Shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie",
+                   "Windbreaker", "Jacket", "Down Coat", "Suit", "Shawl", "Dress", "Vest",
+                   "Underwear"),
+}
+
+
+def default_class_names(dataset: str | None, num_classes: int) -> list[str]:
+    """The class names of a known data set of `num_classes` classes, else "0", "1", ..."""
+    names = CLASS_NAMES.get(dataset or "")
+    if names is not None and len(names) == num_classes:
+        return list(names)
+    return [str(i) for i in range(num_classes)]
+
+
+def input_spec(model, data, class_names=None, dataset: str | None = None) -> dict:
+    """What prediction needs to turn raw inputs into the classifier's (JSON-ready)."""
+    from mwnet_tf.data.clothing1m import resize_for
+
+    names = (list(class_names) if class_names is not None
+             else default_class_names(dataset, data.num_classes))
+    if len(names) != data.num_classes:
+        raise ValueError(f"{len(names)} class names for {data.num_classes} classes")
+    input_shape = [int(d) for d in model.input_shape[1:]]
+    images = data.from_files or np.asarray(data.train_x).dtype == np.uint8
+    spec = {"format": SPEC_FORMAT, "dataset": dataset, "class_names": names,
+            "num_classes": int(data.num_classes), "kind": "images" if images else "features",
+            "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
+            "input_shape": input_shape, "raw_dtype": "uint8" if images else "float32",
+            "raw_shape": input_shape, "resize": None, "image_size": None}
+    if data.from_files:  # any size in, resized to a square and center-cropped
+        spec.update(raw_shape=[None, None, 3], resize=resize_for(data.image_size),
+                    image_size=int(data.image_size))
+    return spec
+
+
+def check_spec(spec) -> dict:
+    """`spec` if it looks like an `input_spec`, else a ValueError saying what is wrong."""
+    needed = ("class_names", "mean", "std", "input_shape", "raw_shape", "raw_dtype", "kind")
+    if not isinstance(spec, dict) or any(k not in spec for k in needed):
+        raise ValueError(f"needs the keys {', '.join(needed)}")
+    if spec.get("format") != SPEC_FORMAT:
+        raise ValueError(f"format {spec.get('format')!r}, this version reads {SPEC_FORMAT}")
+    if spec["kind"] not in ("images", "features"):
+        raise ValueError(f"unknown input kind {spec['kind']!r}")
+    return spec
+
+
+def resize_image(images, size: tuple[int, int]):
+    """uint8 images [..., h, w, C] resized to `size` as the pipeline resizes JPEGs
+    (bilinear, antialiased, rounded back to uint8)."""
+    import tensorflow as tf
+
+    resized = tf.image.resize(images, size, method="bilinear", antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
+
+
+def preprocess(raw, spec: dict):
+    """A batch of raw inputs -> the classifier's float32 input: for data read from files
+    resized to `resize` x `resize` (unless already that size) and center-cropped to
+    `image_size`; then `pipeline.normalize` with the data's mean and std, as in training."""
+    import tensorflow as tf
+
+    from mwnet_tf.data.pipeline import normalize
+
+    x = raw
+    if spec.get("resize"):
+        r, s = int(spec["resize"]), int(spec["image_size"])
+        if tuple(x.shape[1:3]) != (r, r):
+            x = resize_image(x, (r, r))
+        offset = (r - s) // 2
+        x = x[:, offset:offset + s, offset:offset + s, :]
+    return normalize(tf.cast(x, tf.float32) if spec["kind"] == "features" else x,
+                     spec["mean"], spec["std"])
+
+
+def probabilities(model, raw, spec: dict):
+    """float32 class probabilities [N, C] of `model` (eval mode) on a batch of raw inputs."""
+    import tensorflow as tf
+
+    logits = model(preprocess(raw, spec), training=False)
+    return tf.nn.softmax(tf.cast(logits, tf.float32))
+
+
+def _replace_dir(tmp: str, path: str) -> None:
+    """Moves the folder `tmp` to `path`, replacing an older one."""
+    old = None
+    if os.path.exists(path):
+        old = f"{tmp}.old"
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_serving(model, spec: dict, path: str) -> str:
+    """Writes the serving SavedModel of `model` (see the module docstring) to `path`."""
+    import keras
+    import tensorflow as tf
+
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=parent)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+
+        def serve(inputs):
+            return {OUTPUT: probabilities(model, inputs, spec)}
+
+        shape = [None] + [d for d in spec["raw_shape"]]
+        archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[
+            tf.TensorSpec(shape, tf.as_dtype(spec["raw_dtype"]), name=INPUT)])
+        archive.write_out(tmp, verbose=False)
+        _replace_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def export_classifier(model, data, workdir: str, *, class_names=None,
+                      dataset: str | None = None, serving: bool = True) -> dict[str, str]:
+    """Writes `classifier.keras`, `classifier.json` and (with `serving`)
+    `classifier_serving/` into `workdir`; returns their paths by kind.
+
+    Args:
+        model: the trained classifier (`method.eval_model()`), normalized inputs -> logits.
+        data: the run's `BiasedData` (mean, std, shapes, number of classes).
+        workdir: the run folder.
+        class_names: one name per class; default `default_class_names(dataset, ...)`.
+        dataset: the data set's name (`config.dataset`), for its class names.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    spec = input_spec(model, data, class_names, dataset)
+    out = {"keras": os.path.join(workdir, CLASSIFIER), "spec": os.path.join(workdir, SPEC)}
+    tmp = os.path.join(workdir, f".classifier.tmp-{os.getpid()}.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, out["keras"])
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    _write_text(out["spec"], json.dumps(spec, indent=2) + "\n")
+    if serving:
+        out["serving"] = export_serving(model, spec, os.path.join(workdir, SERVING))
+    return out
