@@ -1,0 +1,255 @@
+"""Predictions of a trained run's classifier on new inputs, one CSV row per input.
+
+    python -m mwnet_tf.predict RUN --data_dir=INPUTS --out predictions.csv
+
+RUN is a run folder holding `classifier.keras` and `classifier.json` (`serving.export_classifier`).
+INPUTS is an .npz file with an array `x` (or `x_test`): uint8 images [N, H, W, C] of the
+data set's shape ([N, H, W] for one channel), any size for data read from files, or float
+features [N, ...]; or a folder of images searched recursively (PNG, JPEG, BMP, GIF: the first
+frame), each decoded, converted to the data set's channels and resized to its images (data read
+from files: resized and center-cropped as the test set's). The inputs are then normalized as
+in training. The classifier is read with `keras.saving.load_model(..., safe_mode=True)`: no
+SavedModel graph and no Python code from the file are run.
+
+Writes `--out` (replaced atomically, never half-written): `index` (npz) or `path` (relative to
+the folder), `predicted_label`, `predicted_class` (the name in classifier.json) and
+`probability` (of the predicted class). Bad input is a one-line `error: ...` and exit 1 (exit
+2 for a bad command line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import zipfile
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+NPZ_KEYS = ("x", "x_test")
+HELP = ("--help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+class PredictError(ValueError):
+    """Input that cannot be predicted on (one line, shown as `error: ...`)."""
+
+
+def define_flags() -> None:
+    flags.DEFINE_string("data_dir", None, "The inputs: an .npz file with an array x (or "
+                        "x_test), or a folder of images (PNG, JPEG, BMP, GIF; recursively).")
+    flags.DEFINE_string("out", "predictions.csv", "The CSV file to write.")
+    flags.DEFINE_integer("batch_size", 256, "Inputs per forward pass.")
+
+
+# --- the run folder --------------------------------------------------------------------------
+
+def read_spec(run: str) -> dict:
+    """The run's classifier.json, checked."""
+    from mwnet_tf import serving
+
+    if not os.path.isdir(run):
+        raise PredictError(f"{run}: no such run folder")
+    for name in (serving.CLASSIFIER, serving.SPEC):
+        if not os.path.isfile(os.path.join(run, name)):
+            raise PredictError(f"{run} has no {name}: export the classifier first "
+                               "(serving.export_classifier, at the end of a run)")
+    path = os.path.join(run, serving.SPEC)
+    try:
+        with open(path) as f:
+            return serving.check_spec(json.load(f))
+    except (OSError, ValueError) as e:
+        raise PredictError(f"{path}: not a readable classifier description ({_first(e)})") \
+            from None
+
+
+def load_classifier(run: str, spec: dict):
+    """classifier.keras, loaded in Keras' safe mode (no Python code from the file)."""
+    import keras
+
+    import mwnet_tf.models  # noqa: F401  (registers the project's layers)
+    from mwnet_tf import serving
+
+    path = os.path.join(run, serving.CLASSIFIER)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a damaged or foreign file
+        raise PredictError(f"{path}: cannot load the classifier ({_first(e)})") from None
+    if [int(d) for d in model.input_shape[1:]] != list(spec["input_shape"]):
+        raise PredictError(f"{path} takes inputs of shape {list(model.input_shape[1:])}, "
+                           f"but classifier.json says {spec['input_shape']}")
+    return model
+
+
+# --- the inputs ------------------------------------------------------------------------------
+
+def _first(e: BaseException) -> str:
+    """The first line of an exception's message, without TensorFlow's `{{function_node}}`."""
+    text = str(getattr(e, "message", None) or e).strip()
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def read_npz(path: str, spec: dict):
+    """(ids, array of raw inputs) from an .npz file, checked against the spec."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            key = next((k for k in NPZ_KEYS if k in f.files), None)
+            if key is None:
+                raise PredictError(f"{path} has no array {' or '.join(NPZ_KEYS)} (it has: "
+                                   f"{', '.join(f.files) or 'none'})")
+            x = f[key]
+    except PredictError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise PredictError(f"{path}: not a readable .npz file ({_first(e)})") from None
+    raw_shape = spec["raw_shape"]
+    if spec["kind"] == "images":
+        if x.ndim == 3 and raw_shape[-1] == 1:
+            x = x[..., None]
+        if x.dtype.kind not in "ui" or (x.size and (x.min() < 0 or x.max() > 255)):
+            raise PredictError(f"{path}: images must be integers in 0-255 (uint8), got "
+                               f"{x.dtype}")
+        x = x.astype(np.uint8)
+    elif x.dtype.kind not in "uif":
+        raise PredictError(f"{path}: features must be numbers, got {x.dtype}")
+    else:
+        x = x.astype(np.float32)
+    ok = x.ndim == len(raw_shape) + 1 and all(
+        d is None or d == s for d, s in zip(raw_shape, x.shape[1:]))
+    if not ok:
+        want = "[N, " + ", ".join("any" if d is None else str(d) for d in raw_shape) + "]"
+        raise PredictError(f"{path}: {key} has shape {list(x.shape)}; the classifier takes "
+                           f"{want}")
+    return [str(i) for i in range(len(x))], x
+
+
+def image_files(folder: str) -> list[str]:
+    """The image files under `folder` (recursively, by extension), sorted, relative."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in files:
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(root, name), folder))
+    return sorted(found)
+
+
+def read_image(path: str, spec: dict):
+    """One image file -> uint8 [H, W, C] as the classifier's raw input (see the module
+    docstring)."""
+    import tensorflow as tf
+
+    from mwnet_tf import serving
+
+    channels = int(spec["raw_shape"][-1])
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        image = tf.io.decode_image(raw, channels=3 if channels == 3 else 0,
+                                   expand_animations=False)
+    except OSError as e:
+        raise PredictError(f"{path}: cannot read ({e.strerror or _first(e)})") from None
+    except (tf.errors.OpError, ValueError) as e:
+        raise PredictError(f"{path}: cannot decode the image ({_first(e)})") from None
+    if channels == 1 and image.shape[-1] != 1:
+        rgb = image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
+        if rgb.shape[-1] == 3:
+            rgb = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32))),
+                          tf.uint8)
+        image = rgb
+    if image.shape[-1] != channels:
+        raise PredictError(f"{path}: {image.shape[-1]} channels; the classifier takes "
+                           f"{channels}")
+    if spec.get("resize"):
+        size = (int(spec["resize"]),) * 2
+    else:
+        size = tuple(int(d) for d in spec["raw_shape"][:2])
+    if tuple(image.shape[:2]) != size:
+        image = serving.resize_image(image, size)
+    return image.numpy()
+
+
+def read_folder(folder: str, spec: dict):
+    """(relative paths, uint8 images [N, H, W, C]) of the images under `folder`."""
+    import numpy as np
+
+    if spec["kind"] != "images":
+        raise PredictError(f"{folder}: the classifier takes feature arrays, not images: give "
+                           "an .npz file")
+    names = image_files(folder)
+    if not names:
+        raise PredictError(f"{folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    images = [read_image(os.path.join(folder, n), spec) for n in names]
+    return names, np.stack(images)
+
+
+def read_inputs(source: str, spec: dict):
+    """(ids, raw inputs, id column name) from an .npz file or a folder of images."""
+    if os.path.isdir(source):
+        return (*read_folder(source, spec), "path")
+    if not os.path.exists(source):
+        raise PredictError(f"{source}: no such file or folder")
+    return (*read_npz(source, spec), "index")
+
+
+# --- prediction -------------------------------------------------------------------------------
+
+def predict(run: str, source: str, out: str, batch_size: int = 256) -> int:
+    """Writes the predictions of RUN's classifier on `source` to `out` (CSV); returns the
+    number of rows. Bad input raises `PredictError`."""
+    import numpy as np
+
+    from mwnet_tf import serving
+    from mwnet_tf.csv_writer import write_csv
+
+    if batch_size < 1:
+        raise PredictError("--batch_size must be >= 1")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise PredictError(f"{out}: no such folder {folder}")
+    spec = read_spec(run)
+    ids, x, id_column = read_inputs(source, spec)
+    model = load_classifier(run, spec)
+    probs = [serving.probabilities(model, x[i:i + batch_size], spec).numpy()
+             for i in range(0, len(x), batch_size)]
+    probs = np.concatenate(probs) if probs else np.zeros((0, len(spec["class_names"])))
+    predicted = np.argmax(probs, axis=1)
+    names = spec["class_names"]
+    rows = [[i, int(k), names[k], format(float(p[k]), ".6g")]
+            for i, k, p in zip(ids, predicted, probs)]
+    try:
+        write_csv(out, [id_column, "predicted_label", "predicted_class", "probability"], rows)
+    except OSError as e:
+        raise PredictError(f"cannot write {out} ({e.strerror or _first(e)})") from None
+    return len(rows)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or not FLAGS.data_dir:
+        print("error: give one run folder and the inputs: python -m mwnet_tf.predict RUN "
+              "--data_dir=FILE.npz|FOLDER --out predictions.csv", file=sys.stderr)
+        sys.exit(2)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        n = predict(argv[1], FLAGS.data_dir, FLAGS.out, FLAGS.batch_size)
+    except PredictError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"{n} predictions written to {FLAGS.out}")
+
+
+def run() -> None:
+    define_flags()
+    if any(a in HELP for a in sys.argv[1:]):  # absl's own --help exits 1
+        print(__doc__.strip() + "\n\nflags:\n" + FLAGS.module_help(define_flags.__module__))
+        sys.exit(0)
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
