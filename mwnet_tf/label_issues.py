@@ -203,7 +203,9 @@ def detection_metrics(order_scores: np.ndarray, positives: np.ndarray) -> dict |
 def label_issue_detection(table: dict) -> dict | None:
     """`detection_metrics` of a label-issue table over the samples whose true label is
     known (for results.json as `label_issue_detection`), or None when none is known or no
-    known label is wrong. The score is the rank with tied (suspicion, loss) pairs tied."""
+    known label is wrong. The score is the rank with tied (suspicion, loss) pairs tied.
+    Beside them `loss_auroc` and `loss_precision_at_k`: the same of the ranking by loss
+    alone, the baseline a method's ranking is to beat (for most methods the same ranking)."""
     if "corrupted" not in table:
         return None
     known = table["true_label"] >= 0
@@ -211,7 +213,13 @@ def label_issue_detection(table: dict) -> dict | None:
     losses = np.nan_to_num(table["loss"][known], nan=-np.inf)
     new_group = np.r_[True, (suspicion[1:] != suspicion[:-1]) | (losses[1:] != losses[:-1])]
     score = -np.cumsum(new_group)  # rank order: equal (suspicion, loss) pairs share a score
-    return detection_metrics(score, table["corrupted"][known])
+    corrupted = table["corrupted"][known]
+    out = detection_metrics(score, corrupted)
+    if out is not None:  # the plain loss's ranking beside it, the baseline to beat
+        by_loss = np.argsort(-losses, kind="stable")
+        baseline = detection_metrics(losses[by_loss], corrupted[by_loss])
+        out.update(loss_auroc=baseline["auroc"], loss_precision_at_k=baseline["precision_at_k"])
+    return out
 
 
 def render_head(table: dict, rows: int = HEAD_ROWS) -> str:

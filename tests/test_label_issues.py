@@ -244,6 +244,7 @@ def test_a_ranking_by_the_truth_detects_perfectly_and_its_reverse_not_at_all(bia
         li.compute_label_issues(model, _Scores(bad), biased, 16))
     assert perfect["auroc"] == 1.0 and perfect["precision_at_k"] == 1.0
     assert perfect["recall_at_k"] == 1.0 and perfect["k"] == int(bad.sum())
+    assert 0 <= perfect["loss_auroc"] <= 1 and 0 <= perfect["loss_precision_at_k"] <= 1
     worst = li.label_issue_detection(
         li.compute_label_issues(model, _Scores(-bad), biased, 16))
     assert worst["auroc"] == 0.0 and worst["precision_at_k"] == 0.0

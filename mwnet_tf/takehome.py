@@ -1,0 +1,46 @@
+"""What a finished run leaves its user: the label issues of the training set and the classifier
+to take home, in one call for the end of a run (chief only, after `method.export`):
+
+    results.update(takehome.finish_run(method, data, workdir,
+                                       batch_size=config.eval_batch_size,
+                                       dataset=config.dataset, log=log))
+
+writes `label_issues.csv` (`label_issues`), `classifier.keras`, `classifier.json` and
+`classifier_serving/` (`serving`), logs the ten most suspect labels, and returns the entries
+of results.json: `label_issue_detection` ({auroc, precision_at_k, recall_at_k, k, n}) where
+the true labels are known, else nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mwnet_tf import label_issues, serving
+
+
+def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | None = None,
+               class_names=None, log=print, serving_model: bool = True) -> dict:
+    """Writes the run's take-home files into `workdir`; returns entries for results.json.
+
+    Args:
+        method: the run's `Method` (its `eval_model()` is the classifier judged and exported).
+        data: the run's `BiasedData`.
+        workdir: the run folder.
+        batch_size: images per forward pass (the run's `eval_batch_size`).
+        dataset: the data set's name, for its class names (`serving.default_class_names`).
+        class_names: the class names, if known otherwise.
+        log: where the head of label_issues.csv goes.
+        serving_model: also write the serving SavedModel.
+    """
+    model = method.eval_model()
+    table = label_issues.compute_label_issues(model, method, data, batch_size)
+    label_issues.write_label_issues(os.path.join(workdir, label_issues.LABEL_ISSUES), table)
+    log(label_issues.render_head(table))
+    serving.export_classifier(model, data, workdir, class_names=class_names, dataset=dataset,
+                              serving=serving_model)
+    detection = label_issues.label_issue_detection(table)
+    if detection is None:
+        return {}
+    log(f"label issue detection: AUROC {detection['auroc']}, precision and recall at "
+        f"k = {detection['k']} wrong labels {detection['precision_at_k']:.3f}")
+    return {"label_issue_detection": detection}
