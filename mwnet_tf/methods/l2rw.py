@@ -169,7 +169,7 @@ class LearningToReweight(Method):
             y = tf.constant(labels[rows], tf.int32)
             out.append(self.sample_weights(x, y, losses[rows]))
         weight = np.concatenate(out) if out else np.zeros(0)
-        return {"suspicion": -weight, "weight": weight}
+        return {"suspicion": 0.0 - weight, "weight": weight}  # 0.0 -: no "-0" in the CSV
 
 
 METHOD = LearningToReweight
