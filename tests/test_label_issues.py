@@ -271,3 +271,40 @@ def test_render_head_shows_the_top_rows(biased):
     assert len(lines) == 2 + li.HEAD_ROWS
     assert "given_label" in lines[1] and "flagged" in lines[1]
     assert lines[2].split()[0] == "1" and lines[-1].split()[0] == "10"
+
+
+def test_data_read_from_files_are_listed_by_path_without_truth(tmp_path):
+    import tensorflow as tf
+
+    from mwnet_tf.data.pipeline import load_images, normalize
+
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(6):
+        path = str(tmp_path / f"{i}.jpg")
+        tf.io.write_file(path, tf.io.encode_jpeg(rng.integers(0, 256, (12, 10, 3), np.uint8)))
+        paths.append(path)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    data = dataclasses.replace(
+        _files_template(), train_x=np.array(paths), train_y=labels,
+        train_clean_y=labels, train_index=np.arange(6), image_size=8)
+    model = build_classifier("tiny", 3, (8, 8, 3), seed=0)
+    table = li.compute_label_issues(model, _Scores(np.arange(6.0)), data, batch_size=4)
+    assert list(table["path"]) == paths[::-1] and "index" not in table
+    assert "true_label" not in table and li.label_issue_detection(table) is None
+    logits = model(normalize(load_images(data, data.train_x), data.mean, data.std),
+                   training=False)
+    expected = -tf.nn.log_softmax(tf.cast(logits, tf.float64)).numpy()[np.arange(6), labels]
+    np.testing.assert_allclose(table["loss"], expected[::-1], rtol=1e-6)
+
+
+def _files_template():
+    from mwnet_tf.data import Dataset
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 4)
+    ds = Dataset(name="synthetic", train_x=rng.integers(0, 256, (12, 8, 8, 3), np.uint8),
+                 train_y=y.astype(np.int64), test_x=rng.integers(0, 256, (3, 8, 8, 3), np.uint8),
+                 test_y=np.arange(3, dtype=np.int64), num_classes=3, mean=(0.5,) * 3,
+                 std=(0.25,) * 3, augment=False)
+    return make_biased_data(ds, noise="none", rate=0.0, meta_per_class=1, seed=0)
