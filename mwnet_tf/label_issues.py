@@ -37,15 +37,19 @@ HEAD_ROWS = 10
 def truth_mask(data) -> np.ndarray | None:
     """bool [N]: the training samples whose true label is known, or None when none is.
 
-    A `train_clean_known` attribute of the data, when it has one, says it; otherwise the true
-    labels of data held in memory (synthetic noise, CIFAR-N's human labels) are all known, and
-    those of data read from files (Clothing1M, whose `train_clean_y` repeats the noisy label
-    where no clean one was published) are not."""
+    A `train_clean_known` attribute of the data, when it has one, says it. Otherwise: none
+    when the realized noise rate is unknown (NaN: own data without a `true_label` column and
+    no synthetic noise) and for Clothing1M (`resize_crop` files), whose `train_clean_y`
+    repeats the noisy label where no clean one was published; all of them for the rest
+    (synthetic noise, CIFAR-N's human labels, own data with true labels; own data with
+    synthetic noise on top: the labels as given are the truth)."""
     known = getattr(data, "train_clean_known", None)
     if known is not None:
         known = np.asarray(known, bool)
         return known if known.any() else None
-    if data.from_files or not np.isfinite(data.realized_noise_rate):
+    if not np.isfinite(data.realized_noise_rate):
+        return None
+    if data.from_files and data.resize_crop:
         return None
     return np.ones(len(data.train_y), bool)
 

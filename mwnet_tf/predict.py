@@ -2,13 +2,14 @@
 
     python -m mwnet_tf.predict RUN --data_dir=INPUTS --out predictions.csv
 
-RUN is a run folder holding `classifier.keras` and `classifier.json` (`serving.export_classifier`).
-INPUTS is an .npz file with an array `x` (or `x_test`): uint8 images [N, H, W, C] of the
-data set's shape ([N, H, W] for one channel), any size for data read from files, or float
-features [N, ...]; or a folder of images searched recursively (PNG, JPEG, BMP, GIF: the first
-frame), each decoded, converted to the data set's channels and resized to its images (data read
-from files: resized and center-cropped as the test set's). The inputs are then normalized as
-in training. The classifier is read with `keras.saving.load_model(..., safe_mode=True)`: no
+RUN is a run folder holding `classifier.keras` and `classifier.json`
+(`serving.export_classifier`). INPUTS is an .npz file with an array `x` (or `x_test`): uint8
+images [N, H, W, C] of the data set's shape ([N, H, W] for one channel), any size for data
+read from files, or float features [N, ...]; or a folder of images searched recursively (PNG,
+JPEG, BMP, GIF: the first frame), each decoded, converted to the data set's channels and
+resized to its images (data read from files: as the test set's, `pipeline.decode_image` for
+own image folders, resized and center-cropped for Clothing1M). The inputs are then normalized
+as in training. The classifier is read with `keras.saving.load_model(..., safe_mode=True)`: no
 SavedModel graph and no Python code from the file are run.
 
 Writes `--out` (replaced atomically, never half-written): `index` (npz) or `path` (relative to
@@ -140,37 +141,43 @@ def image_files(folder: str) -> list[str]:
 
 
 def read_image(path: str, spec: dict):
-    """One image file -> uint8 [H, W, C] as the classifier's raw input (see the module
-    docstring)."""
+    """One image file -> uint8 [H, W, C] as the classifier's raw input: decoded as RGB (the
+    first frame of a GIF, 16-bit PNGs scaled to 8 bits, alpha dropped), resized (bilinear,
+    antialiased) to the data set's images, to a square of `resize` for Clothing1M, and for a
+    one-channel classifier turned gray with ITU-R 601 weights, as `pipeline.decode_image`
+    reads own image files (which it is, for those)."""
     import tensorflow as tf
 
-    from mwnet_tf import serving
+    from mwnet_tf.data.pipeline import decode_image
 
     channels = int(spec["raw_shape"][-1])
+    if spec.get("resize"):
+        size = (int(spec["resize"]),) * 2
+    elif spec.get("image_size"):
+        size = (int(spec["image_size"]),) * 2
+    else:
+        size = tuple(int(d) for d in spec["raw_shape"][:2])
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        image = tf.io.decode_image(raw, channels=3 if channels == 3 else 0,
-                                   expand_animations=False)
+        if not os.access(path, os.R_OK):
+            raise PermissionError(13, "permission denied")
+        if spec.get("image_size") and not spec.get("resize"):  # own image files
+            image = decode_image(tf.constant(path), size[0], channels)
+        else:
+            with open(path, "rb") as f:
+                raw = f.read()
+            image = tf.io.decode_image(raw, channels=3, dtype=tf.uint8,
+                                       expand_animations=False)
+            image = tf.cast(image, tf.float32)
+            if tuple(image.shape[:2]) != size:
+                image = tf.image.resize(image, size, method="bilinear", antialias=True)
+            if channels == 1:
+                image = tf.reduce_sum(image * tf.constant([0.2989, 0.5870, 0.1140]), -1,
+                                      keepdims=True)
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
     except OSError as e:
         raise PredictError(f"{path}: cannot read ({e.strerror or _first(e)})") from None
     except (tf.errors.OpError, ValueError) as e:
         raise PredictError(f"{path}: cannot decode the image ({_first(e)})") from None
-    if channels == 1 and image.shape[-1] != 1:
-        rgb = image[..., :3] if image.shape[-1] >= 3 else image[..., :1]
-        if rgb.shape[-1] == 3:
-            rgb = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32))),
-                          tf.uint8)
-        image = rgb
-    if image.shape[-1] != channels:
-        raise PredictError(f"{path}: {image.shape[-1]} channels; the classifier takes "
-                           f"{channels}")
-    if spec.get("resize"):
-        size = (int(spec["resize"]),) * 2
-    else:
-        size = tuple(int(d) for d in spec["raw_shape"][:2])
-    if tuple(image.shape[:2]) != size:
-        image = serving.resize_image(image, size)
     return image.numpy()
 
 

@@ -10,8 +10,9 @@ needs to know about the inputs.
   resize and crop sizes;
 - `classifier_serving/`: a SavedModel (`keras.export.ExportArchive`) whose signature
   `serving_default` takes RAW inputs, `inputs`: uint8 images [N, H, W, C] of the data set's
-  shape (data read from files: uint8 [N, any, any, 3], resized and center-cropped as the test
-  set's), or float32 features [N, ...] for data that are not images, and returns
+  shape (data read from files: uint8 [N, any, any, C], resized (and center-cropped:
+  Clothing1M) as the test set's), or float32 features [N, ...] for data that are not images
+  (own .npz arrays, normalized as in training), and returns
   `probabilities` float32 [N, C]: the preprocessing (`preprocess`) is inside the graph.
 
 Every file is written beside its destination and moved into place, so an interrupted export
@@ -79,9 +80,13 @@ def input_spec(model, data, class_names=None, dataset: str | None = None) -> dic
             "mean": [float(v) for v in data.mean], "std": [float(v) for v in data.std],
             "input_shape": input_shape, "raw_dtype": "uint8" if images else "float32",
             "raw_shape": input_shape, "resize": None, "image_size": None}
-    if data.from_files:  # any size in, resized to a square and center-cropped
-        spec.update(raw_shape=[None, None, 3], resize=resize_for(data.image_size),
-                    image_size=int(data.image_size))
+    if data.from_files:  # any size in
+        channels = int(data.channels)
+        spec.update(raw_shape=[None, None, channels], image_size=int(data.image_size),
+                    channels=channels)
+        if data.resize_crop:  # Clothing1M: resized, then center-cropped
+            spec.update(resize=resize_for(data.image_size))
+        # else own image files: resized straight to image_size (`pipeline.decode_image`)
     return spec
 
 
@@ -108,8 +113,9 @@ def resize_image(images, size: tuple[int, int]):
 
 def preprocess(raw, spec: dict):
     """A batch of raw inputs -> the classifier's float32 input: for data read from files
-    resized to `resize` x `resize` (unless already that size) and center-cropped to
-    `image_size`; then `pipeline.normalize` with the data's mean and std, as in training."""
+    resized to `resize` x `resize` and center-cropped to `image_size` (Clothing1M), or resized
+    straight to `image_size` (own image files), unless already that size; then
+    `pipeline.normalize` with the data's mean and std, as in training."""
     import tensorflow as tf
 
     from mwnet_tf.data.pipeline import normalize
@@ -121,6 +127,10 @@ def preprocess(raw, spec: dict):
             x = resize_image(x, (r, r))
         offset = (r - s) // 2
         x = x[:, offset:offset + s, offset:offset + s, :]
+    elif spec.get("image_size"):
+        s = int(spec["image_size"])
+        if tuple(x.shape[1:3]) != (s, s):
+            x = resize_image(x, (s, s))
     return normalize(tf.cast(x, tf.float32) if spec["kind"] == "features" else x,
                      spec["mean"], spec["std"])
 

@@ -296,6 +296,11 @@ def test_data_read_from_files_are_listed_by_path_without_truth(tmp_path):
                    training=False)
     expected = -tf.nn.log_softmax(tf.cast(logits, tf.float64)).numpy()[np.arange(6), labels]
     np.testing.assert_allclose(table["loss"], expected[::-1], rtol=1e-6)
+    # own image files (not Clothing1M) with a realized noise rate: the truth is known
+    own = dataclasses.replace(data, resize_crop=False, realized_noise_rate=0.0)
+    table = li.compute_label_issues(model, _Scores(np.arange(6.0)), own, batch_size=4)
+    assert list(table["true_label"]) == list(labels[::-1])
+    assert li.label_issue_detection(table) is None  # no wrong label to detect
 
 
 def _files_template():

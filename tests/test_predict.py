@@ -152,6 +152,38 @@ def test_data_read_from_files_predict_as_the_test_set_is_read(tmp_path):
     _check_rows(_read(out), expected, "path", ["0.jpg", "1.jpg", "2.jpg"])
 
 
+def test_own_image_folders_predict_as_the_pipeline_decodes_them(tmp_path):
+    # An own image folder (resize_crop False): PNG/BMP/GIF/JPEG resized straight to
+    # image_size, turned gray for a one-channel data set (`pipeline.decode_image`).
+    base = _data((8, 8, 1))
+    rng = np.random.default_rng(9)
+    folder = tmp_path / "own"
+    paths = []
+    for i, (fmt, ext, shape) in enumerate([("PNG", "png", (11, 7, 3)), ("BMP", "bmp", (8, 8, 3)),
+                                           ("GIF", "gif", (5, 9, 3)),
+                                           ("PNG", "png", (13, 13, 1))]):
+        path = str(folder / f"{i}.{ext}")
+        _save(rng.integers(0, 256, shape, np.uint8), path, fmt)
+        paths.append(path)
+    own = dataclasses.replace(base, image_size=8, channels=1, resize_crop=False,
+                              train_x=np.array(paths))
+    run = tmp_path / "run"
+    model = _export(own, run)
+    spec = serving.input_spec(model, own)
+    assert spec["raw_shape"] == [None, None, 1] and spec["resize"] is None
+    out = tmp_path / "p.csv"
+    predict.predict(str(run), str(folder), str(out))
+    expected = _probs(model, load_images(own, np.array(paths)), own)
+    _check_rows(_read(out), expected, "path", ["0.png", "1.bmp", "2.gif", "3.png"])
+    # the serving model resizes raw images of any size the same way
+    path = serving.export_serving(model, spec, str(tmp_path / "s"))
+    fn = tf.saved_model.load(path).signatures[serving.SIGNATURE]
+    raw = rng.integers(0, 256, (2, 12, 10, 1), np.uint8)
+    np.testing.assert_allclose(
+        fn(**{serving.INPUT: tf.constant(raw)})[serving.OUTPUT],
+        _probs(model, serving.resize_image(raw, (8, 8)), own), rtol=1e-5, atol=1e-6)
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 def _fails(match, run, source, out):
