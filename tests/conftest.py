@@ -98,8 +98,14 @@ E2E_TESTS = {
                        "test_parameter_counts_of_small_models[resnet32",
                        "test_wrn28_10_has_the_pytorch_parameter_count",
                        "test_kaiming_normal_inits_as_in_the_authors_code",
-                       "test_batch_norm_matches_pytorch_and_synchronizes_on_request[resnet32"),
+                       "test_batch_norm_matches_pytorch_and_synchronizes_on_request[resnet32",
+                       "test_resnet32_saves_and_loads_in_keras_safe_mode"),
     "test_precision.py": ("test_meta_gradient_agrees_with_float32",),
+    "test_predict.py": ("test_command_writes_predictions_and_fails_in_one_line",
+                        "test_help_exits_0_without_tensorflow"),
+    "test_serving.py": (
+        "test_export_writes_the_keras_file_the_spec_and_a_saved_model_served_by_the_cli",),
+    "test_takehome.py": ("test_finish_run_after_a_run_then_predict_the_test_set",),
     "test_steps.py": ("test_xla_compiled_step_matches_the_plain_graph_step",),
 }
 
