@@ -313,3 +313,13 @@ def _files_template():
                  test_y=np.arange(3, dtype=np.int64), num_classes=3, mean=(0.5,) * 3,
                  std=(0.25,) * 3, augment=False)
     return make_biased_data(ds, noise="none", rate=0.0, meta_per_class=1, seed=0)
+
+
+def test_feature_arrays_that_are_not_images(biased):
+    rng = np.random.default_rng(6)
+    n = len(biased.train_y)
+    feats = dataclasses.replace(biased, train_x=rng.normal(size=(n, 5)), mean=(0.0,),
+                                std=(1.0,))
+    method = _method("co_teaching", feats)
+    table = li.compute_label_issues(method.eval_model(), method, feats, batch_size=16)
+    assert len(table["rank"]) == n and np.all(np.isfinite(table["loss"]))
