@@ -33,6 +33,7 @@ from mwnet_tf.methods.base import reinitialize, reset_optimizer
 from mwnet_tf.models import build_classifier
 from mwnet_tf.models.pretrained import check_file, load_pretrained
 from mwnet_tf.training import faults, tracking
+from mwnet_tf.training.run_folder import remove_leftovers, write_json
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -78,39 +79,6 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     return resolver.task_type == "chief" or (
         resolver.task_type == "worker" and resolver.task_id == 0
         and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def write_json(path: str, obj, fault: str | None = None) -> None:
-    """Writes JSON atomically (a temporary file moved into place; removed if writing fails, so
-    a full disk leaves the old file, if any, as it was). `fault`: a `faults` point hit once the
-    temporary file is written."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)
-            f.write("\n")
-        if fault:
-            faults.hit(fault, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-
-
-def _remove_leftovers(workdir: str) -> None:
-    """Temporary files of writes that a killed process never finished (`write_json`'s
-    `NAME.tmp-PID`, `export`'s `.weight_fn-*` folders); the run folder is locked, so no live
-    process owns them."""
-    for folder in (workdir, os.path.join(workdir, "checkpoints")):
-        if not os.path.isdir(folder):
-            continue
-        for name in os.listdir(folder):
-            path = os.path.join(folder, name)
-            if ".tmp-" in name and name.split(".tmp-")[-1].isdigit() and os.path.isfile(path):
-                os.remove(path)
-            elif name.startswith(".weight_fn-") and os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -471,7 +439,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         _restore(latest, checkpoint, log)
     partial = _read_progress(ckpt_dir, latest) if chief else {}
     if chief:
-        _remove_leftovers(workdir)
+        remove_leftovers(workdir)
         if on_start is not None:
             on_start()
 
