@@ -120,14 +120,15 @@ class Checkpointer:
         self.every_steps = config.checkpoint_every_steps
         self.every_minutes = config.checkpoint_every_minutes
         self.multi_worker = config.strategy == "multi_worker"
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.best = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="best_accuracy")
+        self.epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.best_var = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                    name="best_accuracy")
         # the position inside the epoch and the steps of the whole run (checkpoint numbers)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
-        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+        self.global_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self.checkpoint = tf.train.Checkpoint(
-            **models, epoch=self.epoch, best_accuracy=self.best, step_in_epoch=self.step,
-            global_step=self.global_step, **extra)
+            **models, epoch=self.epoch_var, best_accuracy=self.best_var,
+            step_in_epoch=self.step_var, global_step=self.global_var, **extra)
         self.dir = os.path.join(workdir, run_folder.CHECKPOINTS)
         check_checkpoint_list(self.dir)
         if chief:
@@ -152,11 +153,15 @@ class Checkpointer:
 
     @property
     def epochs_done(self) -> int:
-        return int(self.epoch.numpy())
+        return int(self.epoch_var.numpy())
 
     @property
     def step_in_epoch(self) -> int:
-        return int(self.step.numpy())
+        return int(self.step_var.numpy())
+
+    @property
+    def best_accuracy(self) -> float:
+        return float(self.best_var.numpy())
 
     def last(self) -> str | None:
         """The latest complete checkpoint in the run folder (None on the other workers)."""
@@ -170,7 +175,7 @@ class Checkpointer:
         """A checkpoint of the current position (the chief writes the epoch's partial metric
         sums beside it first, named after it). A failed write removes that progress file and
         leaves the last complete checkpoint the latest."""
-        number = int(self.global_step.numpy())
+        number = int(self.global_var.numpy())
         progress_file = run_folder.progress_path(self.dir, number)
         try:
             with self.writing(f"checkpoint {number} in {self.dir}"):
@@ -209,14 +214,14 @@ class Checkpointer:
     def begin_epoch(self, epoch: int, start_step: int) -> None:
         """Epoch `epoch` (0-based) starts, or resumes after `start_step` steps."""
         self.epoch_index = epoch
-        self.epoch_base = int(self.global_step.numpy()) - start_step
+        self.epoch_base = int(self.global_var.numpy()) - start_step
 
     def after_call(self, step: int, sums: dict) -> None:
         """Records the position `step` steps into the epoch, with the epoch's metric sums so
         far; saves when a checkpoint is due or a stop was requested (then raises
         `Interrupted`)."""
-        self.global_step.assign(self.epoch_base + step)
-        self.step.assign(step)
+        self.global_var.assign(self.epoch_base + step)
+        self.step_var.assign(step)
         self.partial.clear()
         self.partial.update(sums)
         signum = self._signal()
@@ -235,10 +240,10 @@ class Checkpointer:
         is reported, updates the best one. Does not save: `save` once the epoch's files are
         written."""
         if test_accuracy is not None:
-            self.best.assign(max(float(self.best.numpy()), test_accuracy))
-        self.epoch.assign(self.epoch_index + 1)
-        self.step.assign(0)
-        self.global_step.assign(self.epoch_base + steps)
+            self.best_var.assign(max(self.best_accuracy, test_accuracy))
+        self.epoch_var.assign(self.epoch_index + 1)
+        self.step_var.assign(0)
+        self.global_var.assign(self.epoch_base + steps)
         self.partial.clear()
 
     def stop_after_epoch(self, total_epochs: int, path: str | None) -> None:

@@ -260,7 +260,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     train, test = _train(epochs, evaluation, parts.tracker, parts.ckpt, workdir, log)
     results = results_lib.collect(
         config, data, epochs.stages, test=test, train=train,
-        best_accuracy=float(parts.ckpt.best.numpy()), seconds=time.time() - start_time,
+        best_accuracy=parts.ckpt.best_accuracy, seconds=time.time() - start_time,
         tracker=parts.tracker, method=parts.method)
     if chief:
         results_lib.write(workdir, results, parts.method, parts.ckpt)
