@@ -12,16 +12,16 @@ data) and puts them into this project's own 1-100-1 weight net.
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mwnet_tf.errors import WeightFnError
-from mwnet_tf.training import faults
+from mwnet_tf.models import build_weight_net
+from mwnet_tf.training import run_folder
 
 SIGNATURE = "serving_default"
 DEFAULT_LOSSES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -31,35 +31,24 @@ def export_weight_fn(weight_net: keras.Model, path: str) -> str:
     """Writes the weight net as a SavedModel whose serving signature maps
     `losses: float32[N, 1]` to `{"weights": float32[N, 1]}`.
 
-    The model is written to a temporary folder beside `path` and moved into place, so an
-    interrupted export never leaves a half-written `path` (an older export is replaced).
+    The model is written with `run_folder.atomic_folder`, so an interrupted export never
+    leaves a half-written `path` (an older export is replaced).
     """
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".weight_fn-", dir=parent)
-    try:
-        archive = keras.export.ExportArchive()
-        archive.track(weight_net)
-
-        def serve(losses):
-            weights = weight_net(tf.cast(losses, weight_net.dtype), training=False)
-            return {"weights": tf.cast(weights, tf.float32)}
-
-        archive.add_endpoint(
-            name=SIGNATURE, fn=serve,
-            input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
+    archive = keras.export.ExportArchive()
+    archive.track(weight_net)
+    archive.add_endpoint(
+        name=SIGNATURE, fn=functools.partial(_serve, weight_net),
+        input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
+    with run_folder.atomic_folder(path, fault="export") as tmp:
         archive.write_out(tmp, verbose=False)
-        faults.hit("export", path)
-        old = None
-        if os.path.exists(path):
-            old = tmp + ".old"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _serve(weight_net: keras.Model, losses):
+    """The serving function: float32 losses in, float32 weights out, whatever the net's
+    dtype."""
+    weights = weight_net(tf.cast(losses, weight_net.dtype), training=False)
+    return {"weights": tf.cast(weights, tf.float32)}
 
 
 def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
@@ -69,8 +58,6 @@ def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
     The SavedModel must hold exactly one value of each shape of the weight net's variables
     ([1, h], [h], [h, 1], [1], float); anything else is a `WeightFnError`.
     """
-    from mwnet_tf.models import build_weight_net
-
     index = os.path.join(path, "variables", "variables.index")
     if not os.path.isfile(os.path.join(path, "saved_model.pb")) or not os.path.isfile(index):
         raise WeightFnError(f"{path} is not a SavedModel with variables (no saved_model.pb or "

@@ -29,6 +29,7 @@ import sys
 from absl import app, flags
 
 from mwnet_tf.errors import PlotError
+from mwnet_tf.training import run_folder
 
 FLAGS = flags.FLAGS
 NEEDED = ("history", "confusion_matrix")
@@ -79,9 +80,7 @@ def plot(folders: list[str], out: str) -> list[str]:
 
     def save(fig, name):
         path = os.path.join(out, name)
-        with open(path + ".tmp", "wb") as f:
-            f.write(figures.to_png(fig))
-        os.replace(path + ".tmp", path)
+        run_folder.write_bytes(path, figures.to_png(fig))
         written.append(path)
 
     hist = [(lab, [row["epoch"] for row in r["history"]],

@@ -31,13 +31,10 @@ current folder otherwise).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import os
 import re
-import shutil
 import sys
-import tempfile
 from collections import Counter
 
 from mwnet_tf.reporting import tables
@@ -49,6 +46,7 @@ from mwnet_tf.reporting.tables import _method_order as _method_order
 from mwnet_tf.reporting.tables import paper_tables as paper_tables
 from mwnet_tf.reporting.tables import setting as setting
 from mwnet_tf.reporting.tables import setting_label as setting_label
+from mwnet_tf.training import run_folder
 
 KEPT_FILES = ("results.json", "flags.cfg")
 REFERENCE = os.path.join("runs", "reference")
@@ -142,7 +140,7 @@ def write_readme(path: str, reference: str) -> bool:
     old = _read_text(path)
     new = regenerate(old, reference)
     if new != old:
-        _atomic_write(path, new.encode())
+        run_folder.write_bytes(path, new.encode())
     return new != old
 
 
@@ -172,7 +170,7 @@ def keep(run_dirs: list[str], table: str, reference: str) -> tuple[list[str], li
         for f in KEPT_FILES:
             if os.path.exists(os.path.join(run, f)):
                 with open(os.path.join(run, f), "rb") as src:
-                    _atomic_write(os.path.join(dest, f), src.read())
+                    run_folder.write_bytes(os.path.join(dest, f), src.read())
             elif os.path.exists(os.path.join(dest, f)):
                 os.remove(os.path.join(dest, f))  # a stale copy from an earlier run
         kept.append(dest)
@@ -185,24 +183,6 @@ def _read_text(path: str) -> str:
             return f.read()
     except OSError as e:
         raise ReportError(f"cannot read {path}: {e.strerror}") from None
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Writes a temporary file next to `path`, then renames it over `path`."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                               prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        if os.path.exists(path):
-            shutil.copymode(path, tmp)
-        else:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 class _UsageError(Exception):

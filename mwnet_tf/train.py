@@ -54,7 +54,7 @@ from mwnet_tf import methods  # noqa: E402
 from mwnet_tf.data import DATASETS, LABEL_NOISES, human_noise  # noqa: E402
 from mwnet_tf.models import MODELS  # noqa: E402
 from mwnet_tf.steps import WEIGHT_NORMS  # noqa: E402
-from mwnet_tf.training import cluster, runlock  # noqa: E402
+from mwnet_tf.training import cluster, run_folder, runlock  # noqa: E402
 
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
@@ -247,15 +247,7 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
 
 def write_flagfile(workdir: str, text: str) -> None:
     """flags.cfg, atomically (an equal file is left untouched)."""
-    path = os.path.join(workdir, "flags.cfg")
-    if os.path.exists(path):
-        with open(path) as f:
-            if f.read() == text:
-                return
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    run_folder.write_text(os.path.join(workdir, "flags.cfg"), text, keep_equal=True)
 
 
 def _remove_fresh_workdir(workdir: str) -> None:

@@ -93,13 +93,13 @@ def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path, cli)
 
 def test_frozen_weight_function_trains_without_meta_step_or_meta_set(tmp_path, monkeypatch):
     from mwnet_tf.config import Config
-    from mwnet_tf.training import loop
+    from mwnet_tf.training import epoch, loop
 
     source = build_weight_net(seed=11)
     path = export.export_weight_fn(source, str(tmp_path / "source"))
     seen = []
-    real = loop.make_train_dataset
-    monkeypatch.setattr(loop, "make_train_dataset",
+    real = epoch.make_train_dataset
+    monkeypatch.setattr(epoch, "make_train_dataset",
                         lambda d, **kw: seen.append(kw["with_meta"]) or real(d, **kw))
     config = Config(dataset="digits", model="tiny", epochs=1, batch_size=100,
                     meta_batch_size=50, progress_seconds=0.0,

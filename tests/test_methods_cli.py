@@ -9,7 +9,7 @@ import pytest
 from mwnet_tf import methods
 from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import load_dataset, make_biased_data
-from mwnet_tf.training import loop
+from mwnet_tf.training import epoch, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -124,13 +124,13 @@ def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch)
     data = make_biased_data(load_dataset("digits"), noise="uniform", rate=0.4,
                             meta_per_class=10, seed=3)
     seen = []
-    real = loop.make_train_dataset
+    real = epoch.make_train_dataset
 
     def spy(stage_data, **kwargs):
         seen.append((stage_data, kwargs["with_meta"]))
         return real(stage_data, **kwargs)
 
-    monkeypatch.setattr(loop, "make_train_dataset", spy)
+    monkeypatch.setattr(epoch, "make_train_dataset", spy)
     for name in METHODS:
         seen.clear()
         params = {"cl_folds": 2} if name == "confident_learning" else {}

@@ -14,7 +14,7 @@ from mwnet_tf.methods import Context
 from mwnet_tf.methods.fine_tune import FineTune
 from mwnet_tf.methods.l2rw import l2rw_batch_weights, l2rw_step, l2rw_weights
 from mwnet_tf.models import build_classifier
-from mwnet_tf.training import loop
+from mwnet_tf.training import epoch, loop
 
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
@@ -194,14 +194,14 @@ def test_fine_tune_flags_override_the_defaults_and_a_small_meta_set_fails_early(
 
 def test_fine_tune_second_phase_sees_only_meta_data(tmp_path, monkeypatch):
     seen = []  # (epoch, data, with_meta, batches) of every training epoch
-    real = loop.make_train_dataset
+    real = epoch.make_train_dataset
 
     def spy(data, **kwargs):
         ds = real(data, **kwargs)
         seen.append((kwargs["epoch"], data, kwargs["with_meta"], list(ds)))
         return ds  # deterministic: the trainer reads the same batches again
 
-    monkeypatch.setattr(loop, "make_train_dataset", spy)
+    monkeypatch.setattr(epoch, "make_train_dataset", spy)
     logs = []
     config = Config(**dict(SMALL, method="fine_tune", method_params={"ft_epochs": 1}))
     results = loop.train_and_evaluate(config, str(tmp_path), log=logs.append)

@@ -73,7 +73,7 @@ def test_killed_at_many_moments_and_rerun_it_ends_bitwise_equal(tmp_path, uninte
 
 def _leftovers(work):
     return sorted(str(p.relative_to(work)) for p in work.rglob("*")
-                  if ".tmp-" in p.name or p.name.startswith(".weight_fn-"))
+                  if ".tmp-" in p.name or ".old-" in p.name or p.name.startswith(".weight_fn-"))
 
 
 def _one_error_line(proc, *texts):

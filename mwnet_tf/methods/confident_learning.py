@@ -59,6 +59,7 @@ from mwnet_tf.methods.base import (
     scaled_decay_epochs,
     training_subset,
 )
+from mwnet_tf.training import run_folder
 
 _FOLD_STREAM = 0xC1F0  # this method's own random stream, beside the data pipeline's
 FINAL_STAGE = "train on kept"
@@ -222,13 +223,11 @@ class ConfidentLearning(Method):
             return
         data = self.ctx.data
         path = os.path.join(workdir, "label_issues.npz")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "wb") as f:
+        with run_folder.atomic_file(path) as f:
             np.savez(f, train_index=data.train_index, fold=self.folds,
                      out_of_fold_probs=self.out_of_fold.numpy(),
                      label_issue=~self.kept.numpy(), noisy_label=data.train_y,
                      corrupted=data.corrupted)
-        os.replace(tmp, path)
 
     # --- the step ---------------------------------------------------------------------------
     def replica_step(self, stage):

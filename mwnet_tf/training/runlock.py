@@ -13,6 +13,7 @@ import socket
 import time
 
 from mwnet_tf.errors import LockError
+from mwnet_tf.training import run_folder
 
 NAME = ".lock"
 
@@ -68,10 +69,7 @@ class RunLock:
                 raise LockError(f"{os.path.dirname(self.path)} is in use by process {pid} "
                                 f"(since {since}); wait for it or pick another --workdir")
         # the owner is gone (or never finished writing the lock): take it over
-        tmp = f"{self.path}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self.me, f)
-        os.replace(tmp, self.path)
+        run_folder.write_json(self.path, self.me)
         if _owner(self.path) != self.me:  # another process took it over at the same moment
             raise LockError(f"{os.path.dirname(self.path)} was just taken by another process")
 

@@ -1,0 +1,263 @@
+"""One epoch of a stage: its learning rate, data, compiled loop, progress lines and metrics.
+
+`Epochs.run(epoch, ...)` trains the run's 0-based epoch `epoch`: it finds the method's stage
+and the epoch within it, starts a fresh classifier where the stage asks for one, sets the
+learning rate, builds the stage's data pipeline (positioned after the steps already done
+when resuming inside the epoch) and runs `train_epoch`, which calls the compiled training
+loop and hands the position to the checkpointer after every call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import time
+from typing import Callable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mwnet_tf import steps as steps_lib
+from mwnet_tf.config import Config
+from mwnet_tf.data import BiasedData, DataUnavailableError
+from mwnet_tf.data.pipeline import make_train_dataset
+from mwnet_tf.errors import ImageError, TrainingError
+from mwnet_tf.methods.base import Stage, reinitialize, reset_optimizer
+from mwnet_tf.training import faults
+
+
+def epoch_lr(base_lr: float, decay_epochs, factor: float, epoch: int) -> float:
+    """The learning rate of epoch `epoch` (0-based) of a stage: `base_lr` times `factor` once
+    for each decay epoch already completed, so `decay_epochs=(5,)` trains epochs 1-5 at
+    `base_lr` and epoch 6 from its first step at `base_lr * factor`."""
+    return base_lr * factor ** sum(1 for d in decay_epochs if d <= epoch)
+
+
+def stage_at(stages, epoch: int) -> tuple[int, int]:
+    """(stage index, epoch within the stage) of a run's 0-based epoch."""
+    start = 0
+    for i, stage in enumerate(stages):
+        if epoch < start + stage.epochs:
+            return i, epoch - start
+        start += stage.epochs
+    raise IndexError(epoch)
+
+
+def _image_error(text: str, kind: str) -> str:
+    """What a TensorFlow decoding error says about the image it failed on."""
+    named = re.search(r"\[not a JPEG file:\] \[(.*?)\]", text)
+    if named:
+        return f"{named.group(1)}: not a JPEG file"
+    line = next((t for t in text.splitlines() if t.strip()), kind)
+    line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line).strip()[:200]
+    return (f"an image of the data set could not be decoded ({line}); TensorFlow's "
+            "decoder does not name the file")
+
+
+@contextlib.contextmanager
+def reading_images(data: BiasedData, started: bool,
+                   last_checkpoint: Callable[[], str | None] = lambda: None) -> Iterator[None]:
+    """For data read from files: a file TensorFlow cannot decode ends the run with one line
+    (`DataUnavailableError` before the run has started, `ImageError` after). A file that is
+    not a JPEG is named (the pipeline's check); a JPEG damaged inside is not, since
+    TensorFlow's decoder does not say which file it was reading."""
+    if not data.from_files:
+        yield
+        return
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as e:
+        what = _image_error(str(getattr(e, "message", e)), type(e).__name__)
+        if not started:
+            raise DataUnavailableError(what) from None
+        kept = last_checkpoint()
+        raise ImageError(f"{what}; " + (f"the last checkpoint {kept} is kept" if kept else
+                                        "no checkpoint yet") + ": replace the file, then rerun "
+                         "the same command to resume") from None
+
+
+class Progress:
+    """A throttled step counter: one line every `seconds`; with `bar` (a terminal), Keras'
+    `Progbar` instead, redrawn after every call with the rate and the time left."""
+
+    def __init__(self, log, seconds: float, total: int, epoch: int, epochs: int,
+                 bar: bool = False):
+        self.log, self.seconds, self.total = log, seconds, total
+        self.prefix = f"epoch {epoch}/{epochs}"
+        self.start = self.last = time.time()
+        self.bar = None
+        if bar:
+            log(self.prefix)
+            self.bar = keras.utils.Progbar(total, stateful_metrics=["loss", "meta_loss"],
+                                           unit_name="step")
+
+    def update(self, step: int, sums: dict) -> None:
+        if self.bar is not None:
+            values = [("loss", sums["loss_sum"] / sums["count"])]
+            if "meta_loss" in sums:
+                values.append(("meta_loss", sums["meta_loss"] / max(
+                    sums.get("meta_steps", sums["steps"]), 1e-12)))
+            self.bar.update(step, values=values, finalize=step >= self.total)
+            return
+        now = time.time()
+        if now - self.last >= self.seconds:
+            self.last = now
+            n = sums["count"]
+            self.log(f"  {self.prefix} step {step}/{self.total}  loss {sums['loss_sum'] / n:.4f}"
+                     f"  {step / (now - self.start):.2f} steps/s")
+
+
+def epoch_metrics(sums: dict) -> dict[str, float]:
+    """An epoch's training metrics from its sums: mean loss, accuracy (%), the weight net's
+    meta loss, and the mean weight of all, corrupted and clean samples when the step gives
+    them."""
+    n = sums["count"]
+    m = {"loss": sums["loss_sum"] / n, "accuracy": 100.0 * sums["correct"] / n}
+    if "meta_loss" in sums:
+        m["meta_loss"] = sums["meta_loss"] / sums.get("meta_steps", sums["steps"])
+    if "weight_sum" in sums:
+        m["weight_mean"] = sums["weight_sum"] / n
+        if "count_corrupted" in sums:
+            bad = sums["count_corrupted"]
+            m["weight_corrupted"] = sums["weight_sum_corrupted"] / bad if bad else float("nan")
+            m["weight_clean"] = ((sums["weight_sum"] - sums["weight_sum_corrupted"]) / (n - bad)
+                                 if n > bad else float("nan"))
+    return m
+
+
+def _check_finite(out: dict, epoch: int, step: int, n: int, last_checkpoint) -> None:
+    """A NaN/inf loss of the call that ended at `step` (`n` steps) is a `TrainingError`."""
+    if np.isfinite(out["loss_sum"]) and np.isfinite(out.get("meta_loss", 0.0)):
+        return
+    where = f"step {step}" if n == 1 else f"steps {step - n + 1}-{step}"
+    kept = last_checkpoint() if last_checkpoint is not None else None
+    raise TrainingError(
+        f"loss became NaN/inf at epoch {epoch + 1} {where}; "
+        + (f"the last checkpoint ({kept}) is kept" if kept else "no checkpoint yet")
+        + ": lower --lr or --meta_lr and rerun")
+
+
+def train_epoch(train_loop, dataset, *, steps: int, steps_per_call: int, batch_size: int,
+                epoch: int = 0, progress=None, start_step: int = 0,
+                sums: dict[str, float] | None = None, checkpoint_every_steps: int = 0,
+                after_call=None, last_checkpoint=None) -> dict[str, float]:
+    """Runs steps `start_step`..`steps` of an epoch with `train_loop` (`steps.compile_loop`)
+    over `dataset` (positioned at `start_step`), one host synchronization per call; returns
+    the metric sums (float64, continuing `sums`) with `count` (examples) and `steps`.
+
+    Calls end at multiples of `steps_per_call` and of `checkpoint_every_steps`, so a run
+    resumed at any checkpoint makes the same calls, and sums the same numbers, as one that was
+    never stopped. A NaN/inf loss raises `TrainingError`; `progress(step, sums)` and
+    `after_call(step, sums)` (checkpoints, stop requests) are called after each call."""
+    sums = dict(sums or {})
+    iterator, step = iter(dataset), start_step
+    while step < steps:
+        n = min(steps_per_call - step % steps_per_call, steps - step)
+        if checkpoint_every_steps:
+            n = min(n, checkpoint_every_steps - step % checkpoint_every_steps)
+        out = {k: float(v) for k, v in train_loop(iterator, tf.constant(n)).items()}
+        step += n
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + v
+        _check_finite(out, epoch, step, n, last_checkpoint)
+        sums["count"] = step * batch_size
+        sums["steps"] = step
+        if progress is not None:
+            progress(step, sums)
+        faults.hit("after_call")
+        if after_call is not None:
+            after_call(step, sums)
+    return sums
+
+
+@dataclasses.dataclass
+class EpochResult:
+    """What an epoch gives the rest of the loop."""
+    stage: Stage
+    stage_epoch: int  # the epoch within the stage, 0-based
+    lr: float
+    steps: int  # steps per epoch
+    train: dict  # `epoch_metrics`
+
+
+class Epochs:
+    """The epochs of a run's stages (`method.stages()`), one `run` at a time; compiles each
+    stage's training loop once. `new_classifier(seed)` builds the fresh classifier a stage
+    may ask for; `strategy` is None when training is not distributed."""
+
+    def __init__(self, config: Config, data: BiasedData, method, *, classifier, optimizer,
+                 new_classifier, strategy: tf.distribute.Strategy,
+                 distributed: bool, log, progress_bar: bool):
+        self.config, self.data, self.method, self.log = config, data, method, log
+        self.classifier, self.optimizer, self.new_classifier = (classifier, optimizer,
+                                                                new_classifier)
+        self.strategy, self.distributed, self.progress_bar = strategy, distributed, progress_bar
+        self.stages = method.stages()
+        self.total = sum(s.epochs for s in self.stages)
+        self.loops: dict[int, object] = {}
+
+    def _start(self, epoch: int, start_step: int) -> tuple[int, Stage, int, float]:
+        """Finds the epoch's stage, gives it fresh weights if it asks for them at its start,
+        sets the learning rate and tells the method the epoch begins."""
+        index, stage_epoch = stage_at(self.stages, epoch)
+        stage = self.stages[index]
+        if stage_epoch == 0 and stage.fresh and start_step == 0:
+            with self.strategy.scope():
+                reinitialize(self.classifier, self.new_classifier(self.config.seed + 1000 * index))
+                reset_optimizer(self.optimizer)
+        c = self.config
+        lr = epoch_lr(stage.lr if stage.lr is not None else c.lr, stage.lr_decay_epochs,
+                      c.lr_decay_factor, stage_epoch)
+        self.optimizer.learning_rate = lr
+        self.method.begin_epoch(stage, stage_epoch)
+        return index, stage, stage_epoch, lr
+
+    def _dataset(self, stage: Stage, stage_data: BiasedData, epoch: int, start_step: int):
+        """The stage's shuffled batches of epoch `epoch`, from batch `start_step` on."""
+        c = self.config
+        ds = make_train_dataset(stage_data, batch_size=c.batch_size,
+                                meta_batch_size=c.meta_batch_size, seed=c.seed, epoch=epoch,
+                                with_meta=self.method.meta_batches(stage))
+        if start_step:  # resumed inside the epoch: the same batches from the next one on
+            ds = ds.skip(start_step)
+        if self.distributed:
+            ds = self.strategy.experimental_distribute_dataset(ds)
+        return ds
+
+    def _loop(self, index: int, stage: Stage):
+        if index not in self.loops:
+            self.loops[index] = steps_lib.compile_loop(
+                self.method.replica_step(stage), self.strategy if self.distributed else None,
+                self.config.jit_compile)
+        return self.loops[index]
+
+    def run(self, epoch: int, start_step: int, ckpt) -> EpochResult:
+        """Trains epoch `epoch` from step `start_step` (continuing `ckpt.partial`'s sums when
+        resuming inside it), reporting each call to `ckpt.after_call`."""
+        c = self.config
+        index, stage, stage_epoch, lr = self._start(epoch, start_step)
+        stage_data = self.method.stage_data(stage)
+        steps = len(stage_data.train_y) // c.batch_size
+        if steps < 1:
+            raise ValueError(f"stage {stage.name!r} has {len(stage_data.train_y)} images, fewer "
+                             f"than one batch ({c.batch_size}): lower --batch_size")
+        train_loop = self._loop(index, stage)
+        ds = self._dataset(stage, stage_data, epoch, start_step)
+        progress = Progress(self.log, c.progress_seconds, steps, epoch + 1, self.total,
+                            bar=self.progress_bar)
+        with reading_images(self.data, True, ckpt.last):
+            sums = train_epoch(train_loop, ds, steps=steps, steps_per_call=c.steps_per_call,
+                               batch_size=c.batch_size, epoch=epoch, progress=progress.update,
+                               start_step=start_step,
+                               sums=ckpt.partial if start_step else None,
+                               checkpoint_every_steps=c.checkpoint_every_steps,
+                               after_call=ckpt.after_call, last_checkpoint=ckpt.last)
+        return EpochResult(stage, stage_epoch, lr, steps, epoch_metrics(sums))
+
+    def end(self, result: EpochResult, ckpt) -> None:
+        """After the epoch's evaluation: ends the stage if this was its last epoch."""
+        if result.stage_epoch == result.stage.epochs - 1:
+            with reading_images(self.data, True, ckpt.last):
+                self.method.end_stage(result.stage)

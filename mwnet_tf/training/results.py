@@ -1,0 +1,46 @@
+"""The end of a run: its results (`results.json`) and the method's exports (MW-Net: the
+learned weight function, `weight_fn/`; Confident Learning: `label_issues.npz`).
+
+`results.json` is written last, so its presence means the run finished with everything
+else in place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from mwnet_tf.config import Config
+from mwnet_tf.data import BiasedData
+from mwnet_tf.training import run_folder
+
+RESULTS = "results.json"
+
+
+def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict,
+            best_accuracy: float, seconds: float, tracker, method) -> dict:
+    """The run's results: final and best test accuracy, the last epoch's training metrics
+    (`train`), the setting, and the tracker's and the method's own results."""
+    return {
+        "test_accuracy": test["accuracy"],
+        "best_test_accuracy": best_accuracy,
+        "per_class_test_accuracy": test.get("per_class_accuracy"),
+        "realized_noise_rate": float(data.realized_noise_rate),
+        "epochs": sum(s.epochs for s in stages),
+        "stages": [dataclasses.asdict(s) for s in stages],
+        "train": train,
+        "wall_seconds_this_session": round(seconds, 1),
+        "config": config.to_dict(),
+        **tracker.results(),
+        **method.results(),
+    }
+
+
+def write(workdir: str, results: dict, method, ckpt) -> None:
+    """The method's exports, then `results.json`; a failed write is a `WriteError` naming
+    the checkpoint kept (`ckpt.writing`)."""
+    with ckpt.writing(f"the exports in {workdir}"):
+        method.export(workdir)
+    path = os.path.join(workdir, RESULTS)
+    with ckpt.writing(path):
+        run_folder.write_json(path, results, fault="results")
