@@ -73,6 +73,8 @@ def help_text(doc: str, full: bool = False) -> str:
            for f in fl]
     lines: list[str] = []
     FLAGS._render_flag_list(own, lines)  # absl's own layout, without a module header
+    lines += ["  --flagfile: Read flags from this file, one per line: a path, or the NAME of a",
+              "    flagfile shipped in the package (mwnet_tf/flagfiles/NAME.cfg)."]
     return doc.strip() + "\n\nflags:\n" + "\n".join(lines) + "\n"
 
 
