@@ -4,6 +4,8 @@ Importing this package does not import TensorFlow: the pipeline functions (`norm
 `augment`, `make_train_dataset`, `make_test_dataset`) are loaded on first access.
 """
 
+import importlib
+
 from mwnet_tf.data.bias import BiasedData, make_biased_data
 from mwnet_tf.data.datasets import DATASETS, Dataset, DataUnavailableError, load_dataset
 from mwnet_tf.data.imbalance import long_tail_counts, long_tail_indices
@@ -27,8 +29,6 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name in _PIPELINE:
-        from mwnet_tf.data import pipeline
-
-        return getattr(pipeline, name)
+    if name in _PIPELINE:  # a lookup by name, as `mwnet_tf.methods.get`
+        return getattr(importlib.import_module("mwnet_tf.data.pipeline"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
