@@ -116,7 +116,7 @@ class Config:
                                volatile=True)
     mixed_precision: str = _field(
         "none", "Classifier compute dtype: bfloat16 (CPU, no loss scaling) or float16 (GPU, "
-        "dynamic loss scaling); losses and the weight net stay float32 (mwnet_tf.precision).",
+        "dynamic loss scaling); losses and the weight net stay float32.",
         choices=MIXED_PRECISION, added="none")
     keep_checkpoints: int = _field(2, "Checkpoints kept.", lower=1, resumable=True,
                                    volatile=True)

@@ -12,7 +12,7 @@ These functions read runs and return text; they write nothing and parse no comma
                 figures from `mwnet_tf/paper_tables.json` (`paper_tables`) and its method names
                 mapped to ours by `PAPER_NAMES`
 
-`comparison` and `curves` list methods in the order of `mwnet_tf.config.METHODS`, then
+`comparison` and `curves` list methods in the registry's order (`config.METHODS`), then
 alphabetically; the runs of one cell (method and setting) must share one protocol, their
 configs differing only in the `VOLATILE` fields (the seed among them), or `ReportError`.
 `paper` keeps the paper's rows and takes, of several protocols, the one nearest the paper's.
