@@ -26,7 +26,7 @@ current folder otherwise).
 """
 
 # The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command
-# line, the README blocks and --keep. (The docstring above is the --help text.)
+# line, the pages' blocks and --keep. (The docstring above is the --help text.)
 
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ from mwnet_tf import commandline
 from mwnet_tf.reporting import tables
 from mwnet_tf.reporting.tables import ReportError
 
-# Still importable from here, as before the tables moved to reporting/tables.py (tests use
-# them as report.X).
+# Still importable from here, as before the tables moved to reporting/tables.py (tests use them
+# as report.X).
 from mwnet_tf.reporting.tables import _method_order as _method_order
 from mwnet_tf.reporting.tables import paper_tables as paper_tables
 from mwnet_tf.reporting.tables import setting as setting
@@ -112,6 +112,32 @@ def readme_diff(path: str, reference: str) -> str:
     new = regenerate(old, reference)
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), path,
                                         f"{path} (regenerated)"))
+
+
+def pages(paths: list[str]) -> list[str]:
+    """The Markdown pages named by `paths`: a file as given, a folder as its *.md files."""
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            found += sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".md"))
+        elif os.path.isfile(path):
+            found.append(path)
+        else:
+            raise ReportError(f"no page or folder {path}")
+    return found
+
+
+def page_reference(path: str) -> str:
+    """`runs/reference` of the repository a page is in: beside the page or in a folder above
+    it (docs/*.md are one level down); beside the page when there is none."""
+    folder = here = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.isdir(os.path.join(here, REFERENCE)):
+            return os.path.join(here, REFERENCE)
+        parent = os.path.dirname(here)
+        if parent == here:
+            return os.path.join(folder, REFERENCE)
+        here = parent
 
 
 def write_readme(path: str, reference: str) -> bool:
@@ -186,8 +212,11 @@ def define_flags() -> None:
     flags.DEFINE_bool("keep", False, "Copy results.json and flags.cfg of the finished RUN_DIRs "
                       "to runs/reference/NAME/.")
     flags.DEFINE_string("table", None, "The table that --keep adds to (NAME).")
-    flags.DEFINE_string("readme", None, "Rewrite the marked blocks of this file (PATH).")
-    flags.DEFINE_bool("check", False, "With --readme: write nothing, exit 1 and print a diff "
+    flags.DEFINE_string("pages", None, "Rewrite the marked blocks of this page PATH (a folder: "
+                        "its *.md files); the arguments after it are further pages, e.g. "
+                        "--pages README.md docs.")
+    flags.DEFINE_alias("readme", "pages")
+    flags.DEFINE_bool("check", False, "With --pages: write nothing, exit 1 and print a diff "
                       "if stale.")
     flags.DEFINE_string("render", None, "Print one block (BLOCK), e.g. curves:digits.")
     flags.DEFINE_string("reference", None, "Instead of runs/reference (DIR).")
@@ -195,7 +224,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> int:
     """The command on `argv` (the arguments after the program's name); returns the exit
-    status: 0, 1 (a stale README with --check, or a report error) or 2 (a bad command line)."""
+    status: 0, 1 (stale pages with --check, or a report error) or 2 (a bad command line)."""
     if "keep" not in FLAGS:
         define_flags()
     FLAGS.unparse_flags()  # each call parses afresh (tests call it several times)
@@ -213,30 +242,32 @@ def main(argv: list[str]) -> int:
 
 
 def _check_modes(runs: list[str]) -> None:
-    modes = [m for m in ("keep", "readme", "render") if FLAGS[m].value]
+    modes = [m for m in ("keep", "pages", "render") if FLAGS[m].value]
     if len(modes) > 1:
         raise commandline.UsageError(f"--{modes[0]} and --{modes[1]} exclude each other")
-    if FLAGS.check and not FLAGS.readme:
-        raise commandline.UsageError("--check needs --readme")
+    if FLAGS.check and not FLAGS.pages:
+        raise commandline.UsageError("--check needs --pages (or --readme)")
     if bool(FLAGS.table) != FLAGS.keep:
         raise commandline.UsageError("--keep needs --table NAME, and --table goes with --keep")
-    if (FLAGS.readme or FLAGS.render) and runs:
+    if FLAGS.render and runs:
         raise commandline.UsageError("run folders go with --keep or alone")
-    if not runs and not (FLAGS.readme or FLAGS.render):
+    if not runs and not (FLAGS.pages or FLAGS.render):
         raise commandline.UsageError("no run folders given (python -m mwnet_tf.report --help)")
 
 
 def _run(runs: list[str]) -> int:
-    if FLAGS.readme:
-        reference = FLAGS.reference or os.path.join(
-            os.path.dirname(os.path.abspath(FLAGS.readme)), REFERENCE)
-        if FLAGS.check:
-            diff = readme_diff(FLAGS.readme, reference)
-            print(diff, end="")
-            return 1 if diff else 0
-        print(f"{FLAGS.readme}: " + ("rewritten" if write_readme(FLAGS.readme, reference)
-                                    else "up to date"))
-        return 0
+    if FLAGS.pages:
+        stale = False
+        for page in pages([FLAGS.pages, *runs]):  # after --pages: pages
+            reference = FLAGS.reference or page_reference(page)
+            if FLAGS.check:
+                diff = readme_diff(page, reference)
+                print(diff, end="")
+                stale = stale or bool(diff)
+            else:
+                print(f"{page}: " + ("rewritten" if write_readme(page, reference)
+                                     else "up to date"))
+        return 1 if stale else 0
     reference = FLAGS.reference or REFERENCE
     if FLAGS.render:
         print(render(FLAGS.render, reference))

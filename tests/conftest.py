@@ -59,9 +59,59 @@ def cli():
 LONGEST_FIRST = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
                  "test_bench.py", "test_methods_cli.py", "test_mirrored.py",
                  "test_catalogue.py", "test_export.py", "test_clothing1m.py",
-                 "test_figures.py", "test_steps.py")
+                 "test_figures.py", "test_steps.py", "test_docs.py")
+
+
+# The fast tier, `pytest -m "not e2e"`, leaves out what runs a program or a training end to
+# end. The marker is given here, in one place, rather than in each file: every test of the
+# modules below (command lines in subprocesses, several processes, whole runs) ...
+E2E_MODULES = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
+               "test_mirrored.py", "test_catalogue.py", "test_methods_cli.py", "test_docs.py")
+# ... and, in the other modules, the tests that run a command, train a method for whole
+# epochs, build a full-size model (ResNet-32/50, WRN-28-10) or compile with XLA: each takes
+# seconds or more on 2 cores. A name matches its parametrized variants too.
+E2E_TESTS = {
+    "test_bench.py": ("test_command_writes_loop_and_memory_to_json",
+                      "test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call"),
+    "test_cifar_files.py": ("test_human_noise_end_to_end_through_the_command_line",),
+    "test_clothing1m.py": ("test_one_epoch_through_the_command_line",
+                           "test_pretrained_legacy_h5_loads_by_name_and_keeps_the_head"),
+    "test_config.py": ("test_bare_command_runs_table3_protocol_and_flags_override",
+                       "test_table4_flagfile_is_clothing1ms_paper_defaults"),
+    "test_export.py": ("test_saved_model_cli_runs_the_export",
+                       "test_a_weight_function_from_elsewhere_is_read_as_data_not_run",
+                       "test_bad_weight_fn_paths_are_one_line_errors_with_exit_2",
+                       "test_frozen_weight_function_trains_without_meta_step_or_meta_set"),
+    "test_figures.py": ("test_plot_command_writes_every_figure",
+                        "test_a_run_missing_what_a_figure_needs_is_one_line"),
+    "test_keras_model.py": ("test_fit_takes_the_same_steps_as_the_projects_step",
+                            "test_keras_callbacks_run"),
+    "test_methods_confident_learning.py": (
+        "test_resumed_run_keeps_the_folds_done_and_their_kept_mask",),
+    "test_methods_glc_coteaching.py": ("test_glc_runs_through_the_trainer_and_saves_the_matrix",
+                                       "test_co_teaching_runs_through_the_trainer"),
+    "test_methods_losses.py": ("test_method_trains_two_epochs_on_digits_and_writes_results",),
+    "test_methods_meta.py": ("test_l2rw_trains_on_digits_and_writes_results",
+                             "test_fine_tune_second_phase_sees_only_meta_data"),
+    "test_models.py": ("test_same_seed_same_weights_different_seed_different_weights",
+                       "test_resnet50_count_batch_norm_and_seeded_initializers",
+                       "test_parameter_counts_of_small_models[resnet32",
+                       "test_wrn28_10_has_the_pytorch_parameter_count",
+                       "test_kaiming_normal_inits_as_in_the_authors_code",
+                       "test_batch_norm_matches_pytorch_and_synchronizes_on_request[resnet32"),
+    "test_precision.py": ("test_meta_gradient_agrees_with_float32",),
+    "test_steps.py": ("test_xla_compiled_step_matches_the_plain_graph_step",),
+}
+
+
+def _is_e2e(item) -> bool:
+    module = item.path.name
+    return module in E2E_MODULES or item.name.startswith(E2E_TESTS.get(module, ()))
 
 
 def pytest_collection_modifyitems(items):
+    for item in items:
+        if _is_e2e(item):
+            item.add_marker(pytest.mark.e2e)
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a module

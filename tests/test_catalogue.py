@@ -21,7 +21,7 @@ import pytest
 from cli import CliSession  # (tests/cli.py)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README = os.path.join(REPO, "README.md")
+README = os.path.join(REPO, "docs", "robustness.md")  # the page with the catalogue table
 TINY = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=2", "--progress_seconds=0"]
 BEGIN, END = "<!-- catalogue -->", "<!-- /catalogue -->"
 
@@ -387,10 +387,11 @@ def test_at_least_30_bad_inputs_each_one_line_no_traceback_nothing_changed(catal
 
 def test_readme_table_is_this_catalogue(catalogue):
     text = open(README).read()
-    assert BEGIN in text and END in text, "the README has no catalogue block"
+    assert BEGIN in text and END in text, f"{README} has no catalogue block"
     table = text.split(BEGIN, 1)[1].split(END, 1)[0].strip()
     assert table == markdown(catalogue), (
-        "the README's catalogue is stale: regenerate it with python tests/test_catalogue.py")
+        f"the catalogue in {README} is stale: regenerate it with "
+        "python tests/test_catalogue.py --readme")
 
 
 if __name__ == "__main__":  # prints the README's table (or rewrites it with --readme)

@@ -1,8 +1,6 @@
 """Loaders: sklearn digits for real, tfds CIFAR and Fashion-MNIST mocked, clear offline errors."""
 
-import sys
 import time
-import types
 
 import numpy as np
 import pytest
@@ -106,7 +104,7 @@ def test_fashion_mnist_through_tfds(mock_tfds, tmp_path):
 
 
 def _fake_idx(monkeypatch, folders_with_files):
-    """Replaces `mwnet_tf.data.idx` by a fake serving 3 + 2 images from the given folders."""
+    """Replaces the IDX reader by a fake serving 3 + 2 images from the given folders."""
     calls = []
 
     def load_idx_folder(folder):
@@ -115,10 +113,9 @@ def _fake_idx(monkeypatch, folders_with_files):
         return (rng.integers(0, 256, (3, 28, 28), dtype=np.uint8), np.array([0, 1, 2]),
                 rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.array([3, 4]))
 
-    fake = types.ModuleType("mwnet_tf.data.idx")
-    fake.has_any_idx_file = lambda folder: folder in folders_with_files
-    fake.load_idx_folder = load_idx_folder
-    monkeypatch.setitem(sys.modules, "mwnet_tf.data.idx", fake)
+    monkeypatch.setattr(datasets_lib, "has_any_idx_file",
+                        lambda folder: folder in folders_with_files)
+    monkeypatch.setattr(datasets_lib, "load_idx_folder", load_idx_folder)
     # Whatever ~/tensorflow_datasets holds on this machine, tfds has no fashion_mnist here.
     monkeypatch.setattr(datasets_lib, "_tfds_prepared", lambda name, data_dir: (False, "TFDS"))
     return calls

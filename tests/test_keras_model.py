@@ -34,8 +34,8 @@ def _pair():
 
 
 def test_fit_takes_the_same_steps_as_the_projects_step():
-    steps = 5
-    x, y = _data(0, steps)
+    n_steps = 5
+    x, y = _data(0, n_steps)
     mx, my = _data(1, 2)  # 2 meta batches, repeated
     (c1, w1, o1, m1), (c2, w2, o2, m2) = _pair()
 
@@ -50,7 +50,7 @@ def test_fit_takes_the_same_steps_as_the_projects_step():
     step = tf.function(lambda b, mb: steps.mwnet_step(c2, w2, o2, m2, b, mb,
                                                      steps.StepOptions(N, N)))
     losses = []
-    for i in range(steps):
+    for i in range(n_steps):
         j = i % 2
         out = step({"x": x[i * N:(i + 1) * N], "y": y[i * N:(i + 1) * N]},
                    {"x": mx[j * N:(j + 1) * N], "y": my[j * N:(j + 1) * N]})

@@ -263,15 +263,49 @@ def test_gitignore_tracks_only_results_and_flags_of_reference_runs():
         assert ignored(path), path
 
 
-def test_readme_tables_match_the_kept_runs():
-    """README.md's marked tables are exactly what runs/reference/ gives (no hand-typed figure).
+def doc_pages():
+    """README.md and every docs/*.md: the pages whose blocks `--pages README.md docs` keeps."""
+    return report.pages([os.path.join(REPO, "README.md"), os.path.join(REPO, "docs")])
 
-    A marker naming a table folder that does not exist fails here too.
+
+def test_readme_tables_match_the_kept_runs():
+    """Every page's marked tables (README.md, docs/*.md) are exactly what runs/reference/ gives
+    (no hand-typed figure). A marker naming a table folder that does not exist fails here too.
     """
-    diff = report.readme_diff(os.path.join(REPO, "README.md"),
-                              os.path.join(REPO, "runs", "reference"))
-    assert diff == "", ("README.md differs from runs/reference/; regenerate it with "
-                        "`python -m mwnet_tf.report --readme README.md`:\n" + diff)
+    names = [os.path.relpath(p, REPO) for p in doc_pages()]
+    assert "README.md" in names and os.path.join("docs", "results.md") in names
+    stale = {}
+    for page in doc_pages():
+        diff = report.readme_diff(page, os.path.join(REPO, "runs", "reference"))
+        if diff:
+            stale[os.path.relpath(page, REPO)] = diff
+    assert not stale, ("pages differ from runs/reference/; regenerate them with "
+                       "`python -m mwnet_tf.report --pages README.md docs`:\n"
+                       + "".join(stale.values()))
+
+
+def test_pages_regenerates_and_checks_every_page(digits, tmp_path, capsys):
+    """--pages takes files and folders (their *.md); each page is rewritten and checked, and a
+    page one level down finds runs/reference in the folder above it."""
+    repo = tmp_path / "repo"
+    shutil.copytree(digits, repo / "runs" / "reference")
+    (repo / "docs").mkdir()
+    readme, page = repo / "README.md", repo / "docs" / "results.md"
+    readme.write_text(README_BLOCK.format("digits"))
+    page.write_text(README_BLOCK.format("curves:digits"))
+    (repo / "docs" / "notes.txt").write_text(README_BLOCK.format("no_such_table"))  # not a page
+    assert report.page_reference(str(page)) == str(repo / "runs" / "reference")
+    rc, out, _ = run_main(["--pages", str(readme), str(repo / "docs"), "--check"], capsys)
+    assert rc == 1 and "whatever was here" in out
+    rc, out, _ = run_main(["--pages", str(readme), str(repo / "docs")], capsys)
+    assert rc == 0 and out.count("rewritten") == 2
+    assert "| mwnet" in readme.read_text() and "| loss" in page.read_text()
+    assert run_main(["--pages", str(readme), str(repo / "docs"), "--check"], capsys)[0] == 0
+    page.write_text(page.read_text().replace("| loss", "| losses"))
+    rc, out, _ = run_main(["--readme", str(readme), str(repo / "docs"), "--check"], capsys)
+    assert rc == 1 and "results.md" in out and "README.md" not in out
+    rc, _, err = run_main(["--pages", str(repo / "nowhere.md")], capsys)
+    assert rc == 1 and "no page or folder" in err
 
 
 def test_only_mwnet_builds_a_weight_net_so_its_flags_may_differ_for_other_methods(tmp_path):

@@ -1,5 +1,8 @@
 """Data: loaders, label noise, long-tail cut, meta split, tf.data pipelines.
 
+Own data (image folders, CSV tables, .npz arrays, any tfds set): `own` (the `OwnData` object,
+`load_own_data`, `make_own_biased_data`), `own_files`, `own_npz`, `own_tfds`.
+
 Importing this package does not import TensorFlow: the pipeline functions (`normalize`,
 `augment`, `make_train_dataset`, `make_test_dataset`) are loaded on first access.
 """
@@ -16,13 +19,18 @@ from mwnet_tf.data.noise import (
     corrupt_labels,
     transition_matrix,
 )
+from mwnet_tf.data.own import OWN_DATASETS, OwnData, load_own_data, make_own_biased_data
+from mwnet_tf.data.own_files import load_csv_table, load_image_folder
+from mwnet_tf.data.own_npz import load_npz_arrays
+from mwnet_tf.data.own_tfds import load_tfds_dataset
 from mwnet_tf.data.split import meta_split
 
 _PIPELINE = ("normalize", "augment", "make_train_dataset", "make_test_dataset")
 
 __all__ = [
-    "DATASETS", "LABEL_NOISES", "NOISE_TYPES", "BiasedData", "Dataset", "DataUnavailableError",
-    "coarse_map",
+    "DATASETS", "LABEL_NOISES", "NOISE_TYPES", "OWN_DATASETS", "BiasedData", "Dataset",
+    "DataUnavailableError", "OwnData", "coarse_map", "load_csv_table", "load_image_folder",
+    "load_npz_arrays", "load_own_data", "load_tfds_dataset", "make_own_biased_data",
     "corrupt_labels", "load_dataset", "long_tail_counts", "long_tail_indices",
     "make_biased_data", "meta_split", "transition_matrix", *_PIPELINE,
 ]

@@ -37,6 +37,12 @@ class BiasedData:
         image_size: None for images held in memory (the arrays above); for a data set read
             from files (Clothing1M), `train_x`, `meta_x` and `test_x` hold image paths (str
             [N]) and `image_size` is the side of the square crops the pipeline decodes.
+        channels: Channels of the decoded images of a data set read from files (3 for
+            Clothing1M; 1 for an own image folder whose images are all grayscale).
+        resize_crop: For a data set read from files: True decodes as for Clothing1M (JPEG
+            only, resize to `resize_for(image_size)`, random / center crop of `image_size`);
+            False decodes JPEG, PNG, BMP or GIF and resizes straight to `image_size`, then
+            augments (reflect-pad, crop, flip) as the in-memory images when `augment`.
     """
 
     train_x: np.ndarray
@@ -55,17 +61,19 @@ class BiasedData:
     train_index: np.ndarray
     meta_index: np.ndarray
     image_size: int | None = None
+    channels: int = 3
+    resize_crop: bool = True
 
     @property
     def from_files(self) -> bool:
-        """Whether the x arrays hold image paths that `pipeline` decodes (JPEG files)."""
+        """Whether the x arrays hold image paths that `pipeline` decodes."""
         return self.image_size is not None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         """The shape of one image as the model sees it."""
         if self.from_files:
-            return (self.image_size, self.image_size, 3)
+            return (self.image_size, self.image_size, self.channels)
         return tuple(self.train_x.shape[1:])
 
     @property

@@ -108,7 +108,7 @@ def loop(folder: str) -> str:
                          f"{row['vs_bare_step']:.2f}x", _goal(row["vs_bare_step"], 1.1)])
     if not rows:
         raise ReportError(f"no loop measurements in {folder}")
-    return "\n".join([_wrap("The trainer's epoch loop (`trainer.train_epoch` over a real "
+    return "\n".join([_wrap("The training loop's epoch (`training.loop.train_epoch` over a real "
                             "`tf.data` pipeline) per step, beside the bare step:"), "",
                       _table(["model", "step", "steps per call", "bare step", "loop",
                               "x bare", "goal"], rows, text_columns=3)])

@@ -1,0 +1,368 @@
+"""Own images read from files: a folder tree (Keras' `image_dataset_from_directory` layout) or
+a CSV table of paths and labels. Images stay on disk: `OwnData.train_x` (and `meta_x`,
+`test_x`) hold their paths, and `pipeline` decodes them in `tf.data`, as for Clothing1M.
+
+Folder layout::
+
+    DIR/train/<class>/...   the training images, labels as given (noisy)
+    DIR/meta/<class>/...    the trusted set, clean labels
+    DIR/test/<class>/...    optional; without it a stratified part of meta/ is held out
+
+Class names are the sorted folder names of train/; meta/ (and test/) must have the same ones.
+Images may sit in sub-folders of a class folder; hidden files (`.name`) are skipped.
+
+Table: a CSV with a header and the columns `path` and `label`, optional `split` (train, meta
+or test) and `true_label`. A table without a `split` column is refused: MW-Net needs a
+trusted set, and only the user knows which labels can be trusted (taking it at random out of
+noisy labels would make the "trusted" set as noisy as the rest).
+
+Images: JPEG, PNG, BMP or GIF (first frame), recognized by their first bytes when the files
+are listed (a file that is not one of them is an error naming it). Their headers are read
+(PIL) to choose the channels: 3 if any image has color (a GIF counts as color), else 1.
+When the data set holds at most `VERIFY_LIMIT` files every image is also decoded once at
+load time (the decoder of training), so a damaged one is named before the run starts; for
+larger sets `pipeline.name_unreadable` finds it after TensorFlow's error.
+
+Normalization: mean and std per channel of a seeded sample of `STATS_SAMPLE` training images
+as the pipeline decodes them (or fixed: `mean_std="imagenet"`, for a pretrained model, or
+`(mean, std)`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, OwnData, error, hold_out
+from mwnet_tf.errors import DataUnavailableError
+
+DEFAULT_IMAGE_SIZE = 32
+VERIFY_LIMIT = 10_000
+STATS_SAMPLE = 512
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+SPLITS = ("train", "meta", "test")
+_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
+          (b"GIF89a", "GIF"), (b"BM", "BMP"))
+_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def image_format(path: str) -> str | None:
+    """"JPEG", "PNG", "GIF" or "BMP" by the file's first bytes, else None."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
+
+
+def image_has_color(path: str) -> bool:
+    """Whether an image file has color (its header, read by PIL); a file that is not a
+    JPEG, PNG, BMP or GIF, or whose header is damaged, is a `DataUnavailableError`."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        fmt = image_format(path)
+    except OSError as e:
+        raise error(path, f"cannot be read ({e.strerror or e})") from None
+    if fmt is None:
+        raise error(path, "not an image: not a JPEG, PNG, BMP or GIF file by its first bytes")
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise error(path, f"damaged {fmt} image: its header cannot be read ({e})") from None
+    return fmt == "GIF" or mode not in _GRAY_MODES
+
+
+def _files_under(folder: str) -> list[str]:
+    """Every file under `folder` (sub-folders included, hidden ones skipped), sorted."""
+    out = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+    return out
+
+
+def _class_folders(split_dir: str) -> dict[str, list[str]]:
+    """{class name: its files} of one split folder."""
+    classes = {}
+    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            raise error(entry.path, f"a file directly in {split_dir}: images go into class "
+                        "folders, <split>/<class>/<image>")
+        files = _files_under(entry.path)
+        if not files:
+            raise error(entry.path, "empty class folder (no image in it)")
+        classes[entry.name] = files
+    if not classes:
+        raise error(split_dir, "no class folders in it (expected <split>/<class>/<image>)")
+    return classes
+
+
+def load_image_folder(data_dir: str, *, image_size: int = DEFAULT_IMAGE_SIZE,
+                      augment: bool = True, test_fraction: float = DEFAULT_TEST_FRACTION,
+                      split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
+                      mean_std=None) -> OwnData:
+    """Images in `data_dir/train/<class>/`, `data_dir/meta/<class>/` and optionally
+    `data_dir/test/<class>/` (module docstring).
+
+    Args:
+        data_dir: The folder holding train/, meta/ and maybe test/.
+        image_size: Side of the square the images are resized to.
+        augment: Random crop (after reflect padding of image_size // 8) and horizontal flip of
+            the training and trusted images.
+        test_fraction: Without test/: the part of each class of meta/ held out for testing.
+        split_seed: Seed of that hold-out (fixed by default: every run tests on the same set).
+        verify: Decode every image at load time (None: when there are at most VERIFY_LIMIT).
+        mean_std: None (from a sample of the training images), "imagenet" or (mean, std).
+    """
+    if not os.path.isdir(data_dir):
+        raise DataUnavailableError(f"--data_dir={data_dir} does not exist or is not a folder")
+    present = {s: os.path.join(data_dir, s) for s in SPLITS
+               if os.path.isdir(os.path.join(data_dir, s))}
+    for needed in ("train", "meta"):
+        if needed not in present:
+            raise error(os.path.join(data_dir, needed),
+                        "missing: an image folder needs train/<class>/ (labels as given) and "
+                        "meta/<class>/ (the trusted set), test/<class>/ optional")
+    folders = {s: _class_folders(d) for s, d in present.items()}
+    names = tuple(folders["train"])
+    for split in ("meta", "test"):
+        if split not in folders:
+            continue
+        extra = [c for c in folders[split] if c not in names]
+        if extra:
+            raise error(os.path.join(present[split], extra[0]),
+                        f"class {extra[0]!r} is not a class of train/ ({', '.join(names)})")
+        lacking = [c for c in names if c not in folders[split]]
+        if lacking:
+            raise error(os.path.join(present[split], lacking[0]),
+                        f"missing: class {lacking[0]!r} of train/ has no folder in {split}/")
+
+    def flat(split):
+        classes = folders[split]
+        paths = [p for c in names for p in classes[c]]
+        labels = np.concatenate([np.full(len(classes[c]), k, np.int64)
+                                 for k, c in enumerate(names)])
+        return np.array(paths), labels
+
+    splits = {s: flat(s) for s in folders}
+    return _finish("folder", data_dir, names, splits, None, image_size=image_size,
+                   augment=augment, test_fraction=test_fraction, split_seed=split_seed,
+                   verify=verify, mean_std=mean_std)
+
+
+def _inside(path: str, root: str, csv_path: str, line: int) -> str:
+    """`path` (relative to `root`) as an absolute path, checked to exist inside `root`."""
+    full = os.path.normpath(os.path.join(root, path))
+    where = f"{csv_path} line {line}"
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([os.path.abspath(full), os.path.abspath(root)]) != \
+            os.path.abspath(root):
+        raise error(where, f"path {path!r} leaves the data folder {root} (through '..' or "
+                    "an absolute path)")
+    if not os.path.lexists(full):
+        raise error(where, f"path {path!r}: no such file ({full})")
+    real = os.path.realpath(full)
+    if os.path.commonpath([real, real_root]) != real_root:
+        raise error(where, f"path {path!r} leaves the data folder {root} through a symlink "
+                    f"(to {real})")
+    if not os.path.isfile(real):
+        raise error(where, f"path {path!r} is not a file ({full})")
+    return full
+
+
+def _label_kind(values: Sequence[str]) -> bool:
+    """True when every label is an integer, False when none is; else an error (raised by the
+    caller, which knows the file)."""
+    ints = [v.lstrip("-").isdigit() for v in values]
+    if all(ints):
+        return True
+    if not any(ints):
+        return False
+    raise ValueError(next(v for v, i in zip(values, ints) if i))
+
+
+def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
+                   image_size: int = DEFAULT_IMAGE_SIZE, augment: bool = True,
+                   test_fraction: float = DEFAULT_TEST_FRACTION,
+                   split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
+                   mean_std=None) -> OwnData:
+    """Images listed in a CSV table (module docstring).
+
+    Paths are relative to the table's folder and must stay inside it (no `..`, no symlink
+    out). Labels are all class names or all integers (true_label of the same kind); the
+    classes are `classes` when given, else the sorted names (integers: 0..max) of the
+    training rows. Other arguments as `load_image_folder`.
+    """
+    if not os.path.isfile(csv_path):
+        raise DataUnavailableError(f"{csv_path}: no such file (the CSV table of the data)")
+    root = os.path.dirname(os.path.abspath(csv_path))
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            rows = [(reader.line_num, row) for row in reader]
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise error(csv_path, f"not a readable CSV text file ({e})") from None
+    missing = [c for c in ("path", "label") if c not in header]
+    if missing:
+        raise error(csv_path, f"no {' or '.join(missing)} column in its header "
+                    f"({','.join(header) or 'empty'}): expected path,label[,split][,true_label]")
+    if "split" not in header:
+        raise error(csv_path, "no split column: mark each row train, meta (the trusted, "
+                    "clean labels) or test; the trusted rows cannot be guessed")
+    if not rows:
+        raise error(csv_path, "no rows")
+    has_true = "true_label" in header
+    records = []
+    for line, row in rows:
+        if None in row or any(row.get(c) is None for c in header):
+            raise error(f"{csv_path} line {line}", f"has {len(header) + len(row.get(None, []))}"
+                        f" fields where the header has {len(header)}")
+        split = row["split"].strip().lower()
+        if split not in SPLITS:
+            raise error(f"{csv_path} line {line}", f"split {row['split']!r} is not one of "
+                        f"{', '.join(SPLITS)}")
+        label, true = row["label"].strip(), row["true_label"].strip() if has_true else None
+        if not row["path"].strip() or not label or (has_true and not true):
+            raise error(f"{csv_path} line {line}", "an empty path, label or true_label")
+        records.append((line, row["path"].strip(), label, split, true))
+    for split in ("train", "meta"):
+        if not any(r[3] == split for r in records):
+            raise error(csv_path, f"no {split} rows (split column): a table needs train rows "
+                        "and meta rows (the trusted set)")
+    every = [r[2] for r in records] + ([r[4] for r in records] if has_true else [])
+    try:
+        integers = _label_kind(every)
+    except ValueError as e:
+        raise error(csv_path, f"labels mix integers (e.g. {str(e)!r}) and class names: use one "
+                    "kind") from None
+    if classes is not None:
+        names = tuple(str(c) for c in classes)
+    elif integers:
+        names = tuple(str(k) for k in range(max(int(r[2]) for r in records
+                                                if r[3] == "train") + 1))
+    else:
+        names = tuple(sorted({r[2] for r in records if r[3] == "train"}))
+    # integer labels index the classes, names name them
+    index = {(str(k) if integers else n): k for k, n in enumerate(names)}
+
+    def label_of(value, line):
+        key = str(int(value)) if integers else value
+        if key not in index:
+            raise error(f"{csv_path} line {line}", f"label {value!r} is not one of the "
+                        f"{len(names)} classes ({_short(names)})")
+        return index[key]
+
+    splits: dict[str, tuple[list, list, list]] = {}
+    for line, path, label, split, true in records:
+        full = _inside(path, root, csv_path, line)
+        paths, labels, trues = splits.setdefault(split, ([], [], []))
+        paths.append(full)
+        labels.append(label_of(label, line))
+        trues.append(label_of(true, line) if has_true else -1)
+    for split in ("train", "meta"):
+        counts = np.bincount(splits[split][1], minlength=len(names))
+        if (counts == 0).any():
+            name = names[int(np.argmin(counts))]
+            raise error(csv_path, f"class {name!r} has no {split} rows")
+    arrays = {s: (np.array(p), np.array(y, np.int64)) for s, (p, y, _) in splits.items()}
+    true_y = np.array(splits["train"][2], np.int64) if has_true else None
+    return _finish("csv", csv_path, names, arrays, true_y, image_size=image_size,
+                   augment=augment, test_fraction=test_fraction, split_seed=split_seed,
+                   verify=verify, mean_std=mean_std)
+
+
+def _short(names: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)})" if len(names) > limit else "")
+
+
+def _decoded_stats(paths: np.ndarray, image_size: int, channels: int,
+                   ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] units of `paths` as the pipeline decodes them."""
+    import tensorflow as tf
+
+    from mwnet_tf.data.pipeline import decode_image, find_undecodable
+
+    def decode(p):
+        return decode_image(p, image_size, channels)
+
+    ds = (tf.data.Dataset.from_tensor_slices(paths)
+          .map(decode, num_parallel_calls=tf.data.AUTOTUNE).batch(64))
+    total = np.zeros(channels)
+    squares = np.zeros(channels)
+    count = 0
+    try:
+        for batch in ds:
+            x = batch.numpy().astype(np.float64).reshape(-1, channels) / 255.0
+            total += x.sum(0)
+            squares += (x ** 2).sum(0)
+            count += x.shape[0]
+    except tf.errors.OpError:
+        found = find_undecodable(paths, decode)
+        if found is None:
+            raise
+        raise error(found[0], f"damaged image: cannot be decoded ({found[1]})") from None
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
+    std = np.where(std > 1e-6, std, 1.0)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def _finish(name: str, source: str, names: tuple[str, ...],
+            splits: dict[str, tuple[np.ndarray, np.ndarray]], true_y: np.ndarray | None, *,
+            image_size: int, augment: bool, test_fraction: float, split_seed: int,
+            verify: bool | None, mean_std) -> OwnData:
+    """Checks the files, holds out a test set if needed, verifies, computes the statistics."""
+    if image_size < 1:
+        raise ValueError(f"image_size must be >= 1, got {image_size}")
+    if not names:
+        raise error(source, "no classes")
+    color = False
+    for paths, _ in splits.values():
+        for path in paths:
+            color = image_has_color(path) or color
+    channels = 3 if color else 1
+    meta_x, meta_y = splits["meta"]
+    held = None
+    if "test" in splits:
+        test_x, test_y = splits["test"]
+    else:
+        keep, test = hold_out(meta_y, test_fraction, split_seed, names,
+                              f"{source} trusted set")
+        test_x, test_y = meta_x[test], meta_y[test]
+        meta_x, meta_y = meta_x[keep], meta_y[keep]
+        held = float(test_fraction)
+    train_x, train_y = splits["train"]
+    every = np.concatenate([train_x, meta_x, test_x])
+    verified = len(every) <= VERIFY_LIMIT if verify is None else bool(verify)
+    if verified:
+        from mwnet_tf.data.pipeline import decode_image, find_undecodable
+
+        found = find_undecodable(every, lambda p: decode_image(p, 8, channels))
+        if found is not None:
+            raise error(found[0], f"damaged image: cannot be decoded ({found[1]})")
+    if mean_std is None:
+        rng = np.random.default_rng(split_seed)
+        sample = (train_x if len(train_x) <= STATS_SAMPLE
+                  else train_x[np.sort(rng.choice(len(train_x), STATS_SAMPLE, replace=False))])
+        mean, std = _decoded_stats(sample, image_size, channels)
+    else:
+        if mean_std == "imagenet":
+            mean_std = IMAGENET_MEAN_STD
+        mean, std = (tuple(float(v) for v in m) for m in mean_std)
+        if channels == 1 and len(mean) == 3:
+            mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
+        if len(mean) not in (1, channels) or len(std) != len(mean):
+            raise ValueError(f"mean_std must give 1 or {channels} values each")
+    return OwnData(name=name, source=source, class_names=names, train_x=train_x,
+                   train_y=train_y, meta_x=meta_x, meta_y=meta_y, test_x=test_x, test_y=test_y,
+                   mean=mean, std=std, augment=bool(augment), train_true_y=true_y,
+                   image_size=int(image_size), channels=channels, test_held_out=held,
+                   verified=verified)
