@@ -1,73 +1,142 @@
-"""Run configuration: a frozen dataclass and the paper's defaults for each setting."""
+"""Run configuration: a frozen dataclass, its checks and the paper's defaults for each setting.
+
+Each field of `Config` declares, in its metadata (`_field`), what the rest of the project needs
+to know about it: its flag's help, choices and bounds (`mwnet_tf.train` defines one flag per
+field), whether its flag defaults to the setting's value, whether a resumed run may change it
+(`RESUMABLE`), whether it changes what a run computes (`VOLATILE`, for the tables) and, for
+fields added after runs were kept, the value those runs had (`ADDED_FIELDS`). Importing this
+module does not import TensorFlow.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import types
+import typing
 
-# The classifiers (`mwnet_tf.models` builds them; named here so that flags can be defined
-# without importing TensorFlow).
+from mwnet_tf.data.datasets import DATASETS
+from mwnet_tf.data.human_noise import ALL_LABEL_SETS, check_settings
+from mwnet_tf.data.noise import LABEL_NOISES
+from mwnet_tf.methods.registry import FLOAT16_METHODS, METHODS, PARAMS
+
+# The classifiers (`mwnet_tf.models` builds them).
 MODELS = ("resnet32", "wrn28_10", "resnet50", "mlp", "cnn", "tiny")
-# Every training method, in the order tables list them (modules in mwnet_tf/methods/).
-METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune", "l2rw",
-           "glc", "co_teaching", "confident_learning", "mwnet")
 META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
-# float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.steps); the
-# others (l2rw, glc, co_teaching) write their own gradient steps without it.
-FLOAT16_METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune",
-                   "confident_learning", "mwnet")
+# How a batch's weighted losses are reduced (`mwnet_tf.steps`).
+WEIGHT_NORMS = ("none", "batch")
+_ALWAYS = object()  # `added`: the field existed when the first runs were kept
+
+
+def _field(default, help: str, *, choices=None, lower=None, upper=None, by_setting=False,
+           resumable=False, volatile=False, added=_ALWAYS):
+    """A Config field and what is known of it.
+
+    help, choices, lower, upper: its flag's help text, allowed values and bounds (also checked
+        by `validate`).
+    by_setting: its flag has no default of its own: unless given, the setting's paper default
+        (`paper_defaults`) or, where that has none, the field's default applies.
+    resumable: a run resumed in the same folder may change it (`mwnet_tf.train`).
+    volatile: it does not change what a run computes (the tables average runs differing only
+        in such fields).
+    added: the value of runs kept before the field existed (`mwnet_tf.reporting.tables`).
+    """
+    meta = dict(help=help, choices=choices, lower=lower, upper=upper, by_setting=by_setting,
+                resumable=resumable, volatile=volatile)
+    if added is not _ALWAYS:
+        meta["added"] = added
+    return dataclasses.field(default=default, metadata=meta)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs; built by `mwnet_tf.train` from flags, or by hand."""
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    noise: str = "uniform"
-    rate: float = 0.4
-    # Human noise (noise="human"): the label file and, in a CIFAR-N .pt, the set to use.
-    noise_labels: str | None = None
-    noise_label_set: str | None = None
-    # Clothing1M: the side of the square crops (None: the paper's 224) and, for ResNet-50,
-    # the local HDF5 file of ImageNet weights for its backbone.
-    image_size: int | None = None
-    pretrained: str | None = None
-    imbalance: float = 1.0
-    meta_per_class: int = 10
-    method: str = "mwnet"
-    model: str = "mlp"
-    epochs: int = 30
-    batch_size: int = 100
-    meta_batch_size: int = 100
-    eval_batch_size: int = 500
-    lr: float = 0.1
-    lr_decay_epochs: tuple[int, ...] = ()
-    lr_decay_factor: float = 0.1
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
-    nesterov: bool = False
-    meta_lr: float = 1e-3
-    meta_optimizer: str = "adam"
-    meta_momentum: float = 0.9
-    meta_nesterov: bool = False
-    meta_weight_decay: float = 1e-4
-    weight_norm: str = "batch"
-    seed: int = 0
-    deterministic: bool = False
-    strategy: str = "auto"
-    jit_compile: bool = False
-    mixed_precision: str = "none"   # none | bfloat16 | float16 (mwnet_tf.precision)
-    keep_checkpoints: int = 2
-    progress_seconds: float = 30.0
-    tensorboard_images: bool = True  # the per-epoch figures as TensorBoard images
-    steps_per_call: int = 10
-    checkpoint_every_steps: int = 0      # 0: off
-    checkpoint_every_minutes: float = 10.0  # 0: off
-    # The method's own hyperparameters (`mwnet_tf.methods`), flag name -> value; a name left
-    # out takes the method's default.
+    dataset: str = _field("digits", "Dataset.", choices=DATASETS)
+    data_dir: str | None = _field(
+        None, "tensorflow-datasets data_dir, or a folder holding CIFAR's Python folder "
+        "(cifar-10-batches-py, cifar-100-python) or Fashion-MNIST's IDX files; for clothing1m "
+        "the data set's folder (annotation files and images/).", resumable=True, volatile=True)
+    noise: str = _field("uniform", "Label noise: a transition matrix type, instance "
+                        "(instance-dependent, Xia et al. 2020, mean flip rate --rate), or human "
+                        "(the labels of --noise_labels: CIFAR-10N/100N).", choices=LABEL_NOISES)
+    rate: float = _field(0.4, "Noise rate p of the transition matrix (not with --noise=human).",
+                         lower=0, upper=1)
+    noise_labels: str | None = _field(
+        None, "--noise=human: CIFAR-10_human.pt / CIFAR-100_human.pt "
+        "(github.com/UCSC-REAL/cifar-10-100n), or a .npy / .csv of one label per training "
+        "image in the original order.", resumable=True, volatile=True, added=None)
+    noise_label_set: str | None = _field(
+        None, "--noise=human with a CIFAR-N .pt: the label set (CIFAR-10N: aggregate, "
+        "random1-3, worst (default); CIFAR-100N: noisy_fine (default)).",
+        choices=ALL_LABEL_SETS, added=None)
+    image_size: int | None = _field(
+        None, "clothing1m: side of the square crops (default 224, after a resize to 256x256; "
+        "smaller sizes scale both).", lower=32, added=None)
+    pretrained: str | None = _field(
+        None, "--model=resnet50: a local HDF5 file of ImageNet weights for the backbone "
+        "(Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5, or a Keras 3 "
+        ".weights.h5 of the backbone); the head stays randomly initialized.", resumable=True,
+        added=None)
+    imbalance: float = _field(1.0, "Long-tail imbalance factor (1 = balanced).", lower=1)
+    meta_per_class: int = _field(10, "Clean meta images per class.", lower=1, by_setting=True)
+    method: str = _field("mwnet", "Training method.", choices=METHODS)
+    model: str = _field("mlp", "Classifier.", choices=MODELS, by_setting=True)
+    epochs: int = _field(30, "Training epochs.", lower=1, by_setting=True, resumable=True)
+    batch_size: int = _field(100, "Global training batch size.", lower=1, by_setting=True)
+    meta_batch_size: int = _field(100, "Global meta batch size.", lower=1, by_setting=True)
+    eval_batch_size: int = _field(500, "Test batch size.", lower=1, volatile=True)
+    lr: float = _field(0.1, "Classifier learning rate (also the virtual step's).", lower=0,
+                       by_setting=True)
+    lr_decay_epochs: tuple[int, ...] = _field(
+        (), "Epochs after which lr is multiplied by --lr_decay_factor (comma-separated; empty "
+        "for none).", by_setting=True, resumable=True)
+    lr_decay_factor: float = _field(0.1, "Step-decay factor.")
+    weight_decay: float = _field(5e-4, "Coupled L2 on the classifier.", lower=0, by_setting=True)
+    momentum: float = _field(0.9, "Classifier SGD momentum.", lower=0, by_setting=True)
+    nesterov: bool = _field(False, "Nesterov momentum for the classifier.", by_setting=True)
+    meta_lr: float = _field(1e-3, "Weight-net learning rate (fixed).", lower=0, by_setting=True)
+    meta_optimizer: str = _field("adam", "Weight-net optimizer.", choices=META_OPTIMIZERS,
+                                 by_setting=True)
+    meta_momentum: float = _field(0.9, "Weight-net SGD momentum.", lower=0, by_setting=True)
+    meta_nesterov: bool = _field(False, "Nesterov momentum for the weight net (SGD).",
+                                 by_setting=True)
+    meta_weight_decay: float = _field(1e-4, "Coupled L2 on the weight net.", lower=0,
+                                      by_setting=True)
+    weight_norm: str = _field("batch", "none: sum(v*l)/n; batch: sum(v/sum(v)*l).",
+                              choices=WEIGHT_NORMS, by_setting=True)
+    seed: int = _field(0, "Seed of noise, meta split, shuffling and init.", volatile=True)
+    deterministic: bool = _field(False, "Deterministic ops (same seed, same run).",
+                                 volatile=True)
+    strategy: str = _field("auto", "auto: MirroredStrategy when several GPUs, else one device.",
+                           choices=STRATEGIES, resumable=True, volatile=True)
+    jit_compile: bool = _field(False, "XLA-compile the training step.", resumable=True,
+                               volatile=True)
+    mixed_precision: str = _field(
+        "none", "Classifier compute dtype: bfloat16 (CPU, no loss scaling) or float16 (GPU, "
+        "dynamic loss scaling); losses and the weight net stay float32.",
+        choices=MIXED_PRECISION, added="none")
+    keep_checkpoints: int = _field(2, "Checkpoints kept.", lower=1, resumable=True,
+                                   volatile=True)
+    progress_seconds: float = _field(30.0, "Seconds between progress lines within an epoch.",
+                                     lower=0, resumable=True, volatile=True)
+    tensorboard_images: bool = _field(
+        True, "Render each epoch's figures (weight function, weight histograms, confusion "
+        "matrix) as TensorBoard images with matplotlib; --notensorboard_images keeps the "
+        "scalars and histograms only.", resumable=True, volatile=True)
+    steps_per_call: int = _field(
+        10, "Training steps per tf.function call (metrics stay on the device between calls; "
+        "the same steps whatever the value).", lower=1, resumable=True, volatile=True)
+    checkpoint_every_steps: int = _field(
+        0, "Also checkpoint inside an epoch every N steps (0: off).", lower=0, resumable=True,
+        volatile=True)
+    checkpoint_every_minutes: float = _field(
+        10.0, "Also checkpoint inside an epoch every M minutes (0: off).", lower=0,
+        resumable=True, volatile=True)
+    # The method's own hyperparameters (`mwnet_tf.methods.registry`), flag name -> value; a
+    # name left out takes the method's default.
     method_params: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -86,66 +155,98 @@ class Config:
         return d
 
 
+def flag_fields() -> list[dataclasses.Field]:
+    """The fields that are flags (all but `method_params`)."""
+    return [f for f in dataclasses.fields(Config) if "help" in f.metadata]
+
+
+def field_type(f: dataclasses.Field) -> type:
+    """A field's value type: str, int, float, bool, or tuple (a list of integers)."""
+    hint = typing.get_type_hints(Config)[f.name]
+    if isinstance(hint, types.UnionType):  # X | None
+        hint = next(t for t in typing.get_args(hint) if t is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+# Fields a run resumed in the same folder may change.
+RESUMABLE = tuple(f.name for f in flag_fields() if f.metadata["resumable"])
+# Fields that do not change what a run computes (the seed among them, averaged over).
+VOLATILE = frozenset(f.name for f in flag_fields() if f.metadata["volatile"])
+# Fields added after runs were kept, with the value those runs had.
+ADDED_FIELDS = {f.name: f.metadata["added"] for f in flag_fields() if "added" in f.metadata}
+
+
+def not_for_clothing1m(names: list[str]) -> str:
+    """The message for flags that Clothing1M does not take."""
+    verb = "does" if len(names) == 1 else "do"
+    return (f"{', '.join(names)} {verb} not apply to --dataset=clothing1m: its noise is its own "
+            "labels, its meta set the clean validation images")
+
+
+def _declared_errors(c: Config) -> list[str]:
+    """The choices and bounds each field declares."""
+    errors = []
+    for f in flag_fields():
+        value, m = getattr(c, f.name), f.metadata
+        if value is None:
+            continue
+        if m["choices"] is not None and value not in m["choices"]:
+            errors.append(f"{f.name} must be one of {m['choices']}")
+        elif m["lower"] is not None and value < m["lower"]:
+            errors.append(f"{f.name} must be >= {m['lower']:g}")
+        elif m["upper"] is not None and value > m["upper"]:
+            errors.append(f"{f.name} must be <= {m['upper']:g}")
+    return errors
+
+
+def _method_errors(c: Config) -> list[str]:
+    """The method's hyperparameters: its own only, each within its bounds."""
+    if c.method not in METHODS:
+        return []
+    params = {p.name: p for p in PARAMS[c.method]}
+    owners = {p.name: m for m in METHODS for p in PARAMS[m]}
+    errors = [f"--{name} is a hyperparameter of --method={owners[name]}, not of "
+              f"--method={c.method}" if name in owners else
+              f"{name} is not a hyperparameter of {c.method}"
+              for name in c.method_params if name not in params]
+    return errors + [e for p in params.values()
+                     if (e := p.check(c.method_params.get(p.name, p.default)))]
+
+
 def validate(c: Config) -> list[str]:
     """Returns one message per invalid field (empty when the config is valid)."""
-    from mwnet_tf.data import DATASETS, LABEL_NOISES
-    from mwnet_tf.data.human_noise import check_settings
-    from mwnet_tf.steps import WEIGHT_NORMS
-
     checks = [
-        (c.dataset in DATASETS, f"dataset must be one of {DATASETS}"),
-        (c.noise in LABEL_NOISES, f"noise must be one of {LABEL_NOISES}"),
-        (c.noise == "human" or (c.noise_labels is None and c.noise_label_set is None),
+        (c.dataset == "clothing1m" or c.noise == "human"
+         or (c.noise_labels is None and c.noise_label_set is None),
          "--noise_labels and --noise_label_set go with --noise=human"),
-        (c.noise != "human" or c.rate == 0.0,
-         "--rate does not apply to --noise=human (its noise is the file's labels)"),
-        (0.0 <= c.rate <= 1.0, "rate must lie in [0, 1]"),
-        (c.imbalance >= 1.0, "imbalance must be >= 1 (1 = balanced)"),
-        (c.dataset != "clothing1m" or (c.noise == "none" and c.imbalance == 1.0),
-         "clothing1m's noise is its own labels: --noise=none, --imbalance=1"),
-        (c.image_size is None or (c.dataset == "clothing1m" and c.image_size >= 32),
-         "--image_size goes with --dataset=clothing1m and must be >= 32"),
+        (c.noise != "human" or c.rate == 0.0, "--rate does not apply to --noise=human: its "
+         "noise is the label file's (the realized rate is reported)"),
+        (c.noise != "none" or c.rate == 0.0 or c.dataset == "clothing1m",
+         "--rate does not apply to --noise=none"),
+        (c.image_size is None or c.dataset == "clothing1m",
+         "--image_size goes with --dataset=clothing1m"),
         (c.pretrained is None or c.model == "resnet50",
          "--pretrained holds ResNet-50 weights: it goes with --model=resnet50"),
-        (c.meta_per_class >= 1, "meta_per_class must be >= 1"),
-        (c.method in METHODS, f"method must be one of {METHODS}"),
-        (c.model in MODELS, f"model must be one of {MODELS}"),
-        (c.epochs >= 1, "epochs must be >= 1"),
-        (min(c.batch_size, c.meta_batch_size, c.eval_batch_size) >= 1,
-         "batch sizes must be >= 1"),
-        (c.lr > 0 and c.meta_lr >= 0, "lr must be > 0 and meta_lr >= 0"),
+        (c.lr > 0, "lr must be > 0"),
         (all(0 < e < c.epochs for e in c.lr_decay_epochs)
          and list(c.lr_decay_epochs) == sorted(set(c.lr_decay_epochs)),
          "lr_decay_epochs must be increasing epochs between 1 and epochs - 1"),
         (0 < c.lr_decay_factor <= 1, "lr_decay_factor must lie in (0, 1]"),
-        (c.weight_decay >= 0 and c.meta_weight_decay >= 0, "weight decays must be >= 0"),
-        (0 <= c.momentum < 1 and 0 <= c.meta_momentum < 1, "momentum must lie in [0, 1)"),
-        (c.meta_optimizer in META_OPTIMIZERS,
-         f"meta_optimizer must be one of {META_OPTIMIZERS}"),
-        (c.weight_norm in WEIGHT_NORMS, f"weight_norm must be one of {WEIGHT_NORMS}"),
-        (c.strategy in STRATEGIES, f"strategy must be one of {STRATEGIES}"),
-        (c.mixed_precision in MIXED_PRECISION,
-         f"mixed_precision must be one of {MIXED_PRECISION}"),
+        (c.momentum < 1 and c.meta_momentum < 1, "momentum must lie in [0, 1)"),
         (c.mixed_precision != "float16" or c.method in FLOAT16_METHODS,
          f"mixed_precision=float16 (loss scaling) is implemented for {', '.join(FLOAT16_METHODS)}"
          f"; use bfloat16 with --method={c.method}"),
-        (c.keep_checkpoints >= 1, "keep_checkpoints must be >= 1"),
-        (c.steps_per_call >= 1, "steps_per_call must be >= 1"),
-        (c.checkpoint_every_steps >= 0 and c.checkpoint_every_minutes >= 0,
-         "checkpoint_every_steps and checkpoint_every_minutes must be >= 0 (0: off)"),
     ]
-    errors = [msg for ok, msg in checks if not ok]
+    errors = _declared_errors(c) + [msg for ok, msg in checks if not ok]
+    if c.dataset == "clothing1m":
+        given = [f"--{n}" for n, v in (("noise", c.noise != "none"), ("rate", c.rate != 0.0),
+                                      ("imbalance", c.imbalance != 1.0),
+                                      ("noise_labels", c.noise_labels is not None),
+                                      ("noise_label_set", c.noise_label_set is not None)) if v]
+        errors += [not_for_clothing1m(given)] if given else []
     if c.noise == "human":
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
-    if c.method in METHODS:
-        from mwnet_tf import methods
-
-        params = {p.name: p for p in methods.get(c.method).params}
-        errors += [f"{name} is not a hyperparameter of {c.method}"
-                   for name in c.method_params if name not in params]
-        errors += [e for p in params.values()
-                   if (e := p.check(c.method_params.get(p.name, p.default)))]
-    return errors
+    return errors + _method_errors(c)
 
 
 # The class-imbalance code's weight-net optimizer (Table 1).
@@ -154,28 +255,15 @@ TABLE1_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9,
 
 
 def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
-    """The published protocol for a setting (see reference/official_settings.md).
-
-    Settings: CIFAR uniform noise -> Table 2 (WRN-28-10, 40 epochs, the WRN script's
-    Nesterov SGD for both nets); CIFAR flip/flip1/hierarchical/human/no noise -> Table 3
-    (ResNet-32, 60 epochs, the stable script's Adam weight-net optimizer; human noise,
-    CIFAR-10N/100N, is class-dependent noise near the flip cells' rates, so it takes their
-    protocol); CIFAR with imbalance > 1 ->
-    Table 1 (ResNet-32, 100 epochs, weight net SGD at 1e-5, 10 meta images per class).
-    Clothing1M -> Table 4 (ResNet-50, 10 epochs, lr 0.01 divided by 10 after epoch 5, momentum
-    0.9, weight decay 1e-3, batch 32; the weight net at the fixed 1e-3 of the paper, with the
-    optimizer of the noisy-label "stable" script, Adam, wd 1e-4, since none is published for
-    Clothing1M; meta batch 32 as the official scripts take the meta batch size equal to the
-    training one). Digits and Fashion-MNIST are this project's offline settings; with a long
-    tail they train for more epochs (the tail leaves fewer images per epoch) and take Table 1's
-    meta set (10 per class) and weight-net optimizer (SGD 1e-5, Nesterov): on long-tailed
-    Fashion-MNIST the noisy-label Adam at 1e-3 drove the weight function to a step that kept
-    only the largest losses of each batch and lost 2.4 points (README, "Fashion-MNIST").
+    """The values a setting fixes unless flags say otherwise: the paper's protocol for the
+    CIFAR tables (1: long tail, 2: uniform noise, 3: other noise, human included) and Table 4
+    (Clothing1M), this project's for digits and Fashion-MNIST (reference/official_settings.md
+    gives the sources). A long tail takes Table 1's meta set and weight-net optimizer.
     """
     d = dict(batch_size=100, meta_batch_size=100, lr=0.1, momentum=0.9, weight_decay=5e-4,
              nesterov=False, meta_lr=1e-3, meta_optimizer="adam", meta_momentum=0.9,
              meta_nesterov=False, meta_weight_decay=1e-4, weight_norm="batch")
-    if dataset == "clothing1m":
+    if dataset == "clothing1m":  # weight net: the noisy-label script's Adam (none published)
         d.update(noise="none", rate=0.0, model="resnet50", epochs=10, lr_decay_epochs=(5,),
                  batch_size=32, meta_batch_size=32, eval_batch_size=100, lr=0.01,
                  weight_decay=1e-3)

@@ -23,7 +23,9 @@ import sys
 import threading
 import time
 
-from absl import app, flags
+from absl import flags
+
+from mwnet_tf import commandline
 
 FLAGS = flags.FLAGS
 
@@ -121,8 +123,8 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    define_flags()
-    app.run(main)
+    """The entry point of `python -m mwnet_tf.launch` and of the `mwnet-launch` script."""
+    commandline.run(main, define_flags, __doc__)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ import json
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
+from mwnet_tf import commandline
 from mwnet_tf.errors import PlotError
 from mwnet_tf.training import run_folder
 
@@ -147,8 +148,8 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    define_flags()
-    app.run(main)
+    """The entry point of `python -m mwnet_tf.plot` and of the `mwnet-plot` script."""
+    commandline.run(main, define_flags, __doc__)
 
 
 if __name__ == "__main__":

@@ -30,13 +30,15 @@ current folder otherwise).
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import os
 import re
 import sys
 from collections import Counter
 
+from absl import flags
+
+from mwnet_tf import commandline
 from mwnet_tf.reporting import tables
 from mwnet_tf.reporting.tables import ReportError
 
@@ -49,6 +51,7 @@ from mwnet_tf.reporting.tables import setting_label as setting_label
 from mwnet_tf.training import run_folder
 
 KEPT_FILES = ("results.json", "flags.cfg")
+FLAGS = flags.FLAGS
 REFERENCE = os.path.join("runs", "reference")
 START = re.compile(r"^<!-- report:(\S+) -->$", re.M)
 BLOCK = re.compile(r"^<!-- report:(\S+) -->$(.*?)^<!-- /report -->$", re.M | re.S)
@@ -185,59 +188,59 @@ def _read_text(path: str) -> str:
         raise ReportError(f"cannot read {path}: {e.strerror}") from None
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(message)
+def define_flags() -> None:
+    flags.DEFINE_bool("keep", False, "Copy results.json and flags.cfg of the finished RUN_DIRs "
+                      "to runs/reference/NAME/.")
+    flags.DEFINE_string("table", None, "The table that --keep adds to (NAME).")
+    flags.DEFINE_string("pages", None, "Rewrite the marked blocks of this page PATH (a folder: "
+                        "its *.md files); the arguments after it are further pages, e.g. "
+                        "--pages README.md docs.")
+    flags.DEFINE_alias("readme", "pages")
+    flags.DEFINE_bool("check", False, "With --pages: write nothing, exit 1 and print a diff "
+                      "if stale.")
+    flags.DEFINE_string("render", None, "Print one block (BLOCK), e.g. curves:digits.")
+    flags.DEFINE_string("reference", None, "Instead of runs/reference (DIR).")
 
 
 def main(argv: list[str]) -> int:
-    parser = _Parser(prog="python -m mwnet_tf.report", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="*", metavar="RUN_DIR", help="run folders")
-    parser.add_argument("--keep", action="store_true",
-                        help="copy results.json and flags.cfg of finished RUN_DIRs to "
-                             "runs/reference/NAME/")
-    parser.add_argument("--table", metavar="NAME", help="the table that --keep adds to")
-    parser.add_argument("--readme", "--pages", dest="readme", nargs="+", metavar="PATH",
-                        help="rewrite the marked blocks of each page PATH (a folder: its *.md "
-                             "files), e.g. --pages README.md docs")
-    parser.add_argument("--check", action="store_true",
-                        help="with --pages: write nothing, exit 1 and print a diff if stale")
-    parser.add_argument("--render", metavar="BLOCK", help="print one block, e.g. curves:digits")
-    parser.add_argument("--reference", metavar="DIR", help="instead of runs/reference")
+    """The command on `argv` (the arguments after the program's name); returns the exit
+    status: 0, 1 (stale pages with --check, or a report error) or 2 (a bad command line)."""
+    if "keep" not in FLAGS:
+        define_flags()
+    FLAGS.unparse_flags()  # each call parses afresh (tests call it several times)
     try:
-        args = parser.parse_intermixed_args(argv)
-        modes = [m for m in ("keep", "readme", "render") if getattr(args, m)]
-        if len(modes) > 1:
-            raise _UsageError(f"--{modes[0]} and --{modes[1]} exclude each other")
-        if args.check and not args.readme:
-            raise _UsageError("--check needs --pages (or --readme)")
-        if bool(args.table) != bool(args.keep):
-            raise _UsageError("--keep needs --table NAME, and --table goes with --keep")
-        if (args.readme or args.render) and args.runs:
-            raise _UsageError("run folders go with --keep or alone")
-        if not args.runs and not (args.readme or args.render):
-            raise _UsageError("no run folders given (python -m mwnet_tf.report --help)")
-    except _UsageError as e:
+        runs = commandline.parse(["mwnet_tf.report", *argv], __doc__)[1:]
+        _check_modes(runs)
+    except commandline.UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        return _run(args)
+        return _run(runs)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
 
 
-def _run(args) -> int:
-    if args.readme:
+def _check_modes(runs: list[str]) -> None:
+    modes = [m for m in ("keep", "pages", "render") if FLAGS[m].value]
+    if len(modes) > 1:
+        raise commandline.UsageError(f"--{modes[0]} and --{modes[1]} exclude each other")
+    if FLAGS.check and not FLAGS.pages:
+        raise commandline.UsageError("--check needs --pages (or --readme)")
+    if bool(FLAGS.table) != FLAGS.keep:
+        raise commandline.UsageError("--keep needs --table NAME, and --table goes with --keep")
+    if FLAGS.render and runs:
+        raise commandline.UsageError("run folders go with --keep or alone")
+    if not runs and not (FLAGS.pages or FLAGS.render):
+        raise commandline.UsageError("no run folders given (python -m mwnet_tf.report --help)")
+
+
+def _run(runs: list[str]) -> int:
+    if FLAGS.pages:
         stale = False
-        for page in pages(args.readme):
-            reference = args.reference or page_reference(page)
-            if args.check:
+        for page in pages([FLAGS.pages, *runs]):  # after --pages: pages
+            reference = FLAGS.reference or page_reference(page)
+            if FLAGS.check:
                 diff = readme_diff(page, reference)
                 print(diff, end="")
                 stale = stale or bool(diff)
@@ -245,23 +248,28 @@ def _run(args) -> int:
                 print(f"{page}: " + ("rewritten" if write_readme(page, reference)
                                      else "up to date"))
         return 1 if stale else 0
-    reference = args.reference or REFERENCE
-    if args.render:
-        print(render(args.render, reference))
+    reference = FLAGS.reference or REFERENCE
+    if FLAGS.render:
+        print(render(FLAGS.render, reference))
         return 0
-    if args.keep:
-        kept, skipped = keep(args.runs, args.table, reference)
+    if FLAGS.keep:
+        kept, skipped = keep(runs, FLAGS.table, reference)
         for run in skipped:
             print(f"skipped {run}: no results.json (not finished)", file=sys.stderr)
         for dest in kept:
             print(f"kept {dest}")
         return 0 if kept else 1
-    results = tables.load_results(args.runs)
+    results = tables.load_results(runs)
     if not results:
         raise ReportError("none of the folders holds a results.json")
     print(tables.markdown(tables.summarize(results)))
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The entry point of `python -m mwnet_tf.report` and of the `mwnet-report` script."""
     sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

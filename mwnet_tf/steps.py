@@ -23,8 +23,7 @@ import keras
 import tensorflow as tf
 
 from mwnet_tf import precision
-
-WEIGHT_NORMS = ("none", "batch")
+from mwnet_tf.config import WEIGHT_NORMS
 
 
 @dataclasses.dataclass(frozen=True)

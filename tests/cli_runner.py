@@ -1,5 +1,6 @@
 """Runs `python -m mwnet_tf.train ARGS` for many argument lists, paying for TensorFlow's import
-once: this process imports `mwnet_tf.train` (as `python -m` would), then forks one child per
+once: this process imports `mwnet_tf.train` and what its `main` imports after parsing the flags
+(`train.load_training`: TensorFlow and the training loop), then forks one child per
 case, which sets `sys.argv` and the case's environment and calls the same entry point
 (`train.run`: absl parses argv, flagfiles included). The parent never runs a TensorFlow op, so
 each child starts its runtime fresh, as a new process does.
@@ -20,6 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mwnet_tf import train  # noqa: E402
+
+train.load_training()
 
 
 def _read_all(fd: int) -> str:

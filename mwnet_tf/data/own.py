@@ -20,7 +20,6 @@ label; problems with the arguments are `ValueError`s.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
@@ -241,45 +240,3 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
         std=tuple(own.std), augment=own.augment, transition=transition,
         realized_noise_rate=realized, train_index=train_index, meta_index=meta_index,
         image_size=own.image_size, channels=own.channels or 3, resize_crop=False)
-
-
-OWN_DATASETS = ("folder", "csv", "npz", "tfds:NAME")
-
-
-def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None = None,
-                  augment: bool | None = None, test_fraction: float | None = None,
-                  split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
-                  image_key: str | None = None, label_key: str | None = None) -> OwnData:
-    """The loader of `--dataset` (one of `OWN_DATASETS`) on `--data_dir`: the image folder,
-    the .csv file, the .npz file, or the tfds data_dir (None: tfds' default). Options left None
-    take each loader's default; those a format has no use for are ignored (image_size: the
-    images of a folder or table, resized tfds images; image_key / label_key: tfds)."""
-    from mwnet_tf.data import own_files, own_npz, own_tfds
-
-    if not (dataset in OWN_DATASETS[:3] or (dataset.startswith("tfds:") and dataset[5:])):
-        raise ValueError(f"unknown own data set {dataset!r}; expected one of "
-                         f"{', '.join(OWN_DATASETS)}")
-    split = {"split_seed": split_seed}
-    if test_fraction is not None:
-        split["test_fraction"] = test_fraction
-    if dataset.startswith("tfds:"):
-        return own_tfds.load_tfds_dataset(dataset[5:], data_dir, image_key, label_key,
-                                          image_size=image_size, augment=augment, **split)
-    if data_dir is None:
-        raise DataUnavailableError(f"--dataset={dataset} needs --data_dir=" + {
-            "folder": "DIR, the folder holding train/ and meta/ (and maybe test/)",
-            "csv": "FILE.csv, the table of path,label[,split][,true_label] rows",
-            "npz": "FILE.npz, the arrays x_train, y_train, x_meta, y_meta"}[dataset])
-    if dataset == "npz":
-        return own_npz.load_npz_arrays(data_dir, augment=augment, **split)
-    files = dict(split, verify=verify)
-    if image_size is not None:
-        files["image_size"] = image_size
-    if augment is not None:
-        files["augment"] = augment
-    if dataset == "csv":
-        if os.path.isdir(data_dir):
-            raise DataUnavailableError(f"--data_dir={data_dir} is a folder: --dataset=csv "
-                                       "needs the .csv file itself")
-        return own_files.load_csv_table(data_dir, **files)
-    return own_files.load_image_folder(data_dir, **files)

@@ -1,33 +1,32 @@
 """Training methods on one interface (`base.Method`), by name.
 
-Each method lives in `mwnet_tf/methods/<name>.py` and names its class `METHOD`; the names, in
-the order tables list them, are `mwnet_tf.config.METHODS`. Modules are imported on first use.
+The names, in the order tables list them, and each method's hyperparameters are in
+`mwnet_tf.methods.registry` (no TensorFlow); each method lives in `mwnet_tf/methods/<name>.py`
+and names its class `METHOD`, imported by `get` on first use. `Context`, `Method` and `Stage`
+(`base`, which imports TensorFlow) are loaded on first access, so that importing this package
+stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from mwnet_tf.config import METHODS
-from mwnet_tf.methods.base import Context, Method, Param, Stage
+from mwnet_tf.methods.registry import METHODS, Param, all_params
+
+_BASE = ("Context", "Method", "Stage")
 
 
-def get(name: str) -> type[Method]:
-    """The method class registered under `name`."""
+def get(name: str):
+    """The method class registered under `name` (a `base.Method` subclass)."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; expected one of {METHODS}")
     return importlib.import_module(f"mwnet_tf.methods.{name}").METHOD
 
 
-def all_params() -> dict[str, tuple[str, Param]]:
-    """Every method hyperparameter: flag name -> (method name, Param)."""
-    out = {}
-    for name in METHODS:
-        for p in get(name).params:
-            if p.name in out:
-                raise RuntimeError(f"flag {p.name} is declared by two methods")
-            out[p.name] = (name, p)
-    return out
+def __getattr__(name: str):
+    if name in _BASE:
+        return getattr(importlib.import_module("mwnet_tf.methods.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Context", "Method", "Param", "Stage", "all_params", "get"]
+__all__ = ["METHODS", "Param", "all_params", "get", *_BASE]

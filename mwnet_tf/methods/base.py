@@ -1,7 +1,7 @@
 """What the trainer asks of a training method.
 
-A method is a class with a name, its hyperparameters (`Param`, one flag each), whether it reads
-the clean meta set, and:
+A method is a class with a name, its hyperparameters (`registry.Param`, one flag each),
+whether it reads the clean meta set, and:
 
 - `stages()`: the run as a list of `Stage`s (epochs, which data, fresh weights or not); most
   methods have one stage, fine-tuning has two (train set, then meta set), GLC two (a model of
@@ -36,39 +36,10 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf.data import BiasedData
+from mwnet_tf.data.pipeline import eval_images, normalize
+from mwnet_tf.methods.registry import Param
 
 SOURCES = ("train", "meta")
-
-
-@dataclasses.dataclass(frozen=True)
-class Param:
-    """A method hyperparameter, exposed as the flag `--<name>`.
-
-    `default=None` means "derived from the setting" (the method says how in `help`).
-    """
-
-    name: str
-    default: float | int | str | None
-    help: str
-    lower: float | None = None
-    upper: float | None = None
-    kind: type = float
-    choices: tuple[str, ...] | None = None  # kind str: the allowed values
-
-    def check(self, value) -> str | None:
-        """An error message for a bad value, else None."""
-        if value is None:
-            return None if self.default is None else f"{self.name} must be set"
-        if self.kind is str and self.choices is None:
-            return None
-        if self.choices is not None:
-            return None if value in self.choices else (
-                f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
-        if self.lower is not None and value < self.lower:
-            return f"{self.name} must be >= {self.lower:g}, got {value:g}"
-        if self.upper is not None and value > self.upper:
-            return f"{self.name} must be <= {self.upper:g}, got {value:g}"
-        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,8 +203,6 @@ def predict_probabilities(model: keras.Model, data: BiasedData, x: np.ndarray,
                           batch_size: int = 500) -> np.ndarray:
     """Softmax outputs [N, C] (float64) of `model` in eval mode on uint8 images `x` (or, for
     data read from files, on their paths: decoded and center-cropped as the test set)."""
-    from mwnet_tf.data.pipeline import eval_images, normalize
-
     out = []
     batches = (eval_images(data, x, batch_size) if data.from_files else
                (x[i:i + batch_size] for i in range(0, len(x), batch_size)))

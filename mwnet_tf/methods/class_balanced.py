@@ -7,7 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import steps
-from mwnet_tf.methods.base import Method, Param
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method
 
 
 def class_balanced_weights(counts, beta: float) -> np.ndarray:
@@ -59,12 +60,7 @@ paper's [0, 1), is accepted as the limit the paper names: inverse class frequenc
 
     name = "class_balanced"
     reference = "Cui et al. 2019"
-    params = (
-        Param("cb_beta", 0.9999, "class-balanced loss beta in [0, 1]: class weights "
-              "(1 - beta) / (1 - beta^n_c) for n_c training labels of class c, normalized to "
-              "sum to the number of classes (0 = cross-entropy, 1 = inverse class frequency)",
-              lower=0.0, upper=1.0),
-    )
+    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -36,7 +36,8 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import steps
-from mwnet_tf.methods.base import Method, Param
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method
 
 
 def rate_schedule(forget_rate: float, num_gradual: int, exponent: float,
@@ -68,18 +69,7 @@ class CoTeaching(Method):
     name = "co_teaching"
     uses_meta = False
     reference = "Han et al. 2018"
-    params = (
-        Param("ct_forget_rate", None,
-              "Co-teaching's final forget rate (fraction of each batch dropped); default: the "
-              "run's --rate (0 with --noise none), as the official code uses the noise rate",
-              lower=0.0, upper=1.0),
-        Param("ct_num_gradual", 10,
-              "Co-teaching: epochs over which the forget rate rises linearly from 0 (T_k)",
-              lower=0, kind=int),
-        Param("ct_exponent", 1.0,
-              "Co-teaching: exponent c of the rise (linspace(0, forget_rate ** c, T_k))",
-              lower=0.0),
-    )
+    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

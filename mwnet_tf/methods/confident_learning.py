@@ -51,9 +51,9 @@ import tensorflow as tf
 
 from mwnet_tf import steps
 from mwnet_tf.data import BiasedData
+from mwnet_tf.methods import registry
 from mwnet_tf.methods.base import (
     Method,
-    Param,
     Stage,
     predict_probabilities,
     scaled_decay_epochs,
@@ -104,14 +104,7 @@ class ConfidentLearning(Method):
     name = "confident_learning"
     uses_meta = False
     reference = "Northcutt et al. 2021"
-    params = (
-        Param("cl_folds", 5, "confident_learning: cross-validation folds for the out-of-fold "
-              "probabilities (cleanlab's cv_n_folds default 5; the paper's CIFAR runs used 4)",
-              lower=2, kind=int),
-        Param("cl_fold_epochs", None, "confident_learning: epochs of each fold model; default: "
-              "the run's --epochs and --lr_decay_epochs (a value given scales the decay "
-              "epochs in proportion)", lower=1, kind=int),
-    )
+    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

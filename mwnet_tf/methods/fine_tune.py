@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from mwnet_tf import steps
-from mwnet_tf.methods.base import Method, Param, Stage
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method, Stage
 
 # The official L2RW fine-tuning baseline (uber-research/learning-to-reweight-examples,
 # cifar/cifar_train.py `finetune_model` with cifar/configs/cifar-resnet-32.prototxt):
@@ -36,14 +37,7 @@ class FineTune(Method):
     name = "fine_tune"
     uses_meta = True
     reference = "Fine-tuning baseline of Shu et al. 2019; schedule of Ren et al. 2018's code"
-    params = (
-        Param("ft_epochs", None, "epochs of the fine-tuning stage on the meta set (default: "
-              "enough for 1/16 of the training stage's steps, the official L2RW fine-tuning "
-              "proportion, at least 1)", lower=1, kind=int),
-        Param("ft_lr", None, "learning rate of the fine-tuning stage, constant (default: the "
-              "run's final decayed learning rate, lr * lr_decay_factor ** len(lr_decay_epochs))",
-              lower=0.0),
-    )
+    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

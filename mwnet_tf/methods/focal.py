@@ -5,7 +5,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mwnet_tf import steps
-from mwnet_tf.methods.base import Method, Param
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method
 
 
 def focal_loss(logits: tf.Tensor, labels: tf.Tensor, gamma: float) -> tuple[tf.Tensor, tf.Tensor]:
@@ -50,10 +51,7 @@ class Focal(Method):
 
     name = "focal"
     reference = "Lin et al. 2017"
-    params = (
-        Param("focal_gamma", 2.0, "focal loss focusing parameter gamma (0 = cross-entropy)",
-              lower=0.0),
-    )
+    params = registry.PARAMS[name]
 
     def replica_step(self, stage):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options

@@ -38,7 +38,8 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import steps
-from mwnet_tf.methods.base import Method, Param, Stage, predict_probabilities, scaled_decay_epochs
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method, Stage, predict_probabilities, scaled_decay_epochs
 
 LOG_FLOOR = 1e-12
 
@@ -91,13 +92,7 @@ class GoldLossCorrection(Method):
     name = "glc"
     uses_meta = True
     reference = "Hendrycks et al. 2018"
-    params = (
-        Param("glc_estimate_epochs", None,
-              "epochs of GLC's first stage (cross-entropy on the noisy labels, whose softmax "
-              "estimates the corruption matrix); default: the run's --epochs with the run's "
-              "--lr_decay_epochs (another value scales the decay epochs proportionally)",
-              lower=1, kind=int),
-    )
+    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

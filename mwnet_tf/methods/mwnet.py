@@ -8,7 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import export, steps
-from mwnet_tf.methods.base import Method, Param
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method
 from mwnet_tf.models import build_weight_net
 
 
@@ -31,16 +32,7 @@ class MetaWeightNet(Method):
     name = "mwnet"
     uses_meta = True
     reference = "Shu et al. 2019"
-    params = (
-        Param("meta_scope", "full", "virtual step through the whole classifier (full, exact) "
-              "or its last layer only (head, an approximation)", kind=str,
-              choices=("full", "head")),
-        Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
-              "exact; K > 1 an approximation)", lower=1, kind=int),
-        Param("weight_fn", None, "train with this frozen weight function instead (the "
-              "weight_fn/ SavedModel of an earlier run, its variables read as data): no meta "
-              "step, no meta set", kind=str),
-    )
+    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mwnet_tf import steps
-from mwnet_tf.methods.base import Method, Param
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method
 
 
 def hard_bootstrap_loss(logits: tf.Tensor, labels: tf.Tensor, beta: float) -> tf.Tensor:
@@ -36,11 +37,7 @@ class ReedHard(Method):
 
     name = "reed_hard"
     reference = "Reed et al. 2015"
-    params = (
-        Param("reed_beta", 0.8, "hard bootstrapping: weight of the training label in the "
-              "target beta * label + (1 - beta) * argmax prediction (1 = cross-entropy)",
-              lower=0.0, upper=1.0),
-    )
+    params = registry.PARAMS[name]
 
     def replica_step(self, stage):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options

@@ -6,7 +6,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mwnet_tf import steps
-from mwnet_tf.methods.base import Method, Param
+from mwnet_tf.methods import registry
+from mwnet_tf.methods.base import Method
 
 
 def admitted_count(fraction: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
@@ -74,13 +75,7 @@ class SelfPaced(Method):
 
     name = "self_paced"
     reference = "Kumar et al. 2010"
-    params = (
-        Param("spl_start", 0.5, "self-paced learning: fraction of each batch (smallest losses) "
-              "admitted in the first epoch", lower=0.01, upper=1.0),
-        Param("spl_growth", None, "self-paced learning: increase of the admitted fraction per "
-              "epoch, capped at 1 (default: (1 - spl_start) / (epochs - 1), all samples in the "
-              "last epoch)", lower=0.0, upper=1.0),
-    )
+    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -12,7 +12,7 @@ These functions read runs and return text; they write nothing and parse no comma
                 figures from `mwnet_tf/paper_tables.json` (`paper_tables`) and its method names
                 mapped to ours by `PAPER_NAMES`
 
-`comparison` and `curves` list methods in the order of `mwnet_tf.config.METHODS`, then
+`comparison` and `curves` list methods in the registry's order (`config.METHODS`), then
 alphabetically; the runs of one cell (method and setting) must share one protocol, their
 configs differing only in the `VOLATILE` fields (the seed among them), or `ReportError`.
 `paper` keeps the paper's rows and takes, of several protocols, the one nearest the paper's.
@@ -29,25 +29,20 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
+from mwnet_tf import config as config_lib
 from mwnet_tf.errors import ReportError
 
 BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.reporting.bench_tables)
 FIGURES = "figures"  # runs/reference/figures: the README's PNGs (python -m mwnet_tf.plot)
 KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
-# Config fields that do not change what a run computes (plus the seed, averaged over).
-VOLATILE = frozenset({"seed", "data_dir", "noise_labels", "strategy", "jit_compile",
-                      "deterministic",
-                      "keep_checkpoints", "progress_seconds", "tensorboard_images",
-                      "eval_batch_size",
-                      "steps_per_call", "checkpoint_every_steps",
-                      "checkpoint_every_minutes"})
+# Config fields that do not change what a run computes (the seed among them, averaged over).
+VOLATILE = config_lib.VOLATILE
 # Method hyperparameters added after runs were kept: a kept run without one ran with its default
 # (tests/test_report.py checks these against the methods' own defaults). They are also the
 # method's approximations: runs that change one get a row of their own (`row_name`).
 ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1, "weight_fn": None}}
 # Config fields added after runs were kept, with the value those runs had.
-ADDED_FIELDS = {"mixed_precision": "none", "noise_labels": None, "noise_label_set": None,
-                "image_size": None, "pretrained": None}
+ADDED_FIELDS = config_lib.ADDED_FIELDS
 # The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
 # "meta" optimizer (tests/test_report.py checks that), so runs of other methods that differ in
 # them alone are one protocol.
@@ -196,11 +191,11 @@ def _cells(runs: list[tuple[str, dict]]) -> dict[tuple, list[dict]]:
 
 def _method_order(names) -> list[str]:
     """In `config.METHODS` order, a method's approximations after it; unknown names last."""
-    from mwnet_tf.config import METHODS
+    methods = config_lib.METHODS  # looked up at call time (tests replace it)
 
     def key(name):
         base = name.split(" ", 1)[0]
-        return (METHODS.index(base) if base in METHODS else len(METHODS), base, name)
+        return (methods.index(base) if base in methods else len(methods), base, name)
     return sorted(set(names), key=key)
 
 
@@ -397,14 +392,13 @@ def _ours(runs: list[tuple[str, dict]], dataset: str, method: str, wanted: tuple
 
 def paper(runs: list[tuple[str, dict]], numbers=(1, 2, 3)) -> str:
     """Paper / ours for the CIFAR cells of the paper's Tables 1-3, one table per dataset."""
-    from mwnet_tf.config import paper_defaults
     data = paper_tables()
     tables = []  # (title, column labels, rows of (name, [(paper, ours or None, notes)]))
     for number in numbers:
         key, noise, what = PAPER_TABLES[number]
         for dataset, cells in data[key]["results"].items():
-            protocol = {k: list(v) if isinstance(v, tuple) else v for k, v in paper_defaults(
-                dataset, noise, 10.0 if number == 1 else 1.0).items()}
+            defaults = config_lib.paper_defaults(dataset, noise, 10.0 if number == 1 else 1.0)
+            protocol = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
             wanted = [("none", 0.0, float(k)) if number == 1 else
                       setting({"noise": noise, "rate": k}) for k in cells]
             rows = []

@@ -1,0 +1,52 @@
+"""`--dataset=folder|csv|npz|tfds:NAME`: the loader of each own data format, by name.
+
+A module of its own: the loaders (own_files, own_npz, own_tfds) build on `mwnet_tf.data.own`,
+so the dispatch to them cannot live there without an import circle.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mwnet_tf.data import own_files, own_npz, own_tfds
+from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, OwnData
+from mwnet_tf.errors import DataUnavailableError
+
+OWN_DATASETS = ("folder", "csv", "npz", "tfds:NAME")
+
+
+def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None = None,
+                  augment: bool | None = None, test_fraction: float | None = None,
+                  split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
+                  image_key: str | None = None, label_key: str | None = None) -> OwnData:
+    """The loader of `--dataset` (one of `OWN_DATASETS`) on `--data_dir`: the image folder,
+    the .csv file, the .npz file, or the tfds data_dir (None: tfds' default). Options left None
+    take each loader's default; those a format has no use for are ignored (image_size: the
+    images of a folder or table, resized tfds images; image_key / label_key: tfds)."""
+    if not (dataset in OWN_DATASETS[:3] or (dataset.startswith("tfds:") and dataset[5:])):
+        raise ValueError(f"unknown own data set {dataset!r}; expected one of "
+                         f"{', '.join(OWN_DATASETS)}")
+    split = {"split_seed": split_seed}
+    if test_fraction is not None:
+        split["test_fraction"] = test_fraction
+    if dataset.startswith("tfds:"):
+        return own_tfds.load_tfds_dataset(dataset[5:], data_dir, image_key, label_key,
+                                          image_size=image_size, augment=augment, **split)
+    if data_dir is None:
+        raise DataUnavailableError(f"--dataset={dataset} needs --data_dir=" + {
+            "folder": "DIR, the folder holding train/ and meta/ (and maybe test/)",
+            "csv": "FILE.csv, the table of path,label[,split][,true_label] rows",
+            "npz": "FILE.npz, the arrays x_train, y_train, x_meta, y_meta"}[dataset])
+    if dataset == "npz":
+        return own_npz.load_npz_arrays(data_dir, augment=augment, **split)
+    files = dict(split, verify=verify)
+    if image_size is not None:
+        files["image_size"] = image_size
+    if augment is not None:
+        files["augment"] = augment
+    if dataset == "csv":
+        if os.path.isdir(data_dir):
+            raise DataUnavailableError(f"--data_dir={data_dir} is a folder: --dataset=csv "
+                                       "needs the .csv file itself")
+        return own_files.load_csv_table(data_dir, **files)
+    return own_files.load_image_folder(data_dir, **files)

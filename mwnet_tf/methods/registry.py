@@ -1,0 +1,133 @@
+"""The training methods by name, and their hyperparameters, without importing TensorFlow.
+
+The names are in the order the tables list methods; each method's implementation is
+`mwnet_tf/methods/<name>.py` (its class `METHOD`, loaded by `mwnet_tf.methods.get`), and its
+hyperparameters (`Param`, one flag each) are declared here, so that the command line can
+define and check its flags before any method module (and TensorFlow) is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune", "l2rw",
+           "glc", "co_teaching", "confident_learning", "mwnet")
+# float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.steps); the
+# others (l2rw, glc, co_teaching) write their own gradient steps without it.
+FLOAT16_METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune",
+                   "confident_learning", "mwnet")
+
+
+@dataclasses.dataclass(frozen=True)
+class Param:
+    """A method hyperparameter, exposed as the flag `--<name>`.
+
+    `default=None` means "derived from the setting" (the method says how in `help`).
+    """
+
+    name: str
+    default: float | int | str | None
+    help: str
+    lower: float | None = None
+    upper: float | None = None
+    kind: type = float
+    choices: tuple[str, ...] | None = None  # kind str: the allowed values
+
+    def check(self, value) -> str | None:
+        """An error message for a bad value, else None."""
+        if value is None:
+            return None if self.default is None else f"{self.name} must be set"
+        if self.kind is str and self.choices is None:
+            return None
+        if self.choices is not None:
+            return None if value in self.choices else (
+                f"{self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+        if self.lower is not None and value < self.lower:
+            return f"{self.name} must be >= {self.lower:g}, got {value:g}"
+        if self.upper is not None and value > self.upper:
+            return f"{self.name} must be <= {self.upper:g}, got {value:g}"
+        return None
+
+
+# Each method's hyperparameters (a method left out has none).
+PARAMS: dict[str, tuple[Param, ...]] = {
+    "focal": (
+        Param("focal_gamma", 2.0, "focal loss focusing parameter gamma (0 = cross-entropy)",
+              lower=0.0),
+    ),
+    "class_balanced": (
+        Param("cb_beta", 0.9999, "class-balanced loss beta in [0, 1]: class weights "
+              "(1 - beta) / (1 - beta^n_c) for n_c training labels of class c, normalized to "
+              "sum to the number of classes (0 = cross-entropy, 1 = inverse class frequency)",
+              lower=0.0, upper=1.0),
+    ),
+    "reed_hard": (
+        Param("reed_beta", 0.8, "hard bootstrapping: weight of the training label in the "
+              "target beta * label + (1 - beta) * argmax prediction (1 = cross-entropy)",
+              lower=0.0, upper=1.0),
+    ),
+    "self_paced": (
+        Param("spl_start", 0.5, "self-paced learning: fraction of each batch (smallest losses) "
+              "admitted in the first epoch", lower=0.01, upper=1.0),
+        Param("spl_growth", None, "self-paced learning: increase of the admitted fraction per "
+              "epoch, capped at 1 (default: (1 - spl_start) / (epochs - 1), all samples in the "
+              "last epoch)", lower=0.0, upper=1.0),
+    ),
+    "fine_tune": (
+        Param("ft_epochs", None, "epochs of the fine-tuning stage on the meta set (default: "
+              "enough for 1/16 of the training stage's steps, the official L2RW fine-tuning "
+              "proportion, at least 1)", lower=1, kind=int),
+        Param("ft_lr", None, "learning rate of the fine-tuning stage, constant (default: the "
+              "run's final decayed learning rate, lr * lr_decay_factor ** len(lr_decay_epochs))",
+              lower=0.0),
+    ),
+    "glc": (
+        Param("glc_estimate_epochs", None,
+              "epochs of GLC's first stage (cross-entropy on the noisy labels, whose softmax "
+              "estimates the corruption matrix); default: the run's --epochs with the run's "
+              "--lr_decay_epochs (another value scales the decay epochs proportionally)",
+              lower=1, kind=int),
+    ),
+    "co_teaching": (
+        Param("ct_forget_rate", None,
+              "Co-teaching's final forget rate (fraction of each batch dropped); default: the "
+              "run's --rate (0 with --noise none), as the official code uses the noise rate",
+              lower=0.0, upper=1.0),
+        Param("ct_num_gradual", 10,
+              "Co-teaching: epochs over which the forget rate rises linearly from 0 (T_k)",
+              lower=0, kind=int),
+        Param("ct_exponent", 1.0,
+              "Co-teaching: exponent c of the rise (linspace(0, forget_rate ** c, T_k))",
+              lower=0.0),
+    ),
+    "confident_learning": (
+        Param("cl_folds", 5, "confident_learning: cross-validation folds for the out-of-fold "
+              "probabilities (cleanlab's cv_n_folds default 5; the paper's CIFAR runs used 4)",
+              lower=2, kind=int),
+        Param("cl_fold_epochs", None, "confident_learning: epochs of each fold model; default: "
+              "the run's --epochs and --lr_decay_epochs (a value given scales the decay "
+              "epochs in proportion)", lower=1, kind=int),
+    ),
+    "mwnet": (
+        Param("meta_scope", "full", "virtual step through the whole classifier (full, exact) "
+              "or its last layer only (head, an approximation)", kind=str,
+              choices=("full", "head")),
+        Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
+              "exact; K > 1 an approximation)", lower=1, kind=int),
+        Param("weight_fn", None, "train with this frozen weight function instead (the "
+              "weight_fn/ SavedModel of an earlier run, its variables read as data): no meta "
+              "step, no meta set", kind=str),
+    ),
+}
+PARAMS.update({name: () for name in METHODS if name not in PARAMS})
+
+
+def all_params() -> dict[str, tuple[str, Param]]:
+    """Every method hyperparameter: flag name -> (method name, Param)."""
+    out = {}
+    for name in METHODS:
+        for p in PARAMS[name]:
+            if p.name in out:
+                raise RuntimeError(f"flag {p.name} is declared by two methods")
+            out[p.name] = (name, p)
+    return out
