@@ -108,6 +108,14 @@ class Config:
     weight_norm: str = _field("batch", "none: sum(v*l)/n; batch: sum(v/sum(v)*l).",
                               choices=WEIGHT_NORMS, by_setting=True)
     seed: int = _field(0, "Seed of noise, meta split, shuffling and init.", volatile=True)
+    # Each part of the randomness on its own seed, to find where seed-to-seed spread comes
+    # from (the other parts keep --seed).
+    meta_seed: int | None = _field(None, "Seed of the meta-set draw alone (default: --seed).",
+                                   lower=0, added=None)
+    init_seed: int | None = _field(None, "Seed of the networks' initialization alone (default: "
+                                   "--seed).", lower=0, added=None)
+    order_seed: int | None = _field(None, "Seed of the batch order and augmentation alone "
+                                    "(default: --seed).", lower=0, added=None)
     deterministic: bool = _field(False, "Deterministic ops (same seed, same run).",
                                  volatile=True)
     strategy: str = _field("auto", "auto: MirroredStrategy when several GPUs, else one device.",
@@ -143,6 +151,11 @@ class Config:
         errors = validate(self)
         if errors:
             raise ValueError("; ".join(errors))
+
+    def part_seed(self, part: str) -> int:
+        """The seed of one part of the randomness: "meta", "init" or "order"."""
+        value = getattr(self, f"{part}_seed")
+        return self.seed if value is None else value
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -83,7 +83,7 @@ class BiasedData:
 
 
 def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float = 1.0,
-                     meta_per_class: int, seed: int,
+                     meta_per_class: int, seed: int, meta_seed: int | None = None,
                      human_labels: np.ndarray | None = None) -> BiasedData:
     """Builds the biased training set of one run.
 
@@ -104,11 +104,15 @@ def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float =
         imbalance: Largest / smallest class ratio of the training set (1: no cut).
         meta_per_class: Clean meta images per class.
         seed: Non-negative run seed.
+        meta_seed: The meta split's own seed (None: `seed`); the long-tail cut and the noise
+            keep `seed`'s generators, drawn over what the split leaves.
         human_labels: int [len(ds.train_y)] noisy label of every training image of `ds`, in
             its order; required by, and only by, `noise="human"`.
     """
     meta_rng, tail_rng, noise_rng = (np.random.default_rng(s)
                                      for s in np.random.SeedSequence(seed).spawn(3))
+    if meta_seed is not None and meta_seed != seed:
+        meta_rng = np.random.default_rng(np.random.SeedSequence(meta_seed).spawn(3)[0])
     meta_index, rest = meta_split(ds.train_y, meta_per_class, meta_rng)
     train_index = rest[long_tail_indices(ds.train_y[rest], imbalance, tail_rng)]
     clean = ds.train_y[train_index].astype(np.int64)

@@ -73,7 +73,7 @@ class CoTeaching(Method):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.peer = ctx.new_classifier(ctx.config.seed + 7)
+        self.peer = ctx.new_classifier(ctx.config.part_seed("init") + 7)
         self.peer_optimizer = ctx.new_optimizer("classifier")
         self.peer_optimizer.build(self.peer.trainable_variables)
         self.forget_rate = tf.Variable(0.0, dtype=tf.float64, trainable=False,

@@ -36,7 +36,7 @@ class MetaWeightNet(Method):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.weight_net = build_weight_net(seed=ctx.config.seed + 1)
+        self.weight_net = build_weight_net(seed=ctx.config.part_seed("init") + 1)
         self.meta_optimizer = ctx.new_optimizer("meta")
         self.meta_optimizer.build(self.weight_net.trainable_variables)
         self.frozen = bool(self.hp["weight_fn"])

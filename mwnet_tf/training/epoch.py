@@ -205,7 +205,8 @@ class Epochs:
         stage = self.stages[index]
         if stage_epoch == 0 and stage.fresh and start_step == 0:
             with self.strategy.scope():
-                reinitialize(self.classifier, self.new_classifier(self.config.seed + 1000 * index))
+                seed = self.config.part_seed("init") + 1000 * index
+                reinitialize(self.classifier, self.new_classifier(seed))
                 reset_optimizer(self.optimizer)
         c = self.config
         lr = epoch_lr(stage.lr if stage.lr is not None else c.lr, stage.lr_decay_epochs,
@@ -218,7 +219,8 @@ class Epochs:
         """The stage's shuffled batches of epoch `epoch`, from batch `start_step` on."""
         c = self.config
         ds = make_train_dataset(stage_data, batch_size=c.batch_size,
-                                meta_batch_size=c.meta_batch_size, seed=c.seed, epoch=epoch,
+                                meta_batch_size=c.meta_batch_size, seed=c.part_seed("order"),
+                                epoch=epoch,
                                 with_meta=self.method.meta_batches(stage))
         if start_step:  # resumed inside the epoch: the same batches from the next one on
             ds = ds.skip(start_step)

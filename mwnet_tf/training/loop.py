@@ -88,7 +88,8 @@ def load_data(config: Config) -> BiasedData:
              if config.noise == "human" else None)
     return make_biased_data(ds, noise=config.noise, rate=config.rate,
                             imbalance=config.imbalance, meta_per_class=config.meta_per_class,
-                            seed=config.seed, human_labels=human)
+                            seed=config.seed, meta_seed=config.part_seed("meta"),
+                            human_labels=human)
 
 
 def _new_classifier(config: Config, data: BiasedData, replicas: int, seed: int) -> keras.Model:
@@ -104,7 +105,7 @@ def _new_classifier(config: Config, data: BiasedData, replicas: int, seed: int) 
 def _prepare(config: Config, strategy: tf.distribute.Strategy | None) -> tf.distribute.Strategy:
     """Seeds and determinism, the strategy, and the checks that need no data."""
     if config.deterministic:
-        keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(config.part_seed("init"))
         tf.config.experimental.enable_op_determinism()
     strategy = strategy or make_strategy(config.strategy)
     replicas = strategy.num_replicas_in_sync
@@ -148,7 +149,7 @@ def _build(config: Config, data: BiasedData, method_cls, strategy: tf.distribute
     options = steps.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
     with strategy.scope():
         new_classifier = functools.partial(_new_classifier, config, data, replicas)
-        classifier = new_classifier(config.seed)
+        classifier = new_classifier(config.part_seed("init"))
         if config.pretrained:
             log(f"backbone weights from {config.pretrained}; new head randomly initialized")
         optimizer = make_optimizer(config, "classifier")
