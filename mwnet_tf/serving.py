@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
+import keras
 import numpy as np
+import tensorflow as tf
+
+from mwnet_tf.data.clothing1m import resize_for
+from mwnet_tf.data.pipeline import normalize
+from mwnet_tf.training import run_folder
 
 CLASSIFIER = "classifier.keras"
 SPEC = "classifier.json"
@@ -67,8 +71,6 @@ def default_class_names(dataset: str | None, num_classes: int) -> list[str]:
 
 def input_spec(model, data, class_names=None, dataset: str | None = None) -> dict:
     """What prediction needs to turn raw inputs into the classifier's (JSON-ready)."""
-    from mwnet_tf.data.clothing1m import resize_for
-
     names = (list(class_names) if class_names is not None
              else default_class_names(dataset, data.num_classes))
     if len(names) != data.num_classes:
@@ -105,8 +107,6 @@ def check_spec(spec) -> dict:
 def resize_image(images, size: tuple[int, int]):
     """uint8 images [..., h, w, C] resized to `size` as the pipeline resizes JPEGs
     (bilinear, antialiased, rounded back to uint8)."""
-    import tensorflow as tf
-
     resized = tf.image.resize(images, size, method="bilinear", antialias=True)
     return tf.cast(tf.clip_by_value(tf.round(resized), 0.0, 255.0), tf.uint8)
 
@@ -116,10 +116,6 @@ def preprocess(raw, spec: dict):
     resized to `resize` x `resize` and center-cropped to `image_size` (Clothing1M), or resized
     straight to `image_size` (own image files), unless already that size; then
     `pipeline.normalize` with the data's mean and std, as in training."""
-    import tensorflow as tf
-
-    from mwnet_tf.data.pipeline import normalize
-
     x = raw
     if spec.get("resize"):
         r, s = int(spec["resize"]), int(spec["image_size"])
@@ -137,32 +133,13 @@ def preprocess(raw, spec: dict):
 
 def probabilities(model, raw, spec: dict):
     """float32 class probabilities [N, C] of `model` (eval mode) on a batch of raw inputs."""
-    import tensorflow as tf
-
     logits = model(preprocess(raw, spec), training=False)
     return tf.nn.softmax(tf.cast(logits, tf.float32))
 
 
-def _replace_dir(tmp: str, path: str) -> None:
-    """Moves the folder `tmp` to `path`, replacing an older one."""
-    old = None
-    if os.path.exists(path):
-        old = f"{tmp}.old"
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_serving(model, spec: dict, path: str) -> str:
     """Writes the serving SavedModel of `model` (see the module docstring) to `path`."""
-    import keras
-    import tensorflow as tf
-
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=parent)
-    try:
+    with run_folder.atomic_folder(path) as tmp:
         archive = keras.export.ExportArchive()
         archive.track(model)
 
@@ -173,22 +150,7 @@ def export_serving(model, spec: dict, path: str) -> str:
         archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[
             tf.TensorSpec(shape, tf.as_dtype(spec["raw_dtype"]), name=INPUT)])
         archive.write_out(tmp, verbose=False)
-        _replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def export_classifier(model, data, workdir: str, *, class_names=None,
@@ -206,14 +168,9 @@ def export_classifier(model, data, workdir: str, *, class_names=None,
     os.makedirs(workdir, exist_ok=True)
     spec = input_spec(model, data, class_names, dataset)
     out = {"keras": os.path.join(workdir, CLASSIFIER), "spec": os.path.join(workdir, SPEC)}
-    tmp = os.path.join(workdir, f".classifier.tmp-{os.getpid()}.keras")
-    try:
+    with run_folder.atomic_path(out["keras"]) as tmp:
         model.save(tmp)
-        os.replace(tmp, out["keras"])
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    _write_text(out["spec"], json.dumps(spec, indent=2) + "\n")
+    run_folder.write_text(out["spec"], json.dumps(spec, indent=2) + "\n")
     if serving:
         out["serving"] = export_serving(model, spec, os.path.join(workdir, SERVING))
     return out

@@ -30,8 +30,9 @@ from mwnet_tf.training import faults
 
 CHECKPOINTS = "checkpoints"
 # the temporary names of `atomic_file` and `atomic_folder`, and of the versions before them
-# (`NAME.tmp-PID` files, `.weight_fn-XXXXXXXX` export folders)
-_LEFTOVER = re.compile(r"^(?:.+\.(?:tmp|old)-\d+|\.weight_fn-.+)$")
+# (`NAME.tmp-PID` files, `.weight_fn-XXXXXXXX` export folders); `atomic_path`'s keep the
+# file's extension (`.STEM.tmp-PID.EXT`), which some writers need (Keras' `.keras`)
+_LEFTOVER = re.compile(r"^(?:.+\.(?:tmp|old)-\d+|\..+\.tmp-\d+\.\w+|\.weight_fn-.+)$")
 _OLD = re.compile(r"^\.(.+)\.old-\d+$")
 
 
@@ -61,6 +62,25 @@ def atomic_file(path: str, mode: str = "wb", fault: str | None = None) -> Iterat
             shutil.copymode(path, tmp)
         if fault:
             faults.hit(fault, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yields a temporary path beside `path`, with the same extension, for writers that take
+    a path rather than a file (Keras' `model.save`); moves what was written there into place
+    when the block ends, or removes it if the block fails."""
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    tmp = os.path.join(folder, f".{stem}.tmp-{os.getpid()}{ext}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
