@@ -1,7 +1,11 @@
 """Figures of a run's weighting, drawn with matplotlib's Agg backend (no display needed).
 
-Each function returns a `matplotlib.figure.Figure`; `to_png` renders and closes it. The
-trainer writes them to TensorBoard each epoch, `mwnet_tf.plot` to PNG files.
+Each function returns a `matplotlib.figure.Figure`; `to_png` renders and closes it;
+`mwnet_tf.plot` writes them to PNG files. The trainer's per-epoch TensorBoard images are
+`EpochFigures`: each of its figures (`WeightFunctionFigure`, `WeightHistogramFigure`,
+`ConfusionFigure`) and their artists are built once and drawn again with each epoch's data
+(its layout fixed when it is built), the same picture as a figure built for that data alone
+(`weight_function`, `weight_histograms`, `confusion_matrix` build one and draw it once).
 """
 
 from __future__ import annotations
@@ -13,16 +17,36 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 CLEAN, CORRUPTED = "tab:blue", "tab:red"
+DPI = 80  # of the PNG files and TensorBoard images
+# The layout of the per-epoch figures is fixed when they are built, for the widest tick labels
+# they show: counts of tracked samples up to 4 digits (diagnostics.TRACKED is 2,000).
+_WIDEST_COUNT = 2000
 
 
 def to_png(fig) -> bytes:
     """The figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
+    fig.savefig(buf, format="png", dpi=DPI)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _figure(**kw) -> Figure:
+    """A figure outside pyplot's state machine, on its own Agg canvas, at `DPI`."""
+    fig = Figure(dpi=DPI, **kw)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def to_rgba(fig) -> np.ndarray:
+    """The figure drawn at its dpi: uint8 [height, width, 4] RGBA, the pixels `to_png` encodes
+    (a copy, valid after the figure is drawn again)."""
+    fig.canvas.draw()
+    return np.array(fig.canvas.buffer_rgba())
 
 
 def _bars(ax, hist: dict, label: str) -> None:
@@ -38,41 +62,129 @@ def _bars(ax, hist: dict, label: str) -> None:
     ax.legend(loc="upper right", fontsize="small")
 
 
+def _shape(hist: dict) -> tuple[int, bool]:
+    """What the artists of a histogram depend on: its number of bins, corrupted bars or not."""
+    return len(hist["bins"]) - 1, bool(np.sum(hist["corrupted"]))
+
+
+class _StackedBars:
+    """`_bars` of a histogram of `bins` bins (with corrupted bars stacked on the clean ones
+    when `corrupted`), whose heights and edges `set` changes."""
+
+    def __init__(self, ax, bins: int, corrupted: bool, label: str):
+        zeros, ones = np.zeros(bins), np.ones(bins)
+        self.clean = ax.bar(np.arange(bins), zeros, ones, align="edge", color=CLEAN, alpha=0.8,
+                            label="clean").patches
+        self.corrupted = (ax.bar(np.arange(bins), zeros, ones, align="edge", bottom=zeros,
+                                 color=CORRUPTED, alpha=0.8, label="corrupted").patches
+                          if corrupted else [])
+        ax.set_xlabel(label)
+        ax.set_ylabel("tracked samples")
+        ax.legend(loc="upper right", fontsize="small")
+
+    def set(self, hist: dict) -> None:
+        edges = np.asarray(hist["bins"])
+        clean = np.asarray(hist["clean"])
+        stacks = [(self.clean, np.zeros_like(clean), clean)]
+        if self.corrupted:
+            stacks.append((self.corrupted, clean, np.asarray(hist["corrupted"])))
+        for patches, bottoms, heights in stacks:
+            for r, left, right, b, h in zip(patches, edges[:-1], edges[1:], bottoms, heights):
+                r.set_bounds(left, b, right - left, h)
+                r.sticky_edges.y[:] = [b]  # as `ax.bar` sets them: autoscaling stops there
+
+
+def _rescale(*axes) -> None:
+    """Data limits from the artists' new data, and the view limits from those (shared axes
+    together), as a figure built with that data has them."""
+    for ax in axes:
+        ax.relim()
+    for ax in axes:
+        ax.autoscale_view()
+
+
+class WeightFunctionFigure:
+    """`weight_function`'s figure for loss histograms of `bins` bins (`corrupted`: some
+    corrupted samples), drawn again by `draw` with each epoch's data."""
+
+    def __init__(self, bins: int, corrupted: bool):
+        self.key = (bins, corrupted)
+        self.fig = _figure(figsize=(6, 5))
+        self.top, self.bottom = self.fig.subplots(2, 1, sharex=True,
+                                                  gridspec_kw={"height_ratios": [3, 2]})
+        self.line, = self.top.plot([0.0, 1.0], [0.0, 1.0], color="black")
+        self.top.set_ylabel("weight")
+        self.top.grid(alpha=0.3)
+        self.bars = _StackedBars(self.bottom, bins, corrupted, "training loss")
+        # the layout, once, for the widest tick labels
+        self.top.set_title("weight function, epoch 000")
+        self.top.set_ylim(0, 1)
+        self.bottom.set_ylim(0, _WIDEST_COUNT)
+        self.fig.tight_layout()
+        self.bottom.set_autoscaley_on(True)
+
+    def draw(self, grid, weights, loss_histogram: dict, title: str) -> Figure:
+        """The figure with this data (drawn by `to_rgba` or `to_png`)."""
+        self.line.set_data(np.asarray(grid, np.float64), np.asarray(weights, np.float64))
+        self.top.set_ylim(0, max(1.0, float(np.max(weights)) * 1.05))
+        self.top.set_title(title)
+        self.bars.set(loss_histogram)
+        _rescale(self.top, self.bottom)
+        return self.fig
+
+
+class WeightHistogramFigure:
+    """`weight_histograms`' figure for histograms of `bins` bins, drawn again by `draw`."""
+
+    def __init__(self, bins: int, corrupted: bool):
+        self.key = (bins, corrupted)
+        self.fig = _figure(figsize=(6, 3.5))
+        self.ax = self.fig.subplots()
+        self.bars = _StackedBars(self.ax, bins, corrupted, "weight")
+        self.ax.set_title("weights of tracked samples, epoch 000")
+        self.ax.set_ylim(0, _WIDEST_COUNT)
+        self.fig.tight_layout()
+        self.ax.set_autoscaley_on(True)
+
+    def draw(self, weight_histogram: dict, title: str) -> Figure:
+        self.bars.set(weight_histogram)
+        self.ax.set_title(title)
+        _rescale(self.ax)
+        return self.fig
+
+
 def weight_function(grid, weights, loss_histogram: dict, title: str):
     """The weight function over the epoch's range of losses, the histogram of the tracked
     samples' losses (clean and corrupted stacked) beneath it."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6, 5), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 2]})
-    top.plot(grid, weights, color="black")
-    top.set_ylabel("weight")
-    top.set_ylim(0, max(1.0, float(np.max(weights)) * 1.05))
-    top.set_title(title)
-    top.grid(alpha=0.3)
-    _bars(bottom, loss_histogram, "training loss")
-    fig.tight_layout()
-    return fig
+    return WeightFunctionFigure(*_shape(loss_histogram)).draw(grid, weights, loss_histogram,
+                                                              title)
 
 
 def weight_histograms(weight_histogram: dict, title: str):
     """Weights of clean and of corrupted tracked samples (the paper's Fig. 5)."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    _bars(ax, weight_histogram, "weight")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return WeightHistogramFigure(*_shape(weight_histogram)).draw(weight_histogram, title)
+
+
+def _normalized(matrix) -> np.ndarray:
+    """A confusion matrix's rows divided by their sums (rows of zeros stay zeros)."""
+    m = np.asarray(matrix, np.float64)
+    rows = m.sum(1, keepdims=True)
+    return np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+
+
+def _cell_color(value: float) -> str:
+    return "white" if value > 0.5 else "black"
 
 
 def _confusion(ax, matrix, title: str):
-    m = np.asarray(matrix, np.float64)
-    rows = m.sum(1, keepdims=True)
-    norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    c = len(m)
+    norm = _normalized(matrix)
+    c = len(norm)
     image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     if c <= 20:
         for i in range(c):
             for j in range(c):
                 ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                        color=_cell_color(norm[i, j]))
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_xticks(range(c))
@@ -94,9 +206,60 @@ def confusion_matrices(panels):
     return fig
 
 
+class ConfusionFigure:
+    """`confusion_matrices`' figure of one panel for `classes` classes, drawn again by
+    `draw` with each epoch's matrix."""
+
+    def __init__(self, classes: int):
+        self.key = classes
+        size = 1.2 + 0.45 * classes
+        self.fig = _figure(figsize=(size + 0.8, size))
+        self.ax = self.fig.subplots()
+        self.image = _confusion(self.ax, np.zeros((classes, classes)), "")
+        self.texts = self.ax.texts  # row by row, as `_confusion` adds them
+        self.fig.colorbar(self.image, ax=[self.ax], fraction=0.046)
+
+    def draw(self, matrix, title: str) -> Figure:
+        norm = _normalized(matrix)
+        self.image.set_data(norm)
+        for text, value in zip(self.texts, norm.ravel()):
+            text.set_text(f"{value:.2f}")
+            text.set_color(_cell_color(value))
+        self.ax.title.set_text(title)
+        return self.fig
+
+
 def confusion_matrix(matrix, title: str):
     """One test confusion matrix (`confusion_matrices` with one panel)."""
-    return confusion_matrices([(title, matrix)])
+    return ConfusionFigure(len(matrix)).draw(matrix, title)
+
+
+class EpochFigures:
+    """The trainer's per-epoch figures as RGBA arrays (`to_rgba`), each figure built once and
+    drawn again with each epoch's data (built anew only when the shape of its data changes:
+    another number of bins or classes, corrupted samples or none)."""
+
+    def __init__(self):
+        self._figures: dict[str, object] = {}
+
+    def _get(self, kind, key):
+        fig = self._figures.get(kind.__name__)
+        if fig is None or fig.key != key:
+            fig = self._figures[kind.__name__] = kind(*key) if isinstance(key, tuple) \
+                else kind(key)
+        return fig
+
+    def weight_function(self, grid, weights, loss_histogram: dict, title: str) -> np.ndarray:
+        fig = self._get(WeightFunctionFigure, _shape(loss_histogram))
+        return to_rgba(fig.draw(grid, weights, loss_histogram, title))
+
+    def weight_histograms(self, weight_histogram: dict, title: str) -> np.ndarray:
+        fig = self._get(WeightHistogramFigure, _shape(weight_histogram))
+        return to_rgba(fig.draw(weight_histogram, title))
+
+    def confusion_matrix(self, matrix, title: str) -> np.ndarray:
+        fig = self._get(ConfusionFigure, len(matrix))
+        return to_rgba(fig.draw(matrix, title))
 
 
 def curves(series, xlabel: str, ylabel: str, title: str, spread=None):

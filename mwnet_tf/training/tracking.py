@@ -31,10 +31,6 @@ HISTORY = "history.json"
 TRACKED_FROM_FILES = 256
 
 
-def _image(png: bytes) -> tf.Tensor:
-    return tf.image.decode_png(png, channels=4)[None]
-
-
 class Tracker:
     """The run's figures; `chief` alone writes files and summaries, and renders the images
     only with `images` (the numbers behind them are kept either way)."""
@@ -64,6 +60,7 @@ class Tracker:
         self._has_previous = tf.Variable(False, trainable=False, name="has_tracked_weights")
         self.last: dict = {}
         self.seconds = 0.0
+        self.figures = figures.EpochFigures()  # built on first use, drawn again each epoch
 
     def trackables(self) -> dict:
         """The tracker's state to checkpoint beside the model."""
@@ -147,23 +144,21 @@ class Tracker:
             self._images(epoch, weights is not None, summary, writers)
 
     def _images(self, epoch, weighted, summary, writers) -> None:
-        """The epoch's figures as TensorBoard images (matplotlib)."""
+        """The epoch's figures as TensorBoard images (matplotlib, `figures.EpochFigures`)."""
         if weighted:
             with writers["train"].as_default(step=epoch):
                 if "weight_function" in self.last:
                     wf = self.last["weight_function"]
-                    tf.summary.image("weight_function", _image(figures.to_png(
-                        figures.weight_function(wf["losses"], wf["weights"],
-                                                summary["loss_histogram"],
-                                                f"weight function, epoch {epoch}"))))
-                tf.summary.image("weights_clean_corrupted", _image(figures.to_png(
-                    figures.weight_histograms(summary["weight_histogram"],
-                                              f"weights of tracked samples, epoch {epoch}"))))
+                    tf.summary.image("weight_function", self.figures.weight_function(
+                        wf["losses"], wf["weights"], summary["loss_histogram"],
+                        f"weight function, epoch {epoch}")[None])
+                tf.summary.image("weights_clean_corrupted", self.figures.weight_histograms(
+                    summary["weight_histogram"],
+                    f"weights of tracked samples, epoch {epoch}")[None])
         if "confusion_matrix" in self.last:
             with writers["test"].as_default(step=epoch):
-                tf.summary.image("confusion_matrix", _image(figures.to_png(
-                    figures.confusion_matrix(self.last["confusion_matrix"],
-                                             f"test confusion matrix, epoch {epoch}"))))
+                tf.summary.image("confusion_matrix", self.figures.confusion_matrix(
+                    self.last["confusion_matrix"], f"test confusion matrix, epoch {epoch}")[None])
 
     def results(self) -> dict:
         """Entries of results.json: the history, the last epoch's figures' data and the
