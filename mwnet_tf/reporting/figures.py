@@ -15,7 +15,9 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.colors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.transforms  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -82,24 +84,31 @@ class _StackedBars:
         ax.set_ylabel("tracked samples")
         ax.legend(loc="upper right", fontsize="small")
 
-    def set(self, hist: dict) -> None:
-        edges = np.asarray(hist["bins"])
-        clean = np.asarray(hist["clean"])
+    def set(self, hist: dict) -> np.ndarray:
+        """New heights and edges; returns the bars' data limits [[x0, y0], [x1, y1]]."""
+        edges = np.asarray(hist["bins"], np.float64)
+        clean = np.asarray(hist["clean"], np.float64)
         stacks = [(self.clean, np.zeros_like(clean), clean)]
         if self.corrupted:
-            stacks.append((self.corrupted, clean, np.asarray(hist["corrupted"])))
+            stacks.append((self.corrupted, clean, np.asarray(hist["corrupted"], np.float64)))
+        lefts, widths = edges[:-1], np.diff(edges)
+        tops = []
         for patches, bottoms, heights in stacks:
-            for r, left, right, b, h in zip(patches, edges[:-1], edges[1:], bottoms, heights):
-                r.set_bounds(left, b, right - left, h)
+            for r, left, width, b, h in zip(patches, lefts, widths, bottoms, heights):
+                r.set_bounds(left, b, width, h)
                 r.sticky_edges.y[:] = [b]  # as `ax.bar` sets them: autoscaling stops there
+            tops.append(bottoms + heights)
+        return np.array([[lefts.min(), 0.0], [(lefts + widths).max(), np.max(tops)]])
 
 
-def _rescale(*axes) -> None:
-    """Data limits from the artists' new data, and the view limits from those (shared axes
-    together), as a figure built with that data has them."""
-    for ax in axes:
-        ax.relim()
-    for ax in axes:
+def _rescale(limits) -> None:
+    """`limits` {axes: data limits [[x0, y0], [x1, y1]] of its artists' new data}: the data
+    limits (what `Axes.relim` finds, without going through every patch's path) and the view
+    limits from them (shared axes together), as a figure built with that data has them."""
+    for ax, points in limits.items():
+        ax.dataLim.set_points(np.asarray(points, np.float64))
+        ax.ignore_existing_data_limits = False
+    for ax in limits:
         ax.autoscale_view()
 
 
@@ -117,7 +126,7 @@ class WeightFunctionFigure:
         self.top.grid(alpha=0.3)
         self.bars = _StackedBars(self.bottom, bins, corrupted, "training loss")
         # the layout, once, for the widest tick labels
-        self.top.set_title("weight function, epoch 000")
+        self.top.set_title("weight function, epoch 000", y=1.0)
         self.top.set_ylim(0, 1)
         self.bottom.set_ylim(0, _WIDEST_COUNT)
         self.fig.tight_layout()
@@ -125,11 +134,12 @@ class WeightFunctionFigure:
 
     def draw(self, grid, weights, loss_histogram: dict, title: str) -> Figure:
         """The figure with this data (drawn by `to_rgba` or `to_png`)."""
-        self.line.set_data(np.asarray(grid, np.float64), np.asarray(weights, np.float64))
+        x, y = np.asarray(grid, np.float64), np.asarray(weights, np.float64)
+        self.line.set_data(x, y)
         self.top.set_ylim(0, max(1.0, float(np.max(weights)) * 1.05))
-        self.top.set_title(title)
-        self.bars.set(loss_histogram)
-        _rescale(self.top, self.bottom)
+        self.top.title.set_text(title)
+        _rescale({self.top: [[x.min(), y.min()], [x.max(), y.max()]],
+                  self.bottom: self.bars.set(loss_histogram)})
         return self.fig
 
 
@@ -141,15 +151,14 @@ class WeightHistogramFigure:
         self.fig = _figure(figsize=(6, 3.5))
         self.ax = self.fig.subplots()
         self.bars = _StackedBars(self.ax, bins, corrupted, "weight")
-        self.ax.set_title("weights of tracked samples, epoch 000")
+        self.ax.set_title("weights of tracked samples, epoch 000", y=1.0)
         self.ax.set_ylim(0, _WIDEST_COUNT)
         self.fig.tight_layout()
         self.ax.set_autoscaley_on(True)
 
     def draw(self, weight_histogram: dict, title: str) -> Figure:
-        self.bars.set(weight_histogram)
-        self.ax.set_title(title)
-        _rescale(self.ax)
+        self.ax.title.set_text(title)
+        _rescale({self.ax: self.bars.set(weight_histogram)})
         return self.fig
 
 
@@ -208,7 +217,8 @@ def confusion_matrices(panels):
 
 class ConfusionFigure:
     """`confusion_matrices`' figure of one panel for `classes` classes, drawn again by
-    `draw` with each epoch's matrix."""
+    `draw` with each epoch's matrix; `render` draws only the cells whose value changed since
+    its last call (and the title), the same pixels as drawing the whole figure."""
 
     def __init__(self, classes: int):
         self.key = classes
@@ -216,8 +226,12 @@ class ConfusionFigure:
         self.fig = _figure(figsize=(size + 0.8, size))
         self.ax = self.fig.subplots()
         self.image = _confusion(self.ax, np.zeros((classes, classes)), "")
+        # the title where matplotlib puts it above axes without ticks on top, once for all
+        # (not found again each time through the tick labels' extents)
+        self.ax.title.set_y(1.0)
         self.texts = self.ax.texts  # row by row, as `_confusion` adds them
         self.fig.colorbar(self.image, ax=[self.ax], fraction=0.046)
+        self._shown = None  # the normalized matrix `render` drew last
 
     def draw(self, matrix, title: str) -> Figure:
         norm = _normalized(matrix)
@@ -227,6 +241,91 @@ class ConfusionFigure:
             text.set_color(_cell_color(value))
         self.ax.title.set_text(title)
         return self.fig
+
+    def _cells(self) -> None:
+        """Which image pixels show which cell (-1: none), found by drawing the image once
+        with a colour per cell; and the figure without its title."""
+        c = self.key
+        renderer = self.fig.canvas.get_renderer()
+        buf = np.asarray(renderer.buffer_rgba())
+        frame = buf.copy()
+        cmap, norm, data = self.image.get_cmap(), self.image.norm, self.image.get_array()
+        k = np.arange(c * c)
+        self.image.set_cmap(matplotlib.colors.ListedColormap(
+            np.stack([k % 256, k // 256, np.zeros_like(k)], 1) / 255.0))
+        self.image.set_norm(matplotlib.colors.Normalize(-0.5, c * c - 0.5))
+        self.image.set_data(k.reshape(c, c))
+        buf[:] = 0
+        self.image.draw(renderer)
+        index = buf[..., 0].astype(np.int64) + 256 * buf[..., 1].astype(np.int64)
+        self.cell_of_pixel = np.where(buf[..., 3] == 255, index, -1)
+        self.image.set_cmap(cmap)
+        self.image.set_norm(norm)
+        self.image.set_data(data)
+        self.boxes = []  # each cell's pixels: a rectangle [y0, y1) x [x0, x1)
+        for cell in range(c * c):
+            ys, xs = np.nonzero(self.cell_of_pixel == cell)
+            self.boxes.append((ys.min(), ys.max() + 1, xs.min(), xs.max() + 1) if len(ys)
+                              else None)
+        title = self.ax.title.get_text()
+        self.ax.title.set_text("")
+        self.untitled = to_rgba(self.fig)
+        self.ax.title.set_text(title)
+        buf[:] = frame
+
+    def render(self, matrix, title: str) -> np.ndarray:
+        """`to_rgba(self.draw(matrix, title))`, drawing only what changed since the last
+        call: the image's pixels of the changed cells, their values and the title. Spines and
+        tick marks over a changed cell at the border are drawn again over its pixels."""
+        norm = _normalized(matrix)
+        if self._shown is None:
+            self.draw(matrix, title)
+            to_rgba(self.fig)
+            self._cells()
+            self._shown = norm
+            return to_rgba(self.fig)
+        renderer = self.fig.canvas.get_renderer()
+        buf = np.asarray(renderer.buffer_rgba())
+        old_title = self.ax.title.get_window_extent(renderer)
+        self.draw(matrix, title)
+        changed = np.flatnonzero(norm.ravel() != self._shown.ravel())
+        changed = [k for k in changed if self.boxes[k] is not None]
+        if changed:
+            before = buf.copy()
+            self.image.draw(renderer)
+            for k in changed:
+                y0, y1, x0, x1 = self.boxes[k]
+                before[y0:y1, x0:x1] = buf[y0:y1, x0:x1]
+            buf[:] = before
+            c = self.key
+            # in drawing order; Agg clips paths to a box's edges and markers (the tick
+            # marks) to the whole pixels in the box, its last row and column included
+            lines = [(spine, 0) for spine in self.ax.spines.values()] + [
+                (tick.tick1line, 1) for tick in self.ax.xaxis.get_major_ticks()
+                + self.ax.yaxis.get_major_ticks()]
+            h = buf.shape[0]
+            for k in changed:
+                if k // c in (0, c - 1) or k % c in (0, c - 1):  # spines, ticks over it
+                    y0, y1, x0, x1 = self.boxes[k]
+                    for line, inclusive in lines:
+                        box, on = line.get_clip_box(), line.get_clip_on()
+                        line.set_clip_box(matplotlib.transforms.Bbox(
+                            [[x0, h - y1 + inclusive], [x1 - inclusive, h - y0]]))
+                        line.set_clip_on(True)
+                        line.draw(renderer)
+                        line.set_clip_box(box)
+                        line.set_clip_on(on)
+                if self.texts:
+                    self.texts[k].draw(renderer)
+        new_title = self.ax.title.get_window_extent(renderer)
+        box = matplotlib.transforms.Bbox.union([old_title, new_title]).padded(2)
+        h, w = buf.shape[:2]
+        y0, y1 = max(0, int(h - box.y1)), min(h, int(np.ceil(h - box.y0)))
+        x0, x1 = max(0, int(box.x0)), min(w, int(np.ceil(box.x1)))
+        buf[y0:y1, x0:x1] = self.untitled[y0:y1, x0:x1]
+        self.ax.title.draw(renderer)
+        self._shown = norm
+        return buf.copy()
 
 
 def confusion_matrix(matrix, title: str):
@@ -258,8 +357,7 @@ class EpochFigures:
         return to_rgba(fig.draw(weight_histogram, title))
 
     def confusion_matrix(self, matrix, title: str) -> np.ndarray:
-        fig = self._get(ConfusionFigure, len(matrix))
-        return to_rgba(fig.draw(matrix, title))
+        return self._get(ConfusionFigure, len(matrix)).render(matrix, title)
 
 
 def curves(series, xlabel: str, ylabel: str, title: str, spread=None):
