@@ -20,13 +20,14 @@ A README block is the text between two marker lines, each on a line of its own:
     bench:...     benchmark results kept in runs/reference/bench/*.json (mwnet_tf.bench
                   --json): bench:steps:NAME (time and memory of each step, beside the goals),
                   bench:pairs (plain vs MW-Net step of every ResNet-32 run and the PyTorch
-                  anchor), bench:loop, bench:profile:NAME
+                  anchor), bench:loop, bench:profile:NAME, bench:jit (each step without
+                  and with XLA, from mwnet_tf.benchmarking.jit --json)
 `--reference DIR` replaces `runs/reference` (default: next to the README for --readme, in the
 current folder otherwise).
 """
 
-# The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command line, the
-# README blocks and --keep. (The docstring above is the --help text.)
+# The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command
+# line, the README blocks and --keep. (The docstring above is the --help text.)
 
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ from collections import Counter
 from mwnet_tf.reporting import tables
 from mwnet_tf.reporting.tables import ReportError
 
-# Still importable from here, as before the tables moved to reporting/tables.py (tests use them as report.X).
+# Still importable from here, as before the tables moved to reporting/tables.py (tests use them
+# as report.X).
 from mwnet_tf.reporting.tables import _method_order as _method_order
 from mwnet_tf.reporting.tables import paper_tables as paper_tables
 from mwnet_tf.reporting.tables import setting as setting
