@@ -20,7 +20,8 @@ A README block is the text between two marker lines, each on a line of its own:
     bench:...     benchmark results kept in runs/reference/bench/*.json (mwnet_tf.bench
                   --json): bench:steps:NAME (time and memory of each step, beside the goals),
                   bench:pairs (plain vs MW-Net step of every ResNet-32 run and the PyTorch
-                  anchor), bench:loop, bench:profile:NAME
+                  anchor), bench:loop, bench:profile:NAME, bench:jit (each step without
+                  and with XLA, from mwnet_tf.benchmarking.jit --json)
 `--reference DIR` replaces `runs/reference` (default: next to the README for --readme, in the
 current folder otherwise).
 """

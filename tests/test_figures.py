@@ -110,3 +110,73 @@ def test_mean_weight_of_a_history_row_weighs_clean_and_corrupted_by_their_counts
     clean_only = {"bins": [0, 1], "clean": [2], "corrupted": [0]}
     assert plot.mean_weight({"weight_clean": 0.3, "weight_corrupted": None},
                             clean_only) == pytest.approx(0.3)
+
+
+def _epoch_data(seed, scale, corrupted):
+    """A tracked-samples summary and the weight function on its grid."""
+    rng = np.random.default_rng(seed)
+    losses = rng.exponential(scale, len(corrupted))
+    weights = 1 / (1 + np.exp(losses - 1)) * rng.uniform(0.8, 1.0, len(corrupted))
+    summary = diagnostics.epoch_summary(losses, corrupted, weights, None)
+    grid = diagnostics.loss_grid(losses)
+    return grid, 1 / (1 + np.exp(grid - 1)), summary
+
+
+def test_reused_epoch_figures_draw_the_pictures_of_fresh_figures():
+    """`EpochFigures` builds each figure once and draws it again each epoch: after epochs of
+    other data (other ranges of losses and counts, histograms without corrupted samples,
+    weights above 1) its pictures are, pixel for pixel, those of figures built for the
+    epoch's data alone."""
+    from mwnet_tf.reporting import figures
+
+    rng = np.random.default_rng(0)
+    corrupted = rng.random(2000) < 0.4
+    reused = figures.EpochFigures()
+    epochs = [(0.5, corrupted), (6.0, corrupted), (1.0, np.zeros(2000, bool)), (3.0, corrupted),
+              (0.2, corrupted)]
+    for epoch, (scale, bad) in enumerate(epochs, 1):
+        grid, weights, summary = _epoch_data(epoch, scale, bad)
+        if epoch == 4:  # weights above 1: other bins
+            summary = diagnostics.epoch_summary(np.exp(-grid), bad[:len(grid)], 3.2 * weights,
+                                                None)
+        args = (grid, weights, summary["loss_histogram"], f"weight function, epoch {epoch}")
+        np.testing.assert_array_equal(reused.weight_function(*args),
+                                      figures.to_rgba(figures.weight_function(*args)))
+        hist = (summary["weight_histogram"], f"weights, epoch {epoch}")
+        np.testing.assert_array_equal(reused.weight_histograms(*hist),
+                                      figures.to_rgba(figures.weight_histograms(*hist)))
+    assert len(reused._figures) == 2  # one figure of each kind, kept
+
+
+def test_confusion_matrix_drawn_cell_by_cell_is_the_fresh_picture():
+    """The per-epoch confusion matrix draws only the cells that changed (and the title): its
+    pictures equal a fresh figure's of the same matrix, and the plot command's, but for the
+    rounding of a few pixels where a tick mark crosses a redrawn border cell (at most one
+    level of 255)."""
+    import io
+
+    import matplotlib.image
+
+    from mwnet_tf.reporting import figures
+
+    rng = np.random.default_rng(0)
+    matrices = [rng.integers(0, 30, (10, 10)) + np.diag(rng.integers(0, 300, 10))]
+    for change in ([(4, 5), (5, 4)], [(0, 3), (9, 9), (2, 0)], [], "all", [(3, 3)]):
+        m = matrices[-1].copy()
+        if change == "all":
+            m = rng.integers(0, 30, (10, 10))
+            m[3] = 0  # a class without test images
+        for i, j in change if change != "all" else ():
+            m[i, j] += 7
+        matrices.append(m)
+    figure = figures.ConfusionFigure(10)
+    for epoch, m in enumerate(matrices, 1):
+        title = f"test confusion matrix, epoch {epoch}"
+        got = figure.render(m, title).astype(int)
+        fresh = figures.to_rgba(figures.confusion_matrix(m, title))
+        plotted = np.round(255 * matplotlib.image.imread(io.BytesIO(figures.to_png(
+            figures.confusion_matrices([(title, m)]))), format="png")).astype(np.uint8)
+        np.testing.assert_array_equal(fresh, plotted)
+        assert got.shape == fresh.shape
+        off = np.abs(got - fresh).max(-1)
+        assert off.max() <= 1 and (off > 0).sum() <= 20, (epoch, off.max(), (off > 0).sum())

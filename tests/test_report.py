@@ -389,3 +389,20 @@ def test_bench_blocks_render_kept_benchmark_results_beside_the_goals(tmp_path):
     assert "Conv2DBackpropFilter 40%" in report.render("bench:profile:a", ref)
     with pytest.raises(report.ReportError, match="unknown report block"):
         report.render("bench:nothing", ref)
+    with pytest.raises(report.ReportError, match="no jit measurements"):
+        report.render("bench:jit", ref)
+    # python -m mwnet_tf.benchmarking.jit: a row per step, a step XLA could not run "fails"
+    (bench / "jit_cnn.json").write_text(json.dumps({
+        "kind": "jit", "model": "cnn", "replicas": 2, "date": "d2",
+        "rows": [{"variant": "ce", "jit_compile": False, "step_s": 0.03},
+                 {"variant": "ce", "jit_compile": True, "step_s": 0.015},
+                 {"variant": "mwnet", "jit_compile": False, "step_s": 0.1},
+                 {"variant": "mwnet", "jit_compile": True, "error": "InvalidArgumentError"}],
+        "jit_ratio": {"ce": 0.5}, "loadavg_before_after": [1.5, 1, 1, 1, 1, 1]}))
+    lines = report.render("bench:jit", ref).splitlines()
+    ce = next(line for line in lines if "| ce" in line)
+    mwnet = next(line for line in lines if "| mwnet" in line)
+    assert "cnn, 2 replicas (MirroredStrategy)" in ce and "0.50x" in ce and "1.5" in ce
+    assert "0.1000 s" in mwnet and "fails" in mwnet and "(jit_cnn)" in mwnet
+    # the other blocks pass over it
+    assert report.render("bench:pairs", ref) == pairs

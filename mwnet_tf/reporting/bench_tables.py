@@ -1,6 +1,7 @@
 """README tables of the benchmark results kept in `runs/reference/bench/*.json` (the JSON of
-`python -m mwnet_tf.bench --json=...`, and of the PyTorch anchor), for `mwnet_tf.report`'s
-blocks `bench:steps:NAME`, `bench:pairs`, `bench:loop` and `bench:profile:NAME`."""
+`python -m mwnet_tf.bench --json=...`, of the PyTorch anchor and of
+`python -m mwnet_tf.benchmarking.jit --json=...`), for `mwnet_tf.report`'s blocks
+`bench:steps:NAME`, `bench:pairs`, `bench:loop`, `bench:profile:NAME` and `bench:jit`."""
 
 from __future__ import annotations
 
@@ -132,8 +133,36 @@ def profile(folder: str, name: str) -> str:
                                  text_last=True)])
 
 
+def jit(folder: str) -> str:
+    """Each step without and with XLA, from every `mwnet_tf.benchmarking.jit` result."""
+    rows = []
+    for name, r in _load(folder):
+        if r.get("kind") != "jit":
+            continue
+        where = f"{r['model']}, " + ("1 device" if r["replicas"] == 1
+                                     else f"{r['replicas']} replicas (MirroredStrategy)")
+        load = r.get("loadavg_before_after", [])
+        for v in dict.fromkeys(row["variant"] for row in r["rows"]):
+            off, on = (next(row for row in r["rows"]
+                            if row["variant"] == v and row["jit_compile"] == jit)
+                       for jit in (False, True))
+            cells = [f"{off['step_s']:.4f} s" if "step_s" in off else "fails"]
+            cells.append(f"{on['step_s']:.4f} s" if "step_s" in on else "fails")
+            cells.append(f"{r['jit_ratio'][v]:.2f}x" if v in r["jit_ratio"] else "–")
+            rows.append([where, v, *cells, f"{load[0]:.1f}" if load else "–",
+                         f"{r.get('date', '')} ({name})"])
+    if not rows:
+        raise ReportError(f"no jit measurements in {folder}")
+    return "\n".join([_wrap("Median time per step without and with XLA (`--jit_compile`), the "
+                            "two alternating in one process (`python -m "
+                            "mwnet_tf.benchmarking.jit`); load: the machine's 1-minute load "
+                            "average when the run started:"), "",
+                      _table(["model", "step", "no jit", "jit", "jit / no jit", "load",
+                              "date (file)"], rows, text_columns=2, text_last=True)])
+
+
 def render(kind: str, folder: str) -> str:
-    """`kind`: "steps:NAME", "pairs", "loop" or "profile:NAME"."""
+    """`kind`: "steps:NAME", "pairs", "loop", "profile:NAME" or "jit"."""
     what, _, name = kind.partition(":")
     if what == "steps" and name:
         return steps(folder, name)
@@ -143,5 +172,7 @@ def render(kind: str, folder: str) -> str:
         return pairs(folder)
     if what == "loop" and not name:
         return loop(folder)
+    if what == "jit" and not name:
+        return jit(folder)
     raise ReportError(f"unknown report block 'bench:{kind}' (bench:steps:NAME, bench:pairs, "
-                      "bench:loop or bench:profile:NAME)")
+                      "bench:loop, bench:profile:NAME or bench:jit)")
