@@ -16,8 +16,9 @@ import jit_check  # noqa: E402  (tests/jit_check.py)
 TOLERANCE = 1e-9  # relative, float64
 
 
+# ResNet-32's XLA compile of the nested tapes takes minutes on 2 cores: `-m slow` runs it.
 @pytest.mark.parametrize("model", ["mlp", "cnn",
-                                   pytest.param("resnet32", marks=pytest.mark.e2e)])
+                                   pytest.param("resnet32", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", ["ce", "mwnet"])
 def test_xla_step_matches_the_graph_step(float64, model, method):
     plain = jit_check.steps(model, method, jit=False)
