@@ -60,6 +60,7 @@ def test_offline_flagfiles_run_their_settings_defaults(dry_run):
                    glob.glob(os.path.join(REPO, "flags", "digits_*.cfg")))
     assert [os.path.basename(f) for f in files] == [
         "digits_flip0.4.cfg", "digits_instance0.4.cfg", "digits_longtail20.cfg",
+        "digits_longtail20_flip0.2.cfg",
         "fashion_flip0.4.cfg", "fashion_instance0.4.cfg", "fashion_longtail10.cfg",
         "fashion_longtail100.cfg", "fashion_longtail10_flip0.2.cfg", "fashion_uniform0.4.cfg"]
     for path in files:
