@@ -19,6 +19,7 @@ COMMANDS = {
               ("--rate=2", "--dataset=nope", "--method=nope")),
     "bench": (("--variants", "--model", "--memory"), "--modle=tiny", ("--model=nope",)),
     "bench_jpeg": (("--images", "--passes"), "--imagez=3", ("--images=0",)),
+    "bench_jit": (("--replicas", "--variants"), "--replica=2", ("--replicas=3",)),
     "plot": (("--out",), "--outt=x", ("--verbosity=x",)),
     "report": (("--keep", "--readme", "--render"), "--kepp", ("--check=maybe",)),
     "launch": (("--workers", "--threads"), "--worker=2", ("--workers=0",)),

@@ -13,7 +13,7 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "mwnet_tf")
 COMMANDS = {f"mwnet_tf.{name}" for name in ("train", "bench", "plot", "report", "launch",
-                                            "predict", "bench_jpeg")}
+                                            "predict", "bench_jpeg", "bench_jit")}
 # Known: own_files imports the pipeline (TensorFlow) inside the functions that decode images so
 # that `import mwnet_tf.data` stays free of TensorFlow.
 PENDING = {("mwnet_tf.data.own_files", "mwnet_tf.data.pipeline")}

@@ -391,7 +391,7 @@ def test_bench_blocks_render_kept_benchmark_results_beside_the_goals(tmp_path):
         report.render("bench:nothing", ref)
     with pytest.raises(report.ReportError, match="no jit measurements"):
         report.render("bench:jit", ref)
-    # python -m mwnet_tf.benchmarking.jit: a row per step, a step XLA could not run "fails"
+    # python -m mwnet_tf.bench_jit: a row per step, a step XLA could not run "fails"
     (bench / "jit_cnn.json").write_text(json.dumps({
         "kind": "jit", "model": "cnn", "replicas": 2, "date": "d2",
         "rows": [{"variant": "ce", "jit_compile": False, "step_s": 0.03},

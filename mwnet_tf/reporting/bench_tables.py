@@ -1,6 +1,6 @@
 """README tables of the benchmark results kept in `runs/reference/bench/*.json` (the JSON of
 `python -m mwnet_tf.bench --json=...`, of the PyTorch anchor and of
-`python -m mwnet_tf.benchmarking.jit --json=...`), for `mwnet_tf.report`'s blocks
+`python -m mwnet_tf.bench_jit --json=...`), for `mwnet_tf.report`'s blocks
 `bench:steps:NAME`, `bench:pairs`, `bench:loop`, `bench:profile:NAME` and `bench:jit`."""
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def profile(folder: str, name: str) -> str:
 
 
 def jit(folder: str) -> str:
-    """Each step without and with XLA, from every `mwnet_tf.benchmarking.jit` result."""
+    """Each step without and with XLA, from every `mwnet_tf.bench_jit` result."""
     rows = []
     for name, r in _load(folder):
         if r.get("kind") != "jit":
@@ -155,7 +155,7 @@ def jit(folder: str) -> str:
         raise ReportError(f"no jit measurements in {folder}")
     return "\n".join([_wrap("Median time per step without and with XLA (`--jit_compile`), the "
                             "two alternating in one process (`python -m "
-                            "mwnet_tf.benchmarking.jit`); load: the machine's 1-minute load "
+                            "mwnet_tf.bench_jit`); load: the machine's 1-minute load "
                             "average when the run started:"), "",
                       _table(["model", "step", "no jit", "jit", "jit / no jit", "load",
                               "date (file)"], rows, text_columns=2, text_last=True)])
