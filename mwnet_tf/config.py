@@ -112,6 +112,9 @@ class Config:
     # from (the other parts keep --seed).
     meta_seed: int | None = _field(None, "Seed of the meta-set draw alone (default: --seed).",
                                    lower=0, added=None)
+    noise_seed: int | None = _field(None, "Seed of the label noise alone (which labels are "
+                                    "corrupted, and to what; default: --seed).", lower=0,
+                                    added=None)
     init_seed: int | None = _field(None, "Seed of the networks' initialization alone (default: "
                                    "--seed).", lower=0, added=None)
     order_seed: int | None = _field(None, "Seed of the batch order and augmentation alone "
@@ -153,7 +156,7 @@ class Config:
             raise ValueError("; ".join(errors))
 
     def part_seed(self, part: str) -> int:
-        """The seed of one part of the randomness: "meta", "init" or "order"."""
+        """The seed of one part of the randomness: "meta", "noise", "init" or "order"."""
         value = getattr(self, f"{part}_seed")
         return self.seed if value is None else value
 

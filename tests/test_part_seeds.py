@@ -9,7 +9,7 @@ from mwnet_tf.data import make_biased_data
 
 def test_each_part_seed_falls_back_to_the_run_seed():
     c = Config(seed=3)
-    assert [c.part_seed(p) for p in ("meta", "init", "order")] == [3, 3, 3]
+    assert [c.part_seed(p) for p in ("meta", "noise", "init", "order")] == [3, 3, 3, 3]
     c = Config(seed=3, meta_seed=5, order_seed=0)
     assert [c.part_seed(p) for p in ("meta", "init", "order")] == [5, 3, 0]
 
@@ -28,3 +28,14 @@ def test_meta_seed_changes_the_meta_draw_alone(synthetic_dataset):
     np.testing.assert_array_equal(make_biased_data(ds, **dict(kw, seed=1)).meta_index,
                                   make_biased_data(ds, **dict(kw, seed=1), meta_seed=1).meta_index)
     assert np.array_equal(other.transition, base.transition)
+
+
+def test_noise_seed_changes_the_noise_alone(synthetic_dataset):
+    ds = synthetic_dataset(per_class=30)
+    kw = dict(noise="flip", rate=0.4, meta_per_class=5, seed=0)
+    base = make_biased_data(ds, **kw)
+    other = make_biased_data(ds, noise_seed=1, **kw)
+    np.testing.assert_array_equal(base.meta_index, other.meta_index)
+    np.testing.assert_array_equal(base.train_clean_y, other.train_clean_y)
+    assert not np.array_equal(base.train_y, other.train_y)
+    np.testing.assert_array_equal(make_biased_data(ds, noise_seed=0, **kw).train_y, base.train_y)

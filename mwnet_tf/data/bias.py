@@ -84,6 +84,7 @@ class BiasedData:
 
 def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float = 1.0,
                      meta_per_class: int, seed: int, meta_seed: int | None = None,
+                     noise_seed: int | None = None,
                      human_labels: np.ndarray | None = None) -> BiasedData:
     """Builds the biased training set of one run.
 
@@ -106,6 +107,7 @@ def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float =
         seed: Non-negative run seed.
         meta_seed: The meta split's own seed (None: `seed`); the long-tail cut and the noise
             keep `seed`'s generators, drawn over what the split leaves.
+        noise_seed: The label noise's own seed (None: `seed`).
         human_labels: int [len(ds.train_y)] noisy label of every training image of `ds`, in
             its order; required by, and only by, `noise="human"`.
     """
@@ -113,6 +115,8 @@ def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float =
                                      for s in np.random.SeedSequence(seed).spawn(3))
     if meta_seed is not None and meta_seed != seed:
         meta_rng = np.random.default_rng(np.random.SeedSequence(meta_seed).spawn(3)[0])
+    if noise_seed is not None and noise_seed != seed:
+        noise_rng = np.random.default_rng(np.random.SeedSequence(noise_seed).spawn(3)[2])
     meta_index, rest = meta_split(ds.train_y, meta_per_class, meta_rng)
     train_index = rest[long_tail_indices(ds.train_y[rest], imbalance, tail_rng)]
     clean = ds.train_y[train_index].astype(np.int64)

@@ -89,6 +89,7 @@ def load_data(config: Config) -> BiasedData:
     return make_biased_data(ds, noise=config.noise, rate=config.rate,
                             imbalance=config.imbalance, meta_per_class=config.meta_per_class,
                             seed=config.seed, meta_seed=config.part_seed("meta"),
+                            noise_seed=config.part_seed("noise"),
                             human_labels=human)
 
 
