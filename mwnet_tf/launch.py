@@ -9,7 +9,7 @@ output lines are printed with a `[worker i]` prefix. When a worker fails or is k
 others are stopped (a collective op would otherwise wait for the lost peer) and the launcher
 exits with that worker's status; run the same command again to resume from the chief's last
 checkpoint. On several machines, start `python -m mwnet_tf.train --strategy=multi_worker`
-on each with its own `TF_CONFIG` instead (README, "Distributed training").
+on each with its own `TF_CONFIG` instead (docs/distributed.md).
 """
 
 from __future__ import annotations

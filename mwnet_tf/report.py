@@ -1,15 +1,16 @@
-"""Results tables from finished runs, and the README tables regenerated from kept runs.
+"""Results tables from finished runs, and the tables of the README and docs/ regenerated from
+kept runs.
 
-Runs quoted in the README are kept as `runs/reference/<table>/<run>/results.json` and
+Runs quoted in the docs are kept as `runs/reference/<table>/<run>/results.json` and
 `flags.cfg`; git tracks exactly these two files of a run (see `runs/README.md`).
 
     python -m mwnet_tf.report runs/digits/*                        # long table of any runs
     python -m mwnet_tf.report --keep runs/digits/* --table digits  # keep the finished ones
     python -m mwnet_tf.report --render digits                      # print one block
-    python -m mwnet_tf.report --readme README.md                   # rewrite the marked blocks
-    python -m mwnet_tf.report --readme README.md --check           # exit 1 and diff if stale
+    python -m mwnet_tf.report --pages README.md docs               # rewrite the marked blocks
+    python -m mwnet_tf.report --pages README.md docs --check       # exit 1 and diff if stale
 
-A README block is the text between two marker lines, each on a line of its own:
+A block is the text between two marker lines, each on a line of its own:
 `<!-- report:NAME -->` and `<!-- /report -->`. NAME is one of
     TABLE         runs/reference/TABLE: final test accuracy per method (rows) and setting
                   (columns), mean ± sample std over seeds, then best accuracy, wall time, noise
@@ -21,9 +22,10 @@ A README block is the text between two marker lines, each on a line of its own:
                   --json): bench:steps:NAME (time and memory of each step, beside the goals),
                   bench:pairs (plain vs MW-Net step of every ResNet-32 run and the PyTorch
                   anchor), bench:loop, bench:profile:NAME, bench:jit (each step without
-                  and with XLA, from mwnet_tf.benchmarking.jit --json)
-`--reference DIR` replaces `runs/reference` (default: next to the README for --readme, in the
-current folder otherwise).
+                  and with XLA, from mwnet_tf.bench_jit --json)
+`--reference DIR` replaces `runs/reference` (default: the one in a page's folder or a folder
+above it for --pages, in the current folder otherwise). `--readme` is another name of
+`--pages`.
 """
 
 # The tables themselves are made in mwnet_tf/reporting/tables.py; this module is the command
@@ -60,7 +62,7 @@ LOOSE_START = re.compile(r"^\s*<!--\s*report", re.M)
 LOOSE_END = re.compile(r"^\s*<!--\s*/report", re.M)
 
 
-# ---------------------------------------------------------------- README and --keep
+# ---------------------------------------------------------------- pages and --keep
 
 
 def _table_folder(reference: str, name: str) -> str:
@@ -70,7 +72,7 @@ def _table_folder(reference: str, name: str) -> str:
 
 
 def render(block: str, reference: str) -> str:
-    """The Markdown of one README block (see the module docstring for the names)."""
+    """The Markdown of one block (see the module docstring for the names)."""
     kind, _, name = block.rpartition(":")
     if block.startswith("bench:"):
         from mwnet_tf.reporting import bench_tables
@@ -106,7 +108,7 @@ def regenerate(text: str, reference: str) -> str:
 
 
 def readme_diff(path: str, reference: str) -> str:
-    """Unified diff from the README to its regenerated text ('' when up to date)."""
+    """Unified diff from a page to its regenerated text ('' when up to date)."""
     old = _read_text(path)
     new = regenerate(old, reference)
     return "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True), path,
@@ -140,7 +142,7 @@ def page_reference(path: str) -> str:
 
 
 def write_readme(path: str, reference: str) -> bool:
-    """Rewrites the marked blocks of the README in place; True when anything changed."""
+    """Rewrites the marked blocks of a page in place; True when anything changed."""
     old = _read_text(path)
     new = regenerate(old, reference)
     if new != old:

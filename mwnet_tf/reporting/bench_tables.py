@@ -1,4 +1,4 @@
-"""README tables of the benchmark results kept in `runs/reference/bench/*.json` (the JSON of
+"""Tables of the benchmark results kept in `runs/reference/bench/*.json` (the JSON of
 `python -m mwnet_tf.bench --json=...`, of the PyTorch anchor and of
 `python -m mwnet_tf.bench_jit --json=...`), for `mwnet_tf.report`'s blocks
 `bench:steps:NAME`, `bench:pairs`, `bench:loop`, `bench:profile:NAME` and `bench:jit`."""

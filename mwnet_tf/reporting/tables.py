@@ -1,7 +1,7 @@
 """The results tables: finished runs loaded and checked, then rendered as Markdown text.
 
 These functions read runs and return text; they write nothing and parse no command line
-(`mwnet_tf.report` is the command line, the README blocks and --keep, built on them). A run is
+(`mwnet_tf.report` is the command line, the pages' blocks and --keep, built on them). A run is
 `(folder, results)`, its results.json read and checked by `read_results`. The tables:
 
     comparison  final test accuracy per method (rows) and setting (columns), mean ± sample std
@@ -33,7 +33,7 @@ from mwnet_tf import config as config_lib
 from mwnet_tf.errors import ReportError
 
 BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.reporting.bench_tables)
-FIGURES = "figures"  # runs/reference/figures: the README's PNGs (python -m mwnet_tf.plot)
+FIGURES = "figures"  # runs/reference/figures: the docs' PNGs (python -m mwnet_tf.plot)
 KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (the seed among them, averaged over).
 VOLATILE = config_lib.VOLATILE
