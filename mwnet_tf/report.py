@@ -16,6 +16,8 @@ A block is the text between two marker lines, each on a line of its own:
                   (columns), mean ± sample std over seeds, then best accuracy, wall time, noise
     curves:TABLE  the learned weight functions of runs/reference/TABLE, mean over seeds
     runs:TABLE    the long table of runs/reference/TABLE, one row per setting and method
+    spread:TABLE  runs differing in one part of their randomness (--meta_seed, --noise_seed,
+                  --init_seed, --order_seed) or in --seed: accuracy of each, mean, std, range
     paper         paper vs ours for the paper's Tables 1-3 (CIFAR), from every kept run;
                   paper:1, paper:2 or paper:3 for one of them
     bench:...     benchmark results kept in runs/reference/bench/*.json (mwnet_tf.bench
@@ -42,7 +44,7 @@ from collections import Counter
 from absl import flags
 
 from mwnet_tf import commandline
-from mwnet_tf.reporting import tables
+from mwnet_tf.reporting import bench_tables, spread, tables
 from mwnet_tf.reporting.tables import ReportError
 
 # Still importable from here, as before the tables moved to reporting/tables.py (tests use them
@@ -75,7 +77,6 @@ def render(block: str, reference: str) -> str:
     """The Markdown of one block (see the module docstring for the names)."""
     kind, _, name = block.rpartition(":")
     if block.startswith("bench:"):
-        from mwnet_tf.reporting import bench_tables
         return bench_tables.render(block[len("bench:"):], _table_folder(reference, "bench"))
     if block == "paper":
         return tables.paper(tables.load_reference(reference))
@@ -83,7 +84,7 @@ def render(block: str, reference: str) -> str:
         if name not in ("1", "2", "3"):
             raise ReportError(f"unknown report block {block!r} (paper:1, paper:2 or paper:3)")
         return tables.paper(tables.load_reference(reference), (int(name),))
-    makers = {"": tables.comparison, "curves": tables.curves,
+    makers = {"": tables.comparison, "curves": tables.curves, "spread": spread.spread,
               "runs": lambda runs: tables.markdown(tables.summarize([r for _, r in runs]))}
     if kind not in makers:
         raise ReportError(f"unknown report block {block!r}")
