@@ -212,7 +212,7 @@ def predict(run: str, source: str, out: str, batch_size: int = 256) -> int:
     import numpy as np
 
     from mwnet_tf import serving
-    from mwnet_tf.csv_writer import write_csv
+    from mwnet_tf.training.run_folder import write_csv
 
     if batch_size < 1:
         raise PredictError("--batch_size must be >= 1")

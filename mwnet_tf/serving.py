@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
+
+from mwnet_tf.training import run_folder
 
 CLASSIFIER = "classifier.keras"
 SPEC = "classifier.json"
@@ -143,26 +143,12 @@ def probabilities(model, raw, spec: dict):
     return tf.nn.softmax(tf.cast(logits, tf.float32))
 
 
-def _replace_dir(tmp: str, path: str) -> None:
-    """Moves the folder `tmp` to `path`, replacing an older one."""
-    old = None
-    if os.path.exists(path):
-        old = f"{tmp}.old"
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def export_serving(model, spec: dict, path: str) -> str:
     """Writes the serving SavedModel of `model` (see the module docstring) to `path`."""
     import keras
     import tensorflow as tf
 
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=parent)
-    try:
+    with run_folder.atomic_folder(path) as tmp:
         archive = keras.export.ExportArchive()
         archive.track(model)
 
@@ -173,22 +159,7 @@ def export_serving(model, spec: dict, path: str) -> str:
         archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[
             tf.TensorSpec(shape, tf.as_dtype(spec["raw_dtype"]), name=INPUT)])
         archive.write_out(tmp, verbose=False)
-        _replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def _write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def export_classifier(model, data, workdir: str, *, class_names=None,
@@ -213,7 +184,7 @@ def export_classifier(model, data, workdir: str, *, class_names=None,
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    _write_text(out["spec"], json.dumps(spec, indent=2) + "\n")
+    run_folder.write_text(out["spec"], json.dumps(spec, indent=2) + "\n")
     if serving:
         out["serving"] = export_serving(model, spec, os.path.join(workdir, SERVING))
     return out
