@@ -308,7 +308,7 @@ def validate(c: Config) -> list[str]:
                                       ("noise_labels", c.noise_labels is not None),
                                       ("noise_label_set", c.noise_label_set is not None)) if v]
         errors += [not_for_clothing1m(given)] if given else []
-    if c.noise == "human":
+    if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     return errors + _method_errors(c)
 

@@ -101,12 +101,14 @@ def test_tfds_name_trains_through_the_command_line(tmp_path):
     """tfds:mnist from `tfds.testing.mock_data` (counted as prepared) in a process of its own:
     the mock lives in that process."""
     run = str(tmp_path / "run")
+    argv = ["mwnet_tf.train", *QUICK, "--dataset=tfds:mnist", "--method=ce",
+            "--meta_per_class=1", "--batch_size=10", "--meta_batch_size=5", f"--workdir={run}"]
     code = (
         "import sys, tensorflow_datasets as tfds\n"
         "tfds.core.DatasetBuilder.is_prepared = lambda self: True\n"
         "from mwnet_tf import train\n"
         "with tfds.testing.mock_data(num_examples=40):\n"
-        f"    sys.argv = ['mwnet_tf.train', *{[*QUICK, '--dataset=tfds:mnist', '--method=ce', '--meta_per_class=1', '--batch_size=10', '--meta_batch_size=5', f'--workdir={run}']!r}]\n"
+        f"    sys.argv = {argv!r}\n"
         "    train.run()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
