@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_own_data import image_rows, make_folder, write_csv, write_npz
 
+from mwnet_tf import predict
 from mwnet_tf.config import METHODS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -95,6 +96,27 @@ def test_folder_csv_and_npz_train_through_the_command_line(cli, tmp_path):
             assert results["label_issue_detection"]["n"] == len(issues)
     flags = open(os.path.join(tmp_path, "run_npz", "flags.cfg")).read()
     assert "--model=auto" in flags and "--noise=none" in flags
+    # predict on each format: the layout, the table, the arrays, a plain folder of images
+    inputs = {"folder": (folder, 16 + 6), "csv": (table, 16 + 6 + 2),
+              "npz": (arrays, 15), "images": (os.path.join(folder, "train"), 16)}
+    for kind, (source, n) in inputs.items():
+        run = str(tmp_path / f"run_{'folder' if kind == 'images' else kind}")
+        out = str(tmp_path / f"pred_{kind}.csv")
+        assert predict.predict(run, source, out) == n
+        rows = list(csv.DictReader(open(out)))
+        assert len(rows) == n
+        if kind in ("folder", "csv"):
+            assert {r["split"] for r in rows} >= {"train", "meta"}
+            assert {r["given_class"] for r in rows} == {"cat", "dog"}
+            assert all(os.path.isfile(os.path.join(os.path.dirname(source) if kind == "csv"
+                                                   else source, r["path"])) for r in rows)
+        assert {r["predicted_class"] for r in rows} <= set(
+            ("low", "mid", "high") if kind == "npz" else ("cat", "dog"))
+    with open(tmp_path / "bad.csv", "w") as f:
+        f.write("path,label\ntable/img/train_0.png,cow\n")
+    with pytest.raises(predict.PredictError, match="label 'cow' is not one of the 2 classes"):
+        predict.predict(str(tmp_path / "run_csv"), str(tmp_path / "bad.csv"),
+                        str(tmp_path / "p.csv"))
 
 
 def test_tfds_name_trains_through_the_command_line(tmp_path):
