@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import tensorflow as tf
 
+from mwnet_tf.data.pipeline import eval_images, normalize
 from mwnet_tf.training.run_folder import write_csv
 
 LABEL_ISSUES = "label_issues.csv"
@@ -59,10 +61,6 @@ def classifier_outputs(model, data, batch_size: int) -> tuple[np.ndarray, np.nda
     training images (decoded and center-cropped as the test set's when read from files),
     the losses the cross-entropy against the training labels (from the log-softmax, so a
     confident mistake has a finite loss)."""
-    import tensorflow as tf
-
-    from mwnet_tf.data.pipeline import eval_images, normalize
-
     forward = tf.function(lambda images: tf.nn.log_softmax(tf.cast(
         model(normalize(images, data.mean, data.std), training=False), tf.float64)),
         reduce_retracing=True)

@@ -26,6 +26,8 @@ import os
 
 import numpy as np
 
+from mwnet_tf.data.clothing1m import resize_for
+from mwnet_tf.data.pipeline import normalize
 from mwnet_tf.training import run_folder
 
 CLASSIFIER = "classifier.keras"
@@ -67,8 +69,6 @@ def default_class_names(dataset: str | None, num_classes: int) -> list[str]:
 
 def input_spec(model, data, class_names=None, dataset: str | None = None) -> dict:
     """What prediction needs to turn raw inputs into the classifier's (JSON-ready)."""
-    from mwnet_tf.data.clothing1m import resize_for
-
     names = (list(class_names) if class_names is not None
              else default_class_names(dataset, data.num_classes))
     if len(names) != data.num_classes:
@@ -117,8 +117,6 @@ def preprocess(raw, spec: dict):
     straight to `image_size` (own image files), unless already that size; then
     `pipeline.normalize` with the data's mean and std, as in training."""
     import tensorflow as tf
-
-    from mwnet_tf.data.pipeline import normalize
 
     x = raw
     if spec.get("resize"):

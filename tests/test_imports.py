@@ -2,7 +2,7 @@
 import the package's modules at the top only.
 
 Every `import mwnet_tf...` and `from mwnet_tf... import ...` statement counts (relative ones
-resolved), at module level and inside functions. Only the six command modules may import the
+resolved), at module level and inside functions. Only the seven command modules may import the
 package inside a function: they parse their flags before importing TensorFlow, for start-up time.
 `importlib.import_module` (the methods registry's lookup by name) is not an import statement.
 """
@@ -13,7 +13,7 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "mwnet_tf")
 COMMANDS = {f"mwnet_tf.{name}" for name in ("train", "bench", "plot", "report", "launch",
-                                            "bench_jpeg")}
+                                            "bench_jpeg", "predict")}
 # Known, to be moved to the top of their modules by their owners: export.py is being reworked on
 # another branch; own_files imports the pipeline (TensorFlow) inside the functions that decode
 # images so that `import mwnet_tf.data` stays free of TensorFlow.
