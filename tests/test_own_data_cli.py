@@ -181,3 +181,27 @@ def test_a_keras_model_file_trains_with_the_methods(cli, tmp_path, method):
     saved = keras.saving.load_model(os.path.join(run, "classifier.keras"))
     assert [w.shape for w in saved.weights] == [w.shape for w in
                                                 keras.saving.load_model(model).weights]
+
+
+def test_image_folder_under_mirrored_strategy_reads_each_pipelines_files(tmp_path):
+    """Two logical CPUs, --strategy=mirrored: own data read from files goes through
+    `distribute_datasets_from_function` (each input pipeline decodes only its part of a
+    batch) and the run ends with its take-home files."""
+    folder = make_folder(tmp_path / "folder", {"train": 8, "meta": 3, "test": 2})
+    run = str(tmp_path / "run")
+    argv = ["mwnet_tf.train", *QUICK, "--dataset=folder", f"--data_dir={folder}",
+            "--image_size=16", "--batch_size=4", "--meta_batch_size=2", "--strategy=mirrored",
+            f"--workdir={run}"]
+    code = (
+        "import sys, tensorflow as tf\n"
+        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
+        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()"
+        "] * 2)\n"
+        "from mwnet_tf import train\n"
+        f"sys.argv = {argv!r}\n"
+        "train.run()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "on 2 replica(s)" in out.stdout
+    check_takehome(run, ("cat", "dog"), "folder")
