@@ -205,3 +205,28 @@ def test_image_folder_under_mirrored_strategy_reads_each_pipelines_files(tmp_pat
     assert out.returncode == 0, out.stderr[-3000:]
     assert "on 2 replica(s)" in out.stdout
     check_takehome(run, ("cat", "dog"), "folder")
+
+
+def test_an_image_damaged_after_loading_is_named_when_the_run_reads_it(tmp_path):
+    """Not verified at load time (the data is given), an image damaged inside fails in
+    TensorFlow's decoder, whose message does not name the file: the run names it."""
+    from test_own_data import damage
+
+    from mwnet_tf.config import Config
+    from mwnet_tf.data import load_image_folder, make_own_biased_data
+    from mwnet_tf.errors import DataUnavailableError, ImageError, TrainingError
+    from mwnet_tf.training import loop
+
+    root = make_folder(tmp_path / "folder", {"train": 8, "meta": 2, "test": 1}, size=(48, 48))
+    own = load_image_folder(root, image_size=8, verify=False, mean_std=((0.5,), (0.25,)))
+    data = make_own_biased_data(own, seed=0)
+    bad = str(data.train_x[5])
+    damage(bad)
+    config = Config(dataset="folder", noise="none", rate=0.0, meta_per_class=None,
+                    model="tiny", epochs=1, batch_size=4, meta_batch_size=2,
+                    tensorboard_images=False, progress_seconds=0)
+    # read first by the tracked samples (before the run starts) or by training
+    with pytest.raises((DataUnavailableError, ImageError, TrainingError)) as info:
+        loop.train_and_evaluate(config, str(tmp_path / "run"), data=data, log=lambda s: None)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{bad}: cannot be decoded"), message

@@ -72,6 +72,10 @@ def reading_images(data: BiasedData, started: bool,
     if not data.from_files:
         yield
         return
+    if name is None:  # not while training: the meta and test sets, then the training set
+        def name() -> str | None:
+            return name_unreadable(data, seed=0, epoch=0, batch_size=1, step=0,
+                                   lookahead_steps=0)
     try:
         yield
     except tf.errors.InvalidArgumentError as e:
