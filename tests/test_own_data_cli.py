@@ -87,6 +87,8 @@ def test_folder_csv_and_npz_train_through_the_command_line(cli, tmp_path):
         assert results["config"]["model"] == ("mlp" if dataset == "npz" else "cnn")
         issues = read_issues(run)
         assert len(issues) == results["own_data"]["train"]
+        assert {r["given_class"] for r in issues} == set(classes)
+        assert all(r["predicted_class"] == classes[int(r["predicted_label"])] for r in issues)
         if dataset == "folder":  # no test/: half the trusted set held out, said so
             assert results["own_data"]["test_held_out"] == 0.5
             assert "held out: 0.5 of the trusted set" in out.stdout
