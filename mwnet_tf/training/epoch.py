@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import steps as steps_lib
-from mwnet_tf.config import Config, is_own_dataset
+from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, DataUnavailableError
 from mwnet_tf.data.pipeline import make_train_dataset, name_unreadable
 from mwnet_tf.errors import ImageError, TrainingError
@@ -228,21 +228,18 @@ class Epochs:
         """The stage's shuffled batches of epoch `epoch`, from batch `start_step` on."""
         c = self.config
         with_meta = self.method.meta_batches(stage)
-        if self.distributed and stage_data.from_files and is_own_dataset(c.dataset):
-            # each input pipeline reads only its own files (and skips batches by index)
+        if self.distributed:
+            # each input pipeline reads only its part of every global batch (the files of
+            # data read from files), positioned after the steps done by batch index
             return self.strategy.distribute_datasets_from_function(
                 lambda ctx: make_train_dataset(
                     stage_data, batch_size=c.batch_size, meta_batch_size=c.meta_batch_size,
                     seed=c.seed, epoch=epoch, with_meta=with_meta, input_context=ctx,
                     skip_steps=start_step))
-        ds = make_train_dataset(stage_data, batch_size=c.batch_size,
-                                meta_batch_size=c.meta_batch_size, seed=c.seed, epoch=epoch,
-                                with_meta=with_meta)
-        if start_step:  # resumed inside the epoch: the same batches from the next one on
-            ds = ds.skip(start_step)
-        if self.distributed:
-            ds = self.strategy.experimental_distribute_dataset(ds)
-        return ds
+        # resumed inside the epoch: the same batches from the next one on
+        return make_train_dataset(stage_data, batch_size=c.batch_size,
+                                  meta_batch_size=c.meta_batch_size, seed=c.seed, epoch=epoch,
+                                  with_meta=with_meta, skip_steps=start_step)
 
     def _loop(self, index: int, stage: Stage):
         if index not in self.loops:
