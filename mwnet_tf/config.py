@@ -18,10 +18,26 @@ import typing
 from mwnet_tf.data.datasets import DATASETS
 from mwnet_tf.data.human_noise import ALL_LABEL_SETS, check_settings
 from mwnet_tf.data.noise import LABEL_NOISES
+from mwnet_tf.data.own import OWN_NOISES
 from mwnet_tf.methods.registry import FLOAT16_METHODS, METHODS, PARAMS
 
 # The classifiers (`mwnet_tf.models` builds them).
 MODELS = ("resnet32", "wrn28_10", "resnet50", "mlp", "cnn", "tiny")
+# Own data (`mwnet_tf.data.own_load`): an image folder, a CSV table, an .npz of arrays, or any
+# data set prepared for tensorflow-datasets (tfds:NAME).
+OWN_DATASETS = ("folder", "csv", "npz")
+# --model=auto (own data's default): mlp for feature vectors [N, D], cnn for images.
+AUTO_MODEL = "auto"
+
+
+def is_own_dataset(name: str) -> bool:
+    """Whether `--dataset=name` is own data: folder, csv, npz or tfds:NAME."""
+    return name in OWN_DATASETS or (name.startswith("tfds:") and len(name) > 5)
+
+
+def is_model_file(name: str) -> bool:
+    """Whether `--model=name` is a Keras model file (PATH.keras) rather than a built-in name."""
+    return name.endswith(".keras")
 META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
@@ -54,7 +70,10 @@ def _field(default, help: str, *, choices=None, lower=None, upper=None, by_setti
 class Config:
     """Everything a run needs; built by `mwnet_tf.train` from flags, or by hand."""
 
-    dataset: str = _field("digits", "Dataset.", choices=DATASETS)
+    dataset: str = _field(
+        "digits", f"Dataset: one of {', '.join(DATASETS)}; or your own data (--data_dir): "
+        "folder (train/, meta/, optional test/ class folders), csv (a path,label,split "
+        "table), npz (arrays) or tfds:NAME (a data set prepared for tensorflow-datasets).")
     data_dir: str | None = _field(
         None, "tensorflow-datasets data_dir, or a folder holding CIFAR's Python folder "
         "(cifar-10-batches-py, cifar-100-python) or Fashion-MNIST's IDX files; for clothing1m "
@@ -74,16 +93,39 @@ class Config:
         choices=ALL_LABEL_SETS, added=None)
     image_size: int | None = _field(
         None, "clothing1m: side of the square crops (default 224, after a resize to 256x256; "
-        "smaller sizes scale both).", lower=32, added=None)
+        "smaller sizes scale both); folder, csv, tfds:NAME: side of the square the images are "
+        "resized to (default 32; tfds: its own size).", lower=8, added=None)
+    test_fraction: float | None = _field(
+        None, "Own data without a test split: the stratified part of the trusted set held out "
+        "as the test set (default 0.5; tfds: 0.1 of its train split).", lower=0, upper=1,
+        added=None)
+    split_seed: int = _field(
+        0, "Own data: the seed of the test hold-out (not the run seed: every run of a data set "
+        "tests on the same images).", lower=0, added=0)
+    augment: bool | None = _field(
+        None, "Own data: random crop and flip of the training and trusted images (default: on "
+        "for images, never for feature arrays).", added=None)
+    verify_images: bool | None = _field(
+        None, "folder, csv: decode every image once before training (default: when there are "
+        "at most 10,000).", resumable=True, volatile=True, added=None)
+    image_key: str | None = _field(
+        None, "tfds:NAME: the image feature, when it has several.", added=None)
+    label_key: str | None = _field(
+        None, "tfds:NAME: the label feature, when it has several.", added=None)
     pretrained: str | None = _field(
         None, "--model=resnet50: a local HDF5 file of ImageNet weights for the backbone "
         "(Keras' resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5, or a Keras 3 "
         ".weights.h5 of the backbone); the head stays randomly initialized.", resumable=True,
         added=None)
     imbalance: float = _field(1.0, "Long-tail imbalance factor (1 = balanced).", lower=1)
-    meta_per_class: int = _field(10, "Clean meta images per class.", lower=1, by_setting=True)
+    meta_per_class: int | None = _field(
+        10, "Clean meta images per class (own data: default all trusted images; tfds:NAME: "
+        "10, taken out of its train split).", lower=1, by_setting=True)
     method: str = _field("mwnet", "Training method.", choices=METHODS)
-    model: str = _field("mlp", "Classifier.", choices=MODELS, by_setting=True)
+    model: str = _field(
+        "mlp", f"Classifier: one of {', '.join(MODELS)}; auto (own data's default: mlp for "
+        "feature vectors, cnn for images); or PATH.keras, a Keras 3 model file (images in, "
+        "logits out).", by_setting=True)
     epochs: int = _field(30, "Training epochs.", lower=1, by_setting=True, resumable=True)
     batch_size: int = _field(100, "Global training batch size.", lower=1, by_setting=True)
     meta_batch_size: int = _field(100, "Global meta batch size.", lower=1, by_setting=True)
@@ -239,8 +281,30 @@ def validate(c: Config) -> list[str]:
          "noise is the label file's (the realized rate is reported)"),
         (c.noise != "none" or c.rate == 0.0 or c.dataset == "clothing1m",
          "--rate does not apply to --noise=none"),
-        (c.image_size is None or c.dataset == "clothing1m",
-         "--image_size goes with --dataset=clothing1m"),
+        (c.image_size is None or c.dataset in ("clothing1m", "folder", "csv")
+         or c.dataset.startswith("tfds:"),
+         "--image_size goes with --dataset=clothing1m, folder, csv or tfds:NAME"),
+        (is_own_dataset(c.dataset) or all(
+            v is None for v in (c.test_fraction, c.augment, c.verify_images, c.image_key,
+                                c.label_key)),
+         "--test_fraction, --augment, --verify_images, --image_key and --label_key go with "
+         "your own data (--dataset=folder, csv, npz or tfds:NAME)"),
+        (c.test_fraction is None or 0 < c.test_fraction < 1,
+         "test_fraction must lie strictly between 0 and 1"),
+        (c.meta_per_class is not None or is_own_dataset(c.dataset)
+         and not c.dataset.startswith("tfds:"),
+         f"--dataset={c.dataset} needs --meta_per_class (its trusted images are taken out of "
+         "its training split)"),
+        (not is_own_dataset(c.dataset) or c.noise in OWN_NOISES,
+         f"--noise={c.noise} does not apply to your own data (its labels are used as given: "
+         f"--noise=none); expected one of {', '.join(OWN_NOISES)}"),
+        (c.dataset in DATASETS or is_own_dataset(c.dataset),
+         f"--dataset={c.dataset} is not a data set: expected one of {', '.join(DATASETS)}, "
+         "folder, csv, npz or tfds:NAME"),
+        (c.model in MODELS or is_model_file(c.model)
+         or (c.model == AUTO_MODEL and is_own_dataset(c.dataset)),
+         f"--model={c.model} is not a model: expected one of {', '.join(MODELS)}, a PATH.keras "
+         "file, or auto (own data)"),
         (c.pretrained is None or c.model == "resnet50",
          "--pretrained holds ResNet-50 weights: it goes with --model=resnet50"),
         (c.lr > 0, "lr must be > 0"),
@@ -260,7 +324,7 @@ def validate(c: Config) -> list[str]:
                                       ("noise_labels", c.noise_labels is not None),
                                       ("noise_label_set", c.noise_label_set is not None)) if v]
         errors += [not_for_clothing1m(given)] if given else []
-    if c.noise == "human":
+    if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     return errors + _method_errors(c)
 
@@ -295,6 +359,10 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
         else:
             d.update(model="resnet32", epochs=60, lr_decay_epochs=(40, 50),
                      meta_per_class=1000 // classes)
+    elif is_own_dataset(dataset):  # modest: small data sets, the model chosen by the input
+        d.update(noise="none", rate=0.0, model=AUTO_MODEL, epochs=20, lr_decay_epochs=(15,),
+                 batch_size=32, meta_batch_size=32, lr=0.05,
+                 meta_per_class=10 if dataset.startswith("tfds:") else None)
     elif dataset == "fashion_mnist":
         d.update(model="cnn", epochs=12, lr_decay_epochs=(8, 10), meta_per_class=100)
         if imbalance > 1:  # a long tail has ~1/4 of the images: twice the epochs
@@ -311,6 +379,10 @@ def run_name(c: Config) -> str:
     if c.dataset == "clothing1m":  # its own noisy labels: no bias to name
         return f"clothing1m-{c.method}-s{c.seed}"
     bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "clean"
+    if is_own_dataset(c.dataset):
+        name = c.dataset.replace(":", "_")
+        bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "given"
+        return f"{name}-{bias}-{c.method}-s{c.seed}"
     if c.noise == "human":  # cifar10-human_worst-..., or -human_file- for a .npy / .csv
         bias = f"human_{c.noise_label_set or 'file'}"
     if c.imbalance > 1:

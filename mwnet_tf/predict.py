@@ -3,7 +3,11 @@
     python -m mwnet_tf.predict RUN --data_dir=INPUTS --out predictions.csv
 
 RUN is a run folder holding `classifier.keras` and `classifier.json`
-(`serving.export_classifier`). INPUTS is an .npz file with an array `x` (or `x_test`): uint8
+(`serving.export_classifier`). INPUTS is a CSV table of `path,label[,split]` rows (paths
+relative to it, labels the run's classes: the `--dataset=csv` format, split optional), a
+folder in the training layout (`train/`, `meta/`, optional `test/` class folders: the
+`--dataset=folder` format), both listed by the own-data code, which adds the columns `split`
+and `given_class`; an .npz file with an array `x` (or `x_test`): uint8
 images [N, H, W, C] of the data set's shape ([N, H, W] for one channel), any size for data
 read from files, or float features [N, ...]; or a folder of images searched recursively (PNG,
 JPEG, BMP, GIF: the first frame), each decoded, converted to the data set's channels and
@@ -40,7 +44,9 @@ class PredictError(ValueError):
 
 def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "The inputs: an .npz file with an array x (or "
-                        "x_test), or a folder of images (PNG, JPEG, BMP, GIF; recursively).")
+                        "x_test), a CSV table (path,label[,split]), a train/meta/test folder "
+                        "of class folders, or a folder of images (PNG, JPEG, BMP, GIF; "
+                        "recursively).")
     flags.DEFINE_string("out", "predictions.csv", "The CSV file to write.")
     flags.DEFINE_integer("batch_size", 256, "Inputs per forward pass.")
 
@@ -195,13 +201,68 @@ def read_folder(folder: str, spec: dict):
     return names, np.stack(images)
 
 
+def _labeled(source: str, spec: dict):
+    """A training layout (train/ and meta/ class folders, optional test/) or a CSV table
+    (path,label[,split] rows, paths relative to it), listed by the own-data code
+    (`own_files.list_image_folder`, `list_csv_table`): (paths relative to the folder or
+    table, uint8 images, {"split": [...], "label": [...]})."""
+    import numpy as np
+
+    from mwnet_tf.data.own_files import list_csv_table, list_image_folder
+    from mwnet_tf.errors import DataUnavailableError
+
+    if spec["kind"] != "images":
+        raise PredictError(f"{source}: the classifier takes feature arrays, not images: give "
+                           "an .npz file")
+    names = list(spec["class_names"])
+    try:
+        if os.path.isdir(source):
+            found, splits = list_image_folder(source)
+            root = source
+            unknown = [n for n in found if n not in names]
+            if unknown:
+                raise PredictError(f"{os.path.join(source, 'train', unknown[0])}: class "
+                                   f"{unknown[0]!r} is not one of the classifier's "
+                                   f"({', '.join(names)})")
+            index = {k: names.index(n) for k, n in enumerate(found)}
+            splits = {s: (p, np.array([index[int(y)] for y in labels], np.int64))
+                      for s, (p, labels) in splits.items()}
+        else:
+            _, splits, _ = list_csv_table(source, classes=names, training=False)
+            root = os.path.dirname(os.path.abspath(source))
+    except DataUnavailableError as e:
+        raise PredictError(str(e)) from None
+    ids, images, extra = [], [], {"split": [], "given_class": []}
+    for split in ("train", "meta", "test"):
+        paths, labels = splits.get(split, ((), ()))
+        for path, label in zip(paths, labels):
+            ids.append(os.path.relpath(path, root))
+            images.append(read_image(str(path), spec))
+            extra["split"].append(split)
+            extra["given_class"].append(names[int(label)])
+    if not ids:
+        raise PredictError(f"{source}: no rows")
+    return ids, np.stack(images), extra
+
+
+def _is_layout(source: str) -> bool:
+    return all(os.path.isdir(os.path.join(source, s)) for s in ("train", "meta"))
+
+
 def read_inputs(source: str, spec: dict):
-    """(ids, raw inputs, id column name) from an .npz file or a folder of images."""
+    """(ids, raw inputs, id column name, extra columns) from an .npz file, a CSV table, a
+    training layout of class folders, or a folder of images."""
+    if os.path.isdir(source) and _is_layout(source):
+        ids, x, extra = _labeled(source, spec)
+        return ids, x, "path", extra
     if os.path.isdir(source):
-        return (*read_folder(source, spec), "path")
+        return (*read_folder(source, spec), "path", {})
     if not os.path.exists(source):
         raise PredictError(f"{source}: no such file or folder")
-    return (*read_npz(source, spec), "index")
+    if source.lower().endswith(".csv"):
+        ids, x, extra = _labeled(source, spec)
+        return ids, x, "path", extra
+    return (*read_npz(source, spec), "index", {})
 
 
 # --- prediction -------------------------------------------------------------------------------
@@ -212,7 +273,7 @@ def predict(run: str, source: str, out: str, batch_size: int = 256) -> int:
     import numpy as np
 
     from mwnet_tf import serving
-    from mwnet_tf.csv_writer import write_csv
+    from mwnet_tf.training.run_folder import write_csv
 
     if batch_size < 1:
         raise PredictError("--batch_size must be >= 1")
@@ -220,17 +281,18 @@ def predict(run: str, source: str, out: str, batch_size: int = 256) -> int:
     if not os.path.isdir(folder):
         raise PredictError(f"{out}: no such folder {folder}")
     spec = read_spec(run)
-    ids, x, id_column = read_inputs(source, spec)
+    ids, x, id_column, extra = read_inputs(source, spec)
     model = load_classifier(run, spec)
     probs = [serving.probabilities(model, x[i:i + batch_size], spec).numpy()
              for i in range(0, len(x), batch_size)]
     probs = np.concatenate(probs) if probs else np.zeros((0, len(spec["class_names"])))
     predicted = np.argmax(probs, axis=1)
     names = spec["class_names"]
-    rows = [[i, int(k), names[k], format(float(p[k]), ".6g")]
-            for i, k, p in zip(ids, predicted, probs)]
+    rows = [[i, int(k), names[k], format(float(p[k]), ".6g"), *(v[n] for v in extra.values())]
+            for n, (i, k, p) in enumerate(zip(ids, predicted, probs))]
     try:
-        write_csv(out, [id_column, "predicted_label", "predicted_class", "probability"], rows)
+        write_csv(out, [id_column, "predicted_label", "predicted_class", "probability",
+                        *extra], rows)
     except OSError as e:
         raise PredictError(f"cannot write {out} ({e.strerror or _first(e)})") from None
     return len(rows)

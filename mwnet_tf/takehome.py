@@ -15,7 +15,21 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from mwnet_tf import label_issues, serving
+
+
+def with_class_names(table: dict, class_names) -> dict:
+    """The table with `given_class` and `predicted_class` (the names of the labels) after
+    `given_label` and `predicted_label`."""
+    names = np.asarray([str(n) for n in class_names])
+    out = {}
+    for key, column in table.items():
+        out[key] = column
+        if key in ("given_label", "predicted_label") and column is not None:
+            out[key.replace("_label", "_class")] = names[np.asarray(column, np.int64)]
+    return out
 
 
 def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | None = None,
@@ -34,6 +48,8 @@ def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | No
     """
     model = method.eval_model()
     table = label_issues.compute_label_issues(model, method, data, batch_size)
+    if class_names is not None:
+        table = with_class_names(table, class_names)
     label_issues.write_label_issues(os.path.join(workdir, label_issues.LABEL_ISSUES), table)
     log(label_issues.render_head(table))
     serving.export_classifier(model, data, workdir, class_names=class_names, dataset=dataset,

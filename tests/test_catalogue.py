@@ -158,6 +158,44 @@ def _clothing1m(base, *, damage=None):
     write_legacy_h5(f"{base}/other.h5", keras.Model(inputs, keras.layers.Dense(3)(inputs)))
 
 
+def _own(base, kind, case):
+    """Own data in base/data with one problem (tests/test_own_data.py's cases: kind "folder",
+    "csv" or "npz"), or a trusted set of 2 per class ("few trusted")."""
+    import pathlib
+
+    import test_own_data as own
+    root = pathlib.Path(base) / "data"
+    root.mkdir()
+    if kind == "folder" and case == "damaged image":
+        own.make_folder(root, {"train": 2, "meta": 2})
+        own.damage(root / "train" / "cat" / "1.png")
+    elif kind == "folder" and case == "few trusted":
+        own.make_folder(root, {"train": 4, "meta": 2, "test": 1})
+    elif kind == "folder":
+        own._folder_bad(root, case)
+    elif kind == "csv":
+        own._csv_bad(root, case)  # base/data/data.csv
+    else:
+        own._npz_bad(root, case)  # base/data/data.npz
+
+
+def _keras_model(base, kind):
+    """base/net.keras: a model with a Lambda layer, or one with 5 outputs for 3 classes; and
+    base/data.npz, 3 classes of 5 features."""
+    import keras
+    import numpy as np
+    inputs = keras.Input((5,))
+    x = keras.layers.Dense(4)(inputs)
+    if kind == "lambda":
+        x = keras.layers.Lambda(lambda t: t * 2.0)(x)
+    keras.Model(inputs, keras.layers.Dense(5 if kind == "outputs" else 3)(x)).save(
+        f"{base}/net.keras")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 5)), np.arange(30) % 3
+    os.makedirs(f"{base}/data")
+    np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=x, y_meta=y)
+
+
 def _cases() -> list[Case]:
     t = TINY
     # Human noise on a tiny CIFAR-10 folder (not smoke.cfg: its --rate does not apply).
@@ -167,6 +205,11 @@ def _cases() -> list[Case]:
     live = json.dumps({"pid": 1, "host": "another-host"})
     c1m = ["--dataset=clothing1m", "--data_dir={base}/c1m", "--image_size=32", "--epochs=1",
            "--lr_decay_epochs=", "--batch_size=8", "--meta_batch_size=7", "--eval_batch_size=14"]
+    small = ["--epochs=1", "--lr_decay_epochs=", "--batch_size=4", "--meta_batch_size=2",
+             "--progress_seconds=0"]
+    folder = ["--dataset=folder", "--data_dir={base}/data", "--image_size=16", *small]
+    table = ["--dataset=csv", "--data_dir={base}/data/data.csv", "--image_size=16", *small]
+    arrays = ["--dataset=npz", "--data_dir={base}/data/data.npz", *small]
     return [
         # flag values
         Case("flag", "noise rate out of range", [*t, "--rate=2"], 2, "--rate=2"),
@@ -316,6 +359,45 @@ def _cases() -> list[Case]:
              setup=lambda b: os.makedirs(f"{b}/empty")),
         Case("weight_fn", "a SavedModel of another shape", [*t, "--weight_fn={base}/wrong_fn"],
              2, "wrong_fn", setup=_weight_fn_of_wrong_shape),
+        Case("own data", "an empty class folder", folder, 1, "empty class folder",
+             setup=lambda b: _own(b, "folder", "empty class")),
+        Case("own data", "a class in meta/ that train/ lacks", folder, 1,
+             "not a class of train/", setup=lambda b: _own(b, "folder", "unknown meta class")),
+        Case("own data", "a file that is not an image", folder, 1, "notes.png",
+             setup=lambda b: _own(b, "folder", "not an image")),
+        Case("own data", "a damaged image (named)", folder, 1, "1.png",
+             setup=lambda b: _own(b, "folder", "damaged image")),
+        Case("own data", "a trusted set smaller than --meta_per_class",
+             [*folder, "--meta_per_class=3"], 1, "meta_per_class=3",
+             setup=lambda b: _own(b, "folder", "few trusted")),
+        Case("own data", "a CSV path that does not exist", table, 1, "img/nowhere.png",
+             setup=lambda b: _own(b, "csv", "missing file")),
+        Case("own data", "a CSV path leaving the folder through ..", table, 1,
+             "leaves the data folder", setup=lambda b: _own(b, "csv", "dot-dot")),
+        Case("own data", "a CSV path leaving the folder through a symlink", table, 1,
+             "symlink", setup=lambda b: _own(b, "csv", "symlink")),
+        Case("own data", "a CSV label outside the class list", table, 1, "label 'cow'",
+             setup=lambda b: _own(b, "csv", "unknown label")),
+        Case("own data", "npz arrays of different lengths", arrays, 1, "y_train has 11 labels",
+             setup=lambda b: _own(b, "npz", "lengths")),
+        Case("own data", "npz arrays of different shapes", arrays, 1, "x_meta rows have shape",
+             setup=lambda b: _own(b, "npz", "shapes")),
+        Case("own data", "an npz holding pickled Python objects", arrays, 1, "Python objects",
+             setup=lambda b: _own(b, "npz", "pickled objects")),
+        Case("own data", "--dataset=tfds: without a name", ["--dataset=tfds:", *small], 2,
+             "--dataset=tfds:"),
+        Case("own data", "a synthetic noise that own data cannot take",
+             [*arrays, "--noise=human"], 2, "--noise=human",
+             setup=lambda b: _own(b, "npz", "lengths")),
+        Case("model file", "a .keras model with a Lambda layer (its code is not run)",
+             [*arrays, "--model={base}/net.keras"], 2, "Lambda",
+             setup=lambda b: _keras_model(b, "lambda")),
+        Case("model file", "a .keras model whose outputs do not match the classes",
+             [*arrays, "--model={base}/net.keras"], 2, "not one logit per class",
+             setup=lambda b: _keras_model(b, "outputs")),
+        Case("model file", "a .keras model file that does not exist",
+             [*arrays, "--model={base}/none.keras"], 2, "no such file",
+             setup=lambda b: _keras_model(b, "outputs")),
     ]
 
 

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 
 import pytest
 
@@ -143,3 +144,31 @@ def test_table4_flagfile_is_clothing1ms_paper_defaults(dry_run):
     assert "--python -m mwnet_tf.train --flagfile=flags/table4_clothing1m.cfg" not in text
     assert "python -m mwnet_tf.train --flagfile=flags/table4_clothing1m.cfg --data_dir=DIR " \
            "--pretrained=FILE" in text
+
+
+def test_own_data_values_and_their_checks():
+    from mwnet_tf.config import is_own_dataset
+    assert all(is_own_dataset(d) for d in ("folder", "csv", "npz", "tfds:mnist"))
+    assert not any(is_own_dataset(d) for d in ("tfds:", "digits", "imagenet"))
+    d = paper_defaults("folder", "uniform", 1.0)
+    assert (d["model"], d["noise"], d["rate"], d["meta_per_class"]) == ("auto", "none", 0.0, None)
+    assert paper_defaults("tfds:mnist", "uniform", 1.0)["meta_per_class"] == 10
+    own = Config(**{**d, "dataset": "folder"}, image_size=48, test_fraction=0.3,
+                 augment=False)
+    assert run_name(own) == "folder-given-mwnet-s0"
+    assert run_name(own.replace(dataset="tfds:mnist", meta_per_class=5)).startswith("tfds_mnist")
+    Config(dataset="npz", model="net.keras", noise="none", rate=0.0, meta_per_class=None)
+    bad = {
+        "--test_fraction, --augment": dict(dataset="digits", augment=True),
+        "needs --meta_per_class": dict(dataset="tfds:mnist", meta_per_class=None, noise="none",
+                                       rate=0.0),
+        "--meta_per_class": dict(dataset="digits", meta_per_class=None),
+        "is not a model": dict(model="net.h5"),
+        "auto (own data)": dict(model="auto"),
+        "test_fraction must lie": dict(dataset="npz", noise="none", rate=0.0, test_fraction=1.0),
+        "--image_size goes with": dict(image_size=64),
+        "--noise=hierarchical does not apply": dict(dataset="npz", noise="hierarchical"),
+    }
+    for message, values in bad.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Config(**values)

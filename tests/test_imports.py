@@ -2,7 +2,7 @@
 import the package's modules at the top only.
 
 Every `import mwnet_tf...` and `from mwnet_tf... import ...` statement counts (relative ones
-resolved), at module level and inside functions. Only the six command modules may import the
+resolved), at module level and inside functions. Only the seven command modules may import the
 package inside a function: they parse their flags before importing TensorFlow, for start-up time.
 `importlib.import_module` (the methods registry's lookup by name) is not an import statement.
 """

@@ -220,7 +220,7 @@ def test_a_failed_write_leaves_the_old_csv(tmp_path):
     def rows():
         yield [1]
         raise OSError("disk full")
-    from mwnet_tf.csv_writer import write_csv
+    from mwnet_tf.training.run_folder import write_csv
     with pytest.raises(OSError):
         write_csv(str(path), ["a"], rows())
     assert path.read_text() == "old\n" and len(list(tmp_path.iterdir())) == 1

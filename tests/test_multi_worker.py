@@ -128,8 +128,10 @@ def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_p
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "on 2 replica(s)" in outs[0] and "on 2 replica(s)" in outs[1]
     _assert_same_run(_results(chief_dir), one_process_run)
-    assert sorted(os.listdir(chief_dir)) == ["checkpoints", "flags.cfg", "history.json",
-                                             "results.json", "test", "train", "weight_fn"]
+    assert sorted(os.listdir(chief_dir)) == [
+        "checkpoints", "classes.json", "classifier.json", "classifier.keras",
+        "classifier_serving", "flags.cfg", "history.json", "label_issues.csv", "results.json",
+        "test", "train", "weight_fn"]
     assert not worker_dir.parent.exists()  # the other worker wrote nothing
     assert os.listdir(scratch) == []  # and removed its temporary checkpoints
 

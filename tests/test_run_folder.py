@@ -132,3 +132,18 @@ def test_progress_files_are_read_and_pruned(tmp_path):
     (tmp_path / "progress-9.json").write_text("{")
     with pytest.raises(TrainingError, match="cannot read .*progress-9.json"):
         run_folder.read_progress(ckpts, os.path.join(ckpts, "ckpt-9"))
+
+
+def test_a_killed_classifier_export_leaves_nothing_the_next_run_keeps(tmp_path):
+    """`serving.export_classifier`'s temporary names: the Keras file (which Keras saves only to
+    a .keras name), the serving SavedModel's folder, classifier.json's file; and the old
+    serving folder moved aside, moved back."""
+    (tmp_path / ".classifier.tmp-12.keras").write_text("x")
+    (tmp_path / ".classifier.json.tmp-12").write_text("x")
+    (tmp_path / ".label_issues.csv.tmp-12").write_text("x")
+    (tmp_path / ".classifier_serving.tmp-12").mkdir()
+    (tmp_path / ".classifier_serving.old-12").mkdir()
+    (tmp_path / "classifier.keras").write_text("kept")
+    run_folder.remove_leftovers(str(tmp_path))
+    assert _names(tmp_path) == ["classifier.keras", "classifier_serving"]
+    assert not run_folder.is_leftover("classifier.keras")

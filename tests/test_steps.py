@@ -234,3 +234,32 @@ def test_meta_interval_alternates_meta_and_weighted_steps():
     for a, b in zip(*runs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(a, b) for a, b in zip(*thetas))  # step 3 moved it again
+
+
+@pytest.mark.parametrize("weight_norm", ["none", "batch"])
+def test_weight_net_gradient_matches_eq6_on_a_model_loaded_from_a_keras_file(
+        float64, tmp_path, weight_norm):
+    """--model=PATH.keras: the exact step on a model the user saved (here a Dense - BN - ReLU
+    - Dense net built with plain Keras layers), loaded as the training loop loads it."""
+    import types
+
+    from mwnet_tf.training.loop import load_model_file
+    inputs = keras.Input((D,))
+    x = keras.layers.Dense(7, kernel_initializer=keras.initializers.GlorotUniform(3))(inputs)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    outputs = keras.layers.Dense(C, kernel_initializer=keras.initializers.GlorotUniform(4))(x)
+    keras.Model(inputs, outputs).save(tmp_path / "net.keras")
+    clf = load_model_file(str(tmp_path / "net.keras"),
+                          types.SimpleNamespace(input_shape=(D,), num_classes=C))
+    assert clf.weights[0].dtype == "float64"
+    wnet = build_weight_net(seed=1)
+    batch, meta_batch = _batches()
+    expected = _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm)
+    before = [v.numpy().copy() for v in wnet.trainable_variables]
+    steps.mwnet_step(clf, wnet, keras.optimizers.SGD(LR), keras.optimizers.SGD(1.0), batch,
+                     meta_batch, steps.StepOptions(N, NM, weight_norm=weight_norm))
+    got = np.concatenate([(b - v.numpy()).ravel()
+                          for b, v in zip(before, wnet.trainable_variables)])
+    flat_e = np.concatenate([e.ravel() for e in expected])
+    assert np.linalg.norm(flat_e) > 1e-8
+    np.testing.assert_allclose(got, flat_e, rtol=1e-6, atol=1e-12 * np.abs(flat_e).max())

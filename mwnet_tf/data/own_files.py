@@ -102,23 +102,10 @@ def _class_folders(split_dir: str) -> dict[str, list[str]]:
     return classes
 
 
-def load_image_folder(data_dir: str, *, image_size: int = DEFAULT_IMAGE_SIZE,
-                      augment: bool = True, test_fraction: float = DEFAULT_TEST_FRACTION,
-                      split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
-                      mean_std=None) -> OwnData:
-    """Images in `data_dir/train/<class>/`, `data_dir/meta/<class>/` and optionally
-    `data_dir/test/<class>/` (module docstring).
-
-    Args:
-        data_dir: The folder holding train/, meta/ and maybe test/.
-        image_size: Side of the square the images are resized to.
-        augment: Random crop (after reflect padding of image_size // 8) and horizontal flip of
-            the training and trusted images.
-        test_fraction: Without test/: the part of each class of meta/ held out for testing.
-        split_seed: Seed of that hold-out (fixed by default: every run tests on the same set).
-        verify: Decode every image at load time (None: when there are at most VERIFY_LIMIT).
-        mean_std: None (from a sample of the training images), "imagenet" or (mean, std).
-    """
+def list_image_folder(data_dir: str) -> tuple[tuple[str, ...], dict]:
+    """The files of an image folder's layout, checked but not decoded: (class names,
+    {split: (paths, int64 labels)}) for train, meta and (when present) test. Also what
+    `mwnet_tf.predict` reads such a folder with."""
     if not os.path.isdir(data_dir):
         raise DataUnavailableError(f"--data_dir={data_dir} does not exist or is not a folder")
     present = {s: os.path.join(data_dir, s) for s in SPLITS
@@ -149,7 +136,27 @@ def load_image_folder(data_dir: str, *, image_size: int = DEFAULT_IMAGE_SIZE,
                                  for k, c in enumerate(names)])
         return np.array(paths), labels
 
-    splits = {s: flat(s) for s in folders}
+    return names, {s: flat(s) for s in folders}
+
+
+def load_image_folder(data_dir: str, *, image_size: int = DEFAULT_IMAGE_SIZE,
+                      augment: bool = True, test_fraction: float = DEFAULT_TEST_FRACTION,
+                      split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
+                      mean_std=None) -> OwnData:
+    """Images in `data_dir/train/<class>/`, `data_dir/meta/<class>/` and optionally
+    `data_dir/test/<class>/` (module docstring).
+
+    Args:
+        data_dir: The folder holding train/, meta/ and maybe test/.
+        image_size: Side of the square the images are resized to.
+        augment: Random crop (after reflect padding of image_size // 8) and horizontal flip of
+            the training and trusted images.
+        test_fraction: Without test/: the part of each class of meta/ held out for testing.
+        split_seed: Seed of that hold-out (fixed by default: every run tests on the same set).
+        verify: Decode every image at load time (None: when there are at most VERIFY_LIMIT).
+        mean_std: None (from a sample of the training images), "imagenet" or (mean, std).
+    """
+    names, splits = list_image_folder(data_dir)
     return _finish("folder", data_dir, names, splits, None, image_size=image_size,
                    augment=augment, test_fraction=test_fraction, split_seed=split_seed,
                    verify=verify, mean_std=mean_std)
@@ -186,18 +193,12 @@ def _label_kind(values: Sequence[str]) -> bool:
     raise ValueError(next(v for v, i in zip(values, ints) if i))
 
 
-def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
-                   image_size: int = DEFAULT_IMAGE_SIZE, augment: bool = True,
-                   test_fraction: float = DEFAULT_TEST_FRACTION,
-                   split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
-                   mean_std=None) -> OwnData:
-    """Images listed in a CSV table (module docstring).
-
-    Paths are relative to the table's folder and must stay inside it (no `..`, no symlink
-    out). Labels are all class names or all integers (true_label of the same kind); the
-    classes are `classes` when given, else the sorted names (integers: 0..max) of the
-    training rows. Other arguments as `load_image_folder`.
-    """
+def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
+                   training: bool = True) -> tuple[tuple[str, ...], dict, np.ndarray | None]:
+    """The rows of a CSV table, checked but not decoded: (class names, {split: (absolute
+    paths, int64 labels)}, the training rows' true labels or None). `training=False` (what
+    `mwnet_tf.predict` reads a table with, `classes` the run's): the split column is optional
+    (rows without one count as test) and no split is required."""
     if not os.path.isfile(csv_path):
         raise DataUnavailableError(f"{csv_path}: no such file (the CSV table of the data)")
     root = os.path.dirname(os.path.abspath(csv_path))
@@ -213,7 +214,7 @@ def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
     if missing:
         raise error(csv_path, f"no {' or '.join(missing)} column in its header "
                     f"({','.join(header) or 'empty'}): expected path,label[,split][,true_label]")
-    if "split" not in header:
+    if "split" not in header and training:
         raise error(csv_path, "no split column: mark each row train, meta (the trusted, "
                     "clean labels) or test; the trusted rows cannot be guessed")
     if not rows:
@@ -224,7 +225,7 @@ def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
         if None in row or any(row.get(c) is None for c in header):
             raise error(f"{csv_path} line {line}", f"has {len(header) + len(row.get(None, []))}"
                         f" fields where the header has {len(header)}")
-        split = row["split"].strip().lower()
+        split = row["split"].strip().lower() if "split" in header else "test"
         if split not in SPLITS:
             raise error(f"{csv_path} line {line}", f"split {row['split']!r} is not one of "
                         f"{', '.join(SPLITS)}")
@@ -232,7 +233,7 @@ def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
         if not row["path"].strip() or not label or (has_true and not true):
             raise error(f"{csv_path} line {line}", "an empty path, label or true_label")
         records.append((line, row["path"].strip(), label, split, true))
-    for split in ("train", "meta"):
+    for split in ("train", "meta") if training else ():
         if not any(r[3] == split for r in records):
             raise error(csv_path, f"no {split} rows (split column): a table needs train rows "
                         "and meta rows (the trusted set)")
@@ -266,13 +267,30 @@ def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
         paths.append(full)
         labels.append(label_of(label, line))
         trues.append(label_of(true, line) if has_true else -1)
-    for split in ("train", "meta"):
+    for split in ("train", "meta") if training else ():
         counts = np.bincount(splits[split][1], minlength=len(names))
         if (counts == 0).any():
             name = names[int(np.argmin(counts))]
             raise error(csv_path, f"class {name!r} has no {split} rows")
     arrays = {s: (np.array(p), np.array(y, np.int64)) for s, (p, y, _) in splits.items()}
-    true_y = np.array(splits["train"][2], np.int64) if has_true else None
+    true_y = (np.array(splits["train"][2], np.int64) if has_true and "train" in splits
+              else None)
+    return names, arrays, true_y
+
+
+def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
+                   image_size: int = DEFAULT_IMAGE_SIZE, augment: bool = True,
+                   test_fraction: float = DEFAULT_TEST_FRACTION,
+                   split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
+                   mean_std=None) -> OwnData:
+    """Images listed in a CSV table (module docstring).
+
+    Paths are relative to the table's folder and must stay inside it (no `..`, no symlink
+    out). Labels are all class names or all integers (true_label of the same kind); the
+    classes are `classes` when given, else the sorted names (integers: 0..max) of the
+    training rows. Other arguments as `load_image_folder`.
+    """
+    names, arrays, true_y = list_csv_table(csv_path, classes=classes)
     return _finish("csv", csv_path, names, arrays, true_y, image_size=image_size,
                    augment=augment, test_fraction=test_fraction, split_seed=split_seed,
                    verify=verify, mean_std=mean_std)

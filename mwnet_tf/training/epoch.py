@@ -22,7 +22,7 @@ import tensorflow as tf
 from mwnet_tf import steps as steps_lib
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, DataUnavailableError
-from mwnet_tf.data.pipeline import make_train_dataset
+from mwnet_tf.data.pipeline import make_train_dataset, name_unreadable
 from mwnet_tf.errors import ImageError, TrainingError
 from mwnet_tf.methods.base import Stage, reinitialize, reset_optimizer
 from mwnet_tf.training import faults
@@ -45,11 +45,15 @@ def stage_at(stages, epoch: int) -> tuple[int, int]:
     raise IndexError(epoch)
 
 
-def _image_error(text: str, kind: str) -> str:
-    """What a TensorFlow decoding error says about the image it failed on."""
+def _image_error(text: str, kind: str, name: Callable[[], str | None] | None = None) -> str:
+    """What a TensorFlow decoding error says about the image it failed on; when it does not
+    name the file, `name()` (`pipeline.name_unreadable`) looks for it."""
     named = re.search(r"\[not a JPEG file:\] \[(.*?)\]", text)
     if named:
         return f"{named.group(1)}: not a JPEG file"
+    found = name() if name is not None else None
+    if found:
+        return found
     line = next((t for t in text.splitlines() if t.strip()), kind)
     line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line).strip()[:200]
     return (f"an image of the data set could not be decoded ({line}); TensorFlow's "
@@ -58,18 +62,24 @@ def _image_error(text: str, kind: str) -> str:
 
 @contextlib.contextmanager
 def reading_images(data: BiasedData, started: bool,
-                   last_checkpoint: Callable[[], str | None] = lambda: None) -> Iterator[None]:
+                   last_checkpoint: Callable[[], str | None] = lambda: None,
+                   name: Callable[[], str | None] | None = None) -> Iterator[None]:
     """For data read from files: a file TensorFlow cannot decode ends the run with one line
     (`DataUnavailableError` before the run has started, `ImageError` after). A file that is
-    not a JPEG is named (the pipeline's check); a JPEG damaged inside is not, since
+    not a JPEG is named (the pipeline's check); an image damaged inside is named by `name()`
+    (`pipeline.name_unreadable`, which decodes the likely files again) when given, since
     TensorFlow's decoder does not say which file it was reading."""
     if not data.from_files:
         yield
         return
+    if name is None:  # not while training: the meta and test sets, then the training set
+        def name() -> str | None:
+            return name_unreadable(data, seed=0, epoch=0, batch_size=1, step=0,
+                                   lookahead_steps=0)
     try:
         yield
     except tf.errors.InvalidArgumentError as e:
-        what = _image_error(str(getattr(e, "message", e)), type(e).__name__)
+        what = _image_error(str(getattr(e, "message", e)), type(e).__name__, name)
         if not started:
             raise DataUnavailableError(what) from None
         kept = last_checkpoint()
@@ -218,15 +228,19 @@ class Epochs:
     def _dataset(self, stage: Stage, stage_data: BiasedData, epoch: int, start_step: int):
         """The stage's shuffled batches of epoch `epoch`, from batch `start_step` on."""
         c = self.config
-        ds = make_train_dataset(stage_data, batch_size=c.batch_size,
-                                meta_batch_size=c.meta_batch_size, seed=c.part_seed("order"),
-                                epoch=epoch,
-                                with_meta=self.method.meta_batches(stage))
-        if start_step:  # resumed inside the epoch: the same batches from the next one on
-            ds = ds.skip(start_step)
+        with_meta = self.method.meta_batches(stage)
         if self.distributed:
-            ds = self.strategy.experimental_distribute_dataset(ds)
-        return ds
+            # each input pipeline reads only its part of every global batch (the files of
+            # data read from files), positioned after the steps done by batch index
+            return self.strategy.distribute_datasets_from_function(
+                lambda ctx: make_train_dataset(
+                    stage_data, batch_size=c.batch_size, meta_batch_size=c.meta_batch_size,
+                    seed=c.part_seed("order"), epoch=epoch, with_meta=with_meta, input_context=ctx,
+                    skip_steps=start_step))
+        # resumed inside the epoch: the same batches from the next one on
+        return make_train_dataset(stage_data, batch_size=c.batch_size,
+                                  meta_batch_size=c.meta_batch_size, seed=c.part_seed("order"), epoch=epoch,
+                                  with_meta=with_meta, skip_steps=start_step)
 
     def _loop(self, index: int, stage: Stage):
         if index not in self.loops:
@@ -249,9 +263,19 @@ class Epochs:
         ds = self._dataset(stage, stage_data, epoch, start_step)
         progress = Progress(self.log, c.progress_seconds, steps, epoch + 1, self.total,
                             bar=self.progress_bar)
-        with reading_images(self.data, True, ckpt.last):
+        at = [start_step]  # the last step done, where to look for an unreadable file
+
+        def report(step, sums):
+            at[0] = step
+            progress.update(step, sums)
+
+        def name() -> str | None:
+            return name_unreadable(stage_data, seed=c.part_seed("order"), epoch=epoch,
+                                   batch_size=c.batch_size, step=at[0])
+
+        with reading_images(self.data, True, ckpt.last, name):
             sums = train_epoch(train_loop, ds, steps=steps, steps_per_call=c.steps_per_call,
-                               batch_size=c.batch_size, epoch=epoch, progress=progress.update,
+                               batch_size=c.batch_size, epoch=epoch, progress=report,
                                start_step=start_step,
                                sums=ckpt.partial if start_step else None,
                                checkpoint_every_steps=c.checkpoint_every_steps,

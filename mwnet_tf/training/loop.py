@@ -17,11 +17,13 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from mwnet_tf import methods, optim, precision, steps
-from mwnet_tf.config import Config
+from mwnet_tf import methods, optim, precision, serving, steps, takehome
+from mwnet_tf.config import AUTO_MODEL, Config, is_model_file, is_own_dataset
 from mwnet_tf.data import BiasedData, DataUnavailableError, load_dataset, make_biased_data
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
 from mwnet_tf.data.human_noise import load_human_labels
+from mwnet_tf.data.own import OwnData, make_own_biased_data
+from mwnet_tf.data.own_load import load_own_data
 from mwnet_tf.errors import Interrupted, TrainingError
 from mwnet_tf.models import build_classifier
 from mwnet_tf.models.pretrained import check_file, load_pretrained
@@ -31,6 +33,8 @@ from mwnet_tf.training.checkpointer import Checkpointer
 from mwnet_tf.training.epoch import Epochs, epoch_lr, reading_images, train_epoch
 from mwnet_tf.training.evaluation import Evaluation, epoch_line
 from mwnet_tf.training.run_folder import remove_leftovers, write_json
+
+CLASSES = "classes.json"  # the class names of the run, label k is the k-th
 
 # used through this module by train.py, bench.py and the tests
 __all__ = ["Interrupted", "TrainingError", "epoch_lr", "load_data", "make_optimizer",
@@ -75,26 +79,107 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def load_data(config: Config) -> BiasedData:
-    """The run's data: Clothing1M's files as they are, or a data set biased as configured."""
+def load_own(config: Config) -> OwnData:
+    """Own data (`--dataset=folder|csv|npz|tfds:NAME`) as loaded, before the run's choices."""
+    return load_own_data(config.dataset, config.data_dir, image_size=config.image_size,
+                         augment=config.augment, test_fraction=config.test_fraction,
+                         split_seed=config.split_seed, verify=config.verify_images,
+                         image_key=config.image_key, label_key=config.label_key)
+
+
+def _load_data(config: Config, log=None) -> tuple[BiasedData, OwnData | None]:
+    """The run's data, and own data as loaded (None for the built-in data sets)."""
+    if is_own_dataset(config.dataset):
+        own = load_own(config)
+        if log is not None:
+            log(own.describe())
+        data = make_own_biased_data(own, noise=config.noise, rate=config.rate,
+                                    imbalance=config.imbalance,
+                                    meta_per_class=config.meta_per_class, seed=config.seed)
+        return data, own
     if config.dataset == "clothing1m":
         if config.data_dir is None:
             raise DataUnavailableError(
                 "--dataset=clothing1m needs --data_dir=DIR, the folder holding Clothing1M's "
                 "annotation files and images/ (this program never downloads)")
-        return load_clothing1m(config.data_dir, config.image_size or CROP)
+        return load_clothing1m(config.data_dir, config.image_size or CROP), None
     ds = load_dataset(config.dataset, config.data_dir)
     human = (load_human_labels(config.noise_labels, config.noise_label_set, ds)
              if config.noise == "human" else None)
     return make_biased_data(ds, noise=config.noise, rate=config.rate,
                             imbalance=config.imbalance, meta_per_class=config.meta_per_class,
                             seed=config.seed, meta_seed=config.part_seed("meta"),
-                            noise_seed=config.part_seed("noise"),
-                            human_labels=human)
+                            noise_seed=config.part_seed("noise"), human_labels=human), None
+
+
+def load_data(config: Config) -> BiasedData:
+    """The run's data: Clothing1M's files as they are, own data, or a data set biased as
+    configured."""
+    return _load_data(config)[0]
+
+
+def auto_model(data: BiasedData) -> str:
+    """`--model=auto`: mlp for feature vectors [N, D], cnn for images."""
+    return "mlp" if len(data.input_shape) == 1 else "cnn"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def load_model_file(path: str, data: BiasedData) -> keras.Model:
+    """`--model=PATH.keras`: the model in safe mode (a Lambda layer's code is refused),
+    checked against the data: its input takes the data's shape, its output has one logit per
+    class. Every problem is a one-line `ValueError`."""
+    if not os.path.isfile(path):
+        raise ValueError(f"--model={path}: no such file")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # noqa: BLE001 (Keras raises many kinds)
+        text = str(e)
+        if "Lambda" in text or "safe_mode" in text:
+            raise ValueError(f"--model={path}: holds a Lambda layer, whose Python code is not "
+                             "loaded (safe mode): rebuild the model without Lambda layers, or "
+                             "with a registered custom layer") from None
+        raise ValueError(f"--model={path}: cannot be loaded as a Keras 3 model "
+                         f"({_first_line(e)})") from None
+    shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+    want = tuple(data.input_shape)
+    if shape is None or len(shape) != len(want) or any(
+            d is not None and d != w for d, w in zip(shape, want)):
+        raise ValueError(f"--model={path}: its input shape {shape} does not fit the data's "
+                         f"{want}")
+    out = tuple(model.outputs[0].shape)
+    if out[-1] != data.num_classes or len(out) != 2:
+        raise ValueError(f"--model={path}: its output shape {out} is not one logit per class "
+                         f"(None, {data.num_classes})")
+    return model
+
+
+def _seeded_clone(model: keras.Model, seed: int) -> keras.Model:
+    """`model`'s architecture with fresh weights drawn from its initializers, seeded."""
+    counter = iter(range(1 << 30))
+
+    def clone_layer(layer):
+        config = layer.get_config()
+        for key, value in config.items():
+            if (key.endswith("_initializer") and isinstance(value, dict)
+                    and "seed" in value.get("config", {})):
+                value["config"]["seed"] = seed * 1000 + next(counter)
+        return layer.__class__.from_config(config)
+
+    return keras.models.clone_model(model, clone_function=clone_layer)
 
 
 def _new_classifier(config: Config, data: BiasedData, replicas: int, seed: int) -> keras.Model:
-    """A classifier as configured; every fresh one starts from the same pretrained backbone."""
+    """A classifier as configured; every fresh one starts from the same pretrained backbone.
+    `--model=PATH.keras`: the file's model with its weights for the run's seed, a seeded
+    re-initialized clone for any other (the fresh or second classifiers some methods need)."""
+    if is_model_file(config.model):
+        with precision.policy(config.mixed_precision):
+            model = load_model_file(config.model, data)
+            return model if seed == config.part_seed("init") else _seeded_clone(model, seed)
     with precision.policy(config.mixed_precision):
         model = build_classifier(config.model, data.num_classes, data.input_shape,
                                  synchronized_bn=replicas > 1, seed=seed)
@@ -118,17 +203,29 @@ def _prepare(config: Config, strategy: tf.distribute.Strategy | None) -> tf.dist
 
 
 def _load(config: Config, data: BiasedData | None, replicas: int, log):
-    """The run's data (loaded unless given) and method class, checked and described."""
+    """The run's data (loaded unless given), own data as loaded (or None), the config with
+    --model=auto resolved, and the method class, checked and described."""
+    own = None
     if data is None:
-        data = load_data(config)
+        data, own = _load_data(config, log)
+    if config.model == AUTO_MODEL:
+        config = config.replace(model=auto_model(data))
+        log(f"--model=auto: {config.model} for inputs of shape {tuple(data.input_shape)}")
+    if is_model_file(config.model):
+        load_model_file(config.model, data)  # its problems before anything is built
     method_cls = methods.get(config.method)
     if len(data.train_y) < config.batch_size:
         raise ValueError(f"the training set ({len(data.train_y)} images) is smaller than one "
                          f"batch ({config.batch_size})")
+    rate = data.realized_noise_rate
+    noise = ("labels as given, their noise unknown" if rate != rate
+             else f"{100 * rate:.1f}% labels corrupted")
     log(f"{config.dataset}: {len(data.train_y)} training images "
-        f"({100 * data.realized_noise_rate:.1f}% labels corrupted), {len(data.meta_y)} meta, "
+        f"({noise}), {len(data.meta_y)} meta, "
         f"{len(data.test_y)} test; {config.method} with {config.model} on {replicas} replica(s)")
-    return data, method_cls
+    if own is not None:
+        log(f"classes: {', '.join(own.class_names)}")
+    return config, data, own, method_cls
 
 
 @dataclasses.dataclass
@@ -240,7 +337,9 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     and save their own copies to a temporary folder they remove.
     """
     strategy = _prepare(config, strategy)
-    data, method_cls = _load(config, data, strategy.num_replicas_in_sync, log)
+    config, data, own, method_cls = _load(config, data, strategy.num_replicas_in_sync, log)
+    class_names = (list(own.class_names) if own is not None
+                   else serving.default_class_names(config.dataset, data.num_classes))
     chief = _is_chief(strategy)
     if chief:
         os.makedirs(workdir, exist_ok=True)
@@ -249,6 +348,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         remove_leftovers(workdir)
         if on_start is not None:
             on_start()
+        write_json(os.path.join(workdir, CLASSES), class_names)
     distributed = (strategy.num_replicas_in_sync > 1
                    or config.strategy in ("mirrored", "multi_worker"))
     epochs = Epochs(config, data, parts.method, classifier=parts.classifier,
@@ -264,6 +364,15 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         config, data, epochs.stages, test=test, train=train,
         best_accuracy=parts.ckpt.best_accuracy, seconds=time.time() - start_time,
         tracker=parts.tracker, method=parts.method)
+    if own is not None:
+        results["own_data"] = own.summary()
+    results["classes"] = class_names
     if chief:
-        results_lib.write(workdir, results, parts.method, parts.ckpt)
+        def finish() -> dict:  # label_issues.csv and the classifier to take home
+            with reading_images(data, True, parts.ckpt.last):
+                return takehome.finish_run(parts.method, data, workdir,
+                                           batch_size=config.eval_batch_size,
+                                           dataset=config.dataset, class_names=class_names,
+                                           log=log)
+        results_lib.write(workdir, results, parts.method, parts.ckpt, takehome=finish)
     return results

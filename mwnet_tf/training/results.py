@@ -36,11 +36,14 @@ def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict
     }
 
 
-def write(workdir: str, results: dict, method, ckpt) -> None:
-    """The method's exports, then `results.json`; a failed write is a `WriteError` naming
-    the checkpoint kept (`ckpt.writing`)."""
+def write(workdir: str, results: dict, method, ckpt, takehome=None) -> None:
+    """The method's exports, then what `takehome()` writes (label_issues.csv, the classifier;
+    its entries join `results`), then `results.json`; a failed write is a `WriteError`
+    naming the checkpoint kept (`ckpt.writing`)."""
     with ckpt.writing(f"the exports in {workdir}"):
         method.export(workdir)
+        if takehome is not None:
+            results.update(takehome())
     path = os.path.join(workdir, RESULTS)
     with ckpt.writing(path):
         run_folder.write_json(path, results, fault="results")

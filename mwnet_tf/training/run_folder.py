@@ -19,11 +19,12 @@ Imports nothing heavy (no TensorFlow): the command line uses it before TensorFlo
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import re
 import shutil
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator, Sequence
 
 from mwnet_tf.errors import TrainingError
 from mwnet_tf.training import faults
@@ -110,6 +111,15 @@ def write_text(path: str, text: str, *, keep_equal: bool = False,
 def write_json(path: str, obj, fault: str | None = None) -> None:
     """`obj` as indented JSON with sorted keys, written atomically."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", fault=fault)
+
+
+def write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    """`header` and `rows` as CSV, written atomically; returns `path`."""
+    with atomic_file(path, "w") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
 
 
 @contextlib.contextmanager
