@@ -239,8 +239,8 @@ class Epochs:
                     skip_steps=start_step))
         # resumed inside the epoch: the same batches from the next one on
         return make_train_dataset(stage_data, batch_size=c.batch_size,
-                                  meta_batch_size=c.meta_batch_size, seed=c.part_seed("order"), epoch=epoch,
-                                  with_meta=with_meta, skip_steps=start_step)
+                                  meta_batch_size=c.meta_batch_size, seed=c.part_seed("order"),
+                                  epoch=epoch, with_meta=with_meta, skip_steps=start_step)
 
     def _loop(self, index: int, stage: Stage):
         if index not in self.loops:
