@@ -16,6 +16,8 @@ A block is the text between two marker lines, each on a line of its own:
                   (columns), mean ± sample std over seeds, then best accuracy, wall time, noise
     curves:TABLE  the learned weight functions of runs/reference/TABLE, mean over seeds
     runs:TABLE    the long table of runs/reference/TABLE, one row per setting and method
+    detection:TABLE  how well each method's label_issues.csv ranking finds the wrong labels
+                  (AUROC, precision at k) in the runs of runs/reference/TABLE
     spread:TABLE  runs differing in one part of their randomness (--meta_seed, --noise_seed,
                   --init_seed, --order_seed) or in --seed: accuracy of each, mean, std, range
     paper         paper vs ours for the paper's Tables 1-3 (CIFAR), from every kept run;
@@ -44,7 +46,7 @@ from collections import Counter
 from absl import flags
 
 from mwnet_tf import commandline
-from mwnet_tf.reporting import bench_tables, spread, tables
+from mwnet_tf.reporting import bench_tables, detection, spread, tables
 from mwnet_tf.reporting.tables import ReportError
 
 # Still importable from here, as before the tables moved to reporting/tables.py (tests use them
@@ -85,6 +87,7 @@ def render(block: str, reference: str) -> str:
             raise ReportError(f"unknown report block {block!r} (paper:1, paper:2 or paper:3)")
         return tables.paper(tables.load_reference(reference), (int(name),))
     makers = {"": tables.comparison, "curves": tables.curves, "spread": spread.spread,
+              "detection": detection.detection,
               "runs": lambda runs: tables.markdown(tables.summarize([r for _, r in runs]))}
     if kind not in makers:
         raise ReportError(f"unknown report block {block!r}")

@@ -1,0 +1,31 @@
+"""The detection block: each method's label-error ranking quality per setting."""
+
+import pytest
+
+from mwnet_tf.errors import ReportError
+from mwnet_tf.reporting.detection import detection
+
+
+def _run(method, noise, auroc, p, loss_auroc=0.5, loss_p=0.4):
+    config = dict(method=method, noise=noise, rate=0.4, imbalance=1.0)
+    found = dict(auroc=auroc, precision_at_k=p, recall_at_k=p, k=10, n=100,
+                 loss_auroc=loss_auroc, loss_precision_at_k=loss_p)
+    return ("run", {"config": config, "label_issue_detection": found})
+
+
+def test_rows_per_method_columns_per_setting_and_the_loss_row():
+    text = detection([_run("mwnet", "flip", 0.9, 0.8), _run("mwnet", "flip", 0.7, 0.6),
+                      _run("ce", "flip", 0.6, 0.5), _run("ce", "uniform", 0.8, 0.7)])
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("| method"))
+    assert "flip 0.4 AUROC" in header and "uniform 0.4 P@k" in header
+    mwnet = next(line for line in lines if line.startswith("| mwnet"))
+    assert "80.00 ± 14.14" in mwnet and "70.00 ± 14.14" in mwnet and "–" in mwnet
+    loss = next(line for line in lines if line.startswith("| loss alone"))
+    assert "50.00 ± 0.00" in loss
+
+
+def test_a_run_without_known_truth_is_an_error():
+    with pytest.raises(ReportError):
+        detection([("run", {"config": dict(method="ce", noise="none", rate=0.0,
+                                            imbalance=1.0)})])
