@@ -101,3 +101,25 @@ def test_the_walk_sees_function_level_and_relative_imports(tmp_path):
     path.write_text("from .. import a\n\ndef f():\n    from mwnet_tf.b import x\n")
     assert _imports("mwnet_tf.sub.c", str(path), modules) == [
         ("mwnet_tf.a", False, 1), ("mwnet_tf.b", True, 4)]
+
+
+MAX_FUNCTION_LINES = 60  # lines of code, the docstring aside
+
+
+def test_no_function_is_longer_than_sixty_lines_of_code():
+    long = []
+    for name, path in _modules().items():
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            body = node.body
+            has_doc = (len(body) > 1 and isinstance(body[0], ast.Expr)
+                       and isinstance(body[0].value, ast.Constant))
+            first = body[1] if has_doc else body[0]
+            start = min([first.lineno] + [d.lineno for d in getattr(first, "decorator_list", [])])
+            lines = node.end_lineno - start + 1
+            if lines > MAX_FUNCTION_LINES:
+                long.append(f"{name}.{node.name}: {lines} lines")
+    assert not long, "\n".join(long)

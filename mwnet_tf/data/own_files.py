@@ -193,15 +193,10 @@ def _label_kind(values: Sequence[str]) -> bool:
     raise ValueError(next(v for v, i in zip(values, ints) if i))
 
 
-def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
-                   training: bool = True) -> tuple[tuple[str, ...], dict, np.ndarray | None]:
-    """The rows of a CSV table, checked but not decoded: (class names, {split: (absolute
-    paths, int64 labels)}, the training rows' true labels or None). `training=False` (what
-    `mwnet_tf.predict` reads a table with, `classes` the run's): the split column is optional
-    (rows without one count as test) and no split is required."""
+def _read_csv_rows(csv_path: str, training: bool) -> tuple[list[str], list]:
+    """(header, [(line number, row dict)]) of a CSV table, its columns checked."""
     if not os.path.isfile(csv_path):
         raise DataUnavailableError(f"{csv_path}: no such file (the CSV table of the data)")
-    root = os.path.dirname(os.path.abspath(csv_path))
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
@@ -219,6 +214,11 @@ def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
                     "clean labels) or test; the trusted rows cannot be guessed")
     if not rows:
         raise error(csv_path, "no rows")
+    return header, rows
+
+
+def _csv_records(csv_path: str, header: list[str], rows: list, training: bool) -> list:
+    """[(line, path, label, split, true label or None)] of the rows, each checked."""
     has_true = "true_label" in header
     records = []
     for line, row in rows:
@@ -237,6 +237,11 @@ def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
         if not any(r[3] == split for r in records):
             raise error(csv_path, f"no {split} rows (split column): a table needs train rows "
                         "and meta rows (the trusted set)")
+    return records
+
+
+def _csv_classes(csv_path: str, records: list, classes, has_true: bool):
+    """(class names, `label_of(value, line) -> class index`) of a table's labels."""
     every = [r[2] for r in records] + ([r[4] for r in records] if has_true else [])
     try:
         integers = _label_kind(every)
@@ -253,13 +258,27 @@ def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
     # integer labels index the classes, names name them
     index = {(str(k) if integers else n): k for k, n in enumerate(names)}
 
-    def label_of(value, line):
+    def label_of(value, line) -> int:
         key = str(int(value)) if integers else value
         if key not in index:
             raise error(f"{csv_path} line {line}", f"label {value!r} is not one of the "
                         f"{len(names)} classes ({_short(names)})")
         return index[key]
 
+    return names, label_of
+
+
+def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
+                   training: bool = True) -> tuple[tuple[str, ...], dict, np.ndarray | None]:
+    """The rows of a CSV table, checked but not decoded: (class names, {split: (absolute
+    paths, int64 labels)}, the training rows' true labels or None). `training=False` (what
+    `mwnet_tf.predict` reads a table with, `classes` the run's): the split column is optional
+    (rows without one count as test) and no split is required."""
+    header, rows = _read_csv_rows(csv_path, training)
+    records = _csv_records(csv_path, header, rows, training)
+    has_true = "true_label" in header
+    names, label_of = _csv_classes(csv_path, records, classes, has_true)
+    root = os.path.dirname(os.path.abspath(csv_path))
     splits: dict[str, tuple[list, list, list]] = {}
     for line, path, label, split, true in records:
         full = _inside(path, root, csv_path, line)

@@ -41,18 +41,8 @@ def array_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def load_npz_arrays(path: str, *, augment: bool | None = None,
-                    test_fraction: float = DEFAULT_TEST_FRACTION,
-                    split_seed: int = DEFAULT_SPLIT_SEED) -> OwnData:
-    """Arrays of an .npz file (module docstring).
-
-    Args:
-        path: The .npz file.
-        augment: Crop + flip the training and trusted images (None: for uint8 images
-            [N, H, W, C] only; True on other arrays is an error).
-        test_fraction: Without x_test: the part of each class of the trusted set held out.
-        split_seed: Seed of that hold-out.
-    """
+def _read_arrays(path: str) -> dict[str, np.ndarray]:
+    """The named arrays of the .npz at `path` (allow_pickle=False), required ones checked."""
     if not os.path.isfile(path):
         raise DataUnavailableError(f"{path}: no such file (the .npz file of the data)")
     try:
@@ -81,6 +71,11 @@ def load_npz_arrays(path: str, *, augment: bool | None = None,
                             f"{e}): store numbers and strings only") from None
             except (OSError, zipfile.BadZipFile, EOFError) as e:
                 raise error(path, f"{k} cannot be read ({e})") from None
+    return arrays
+
+
+def _split_arrays(path: str, arrays: dict) -> tuple[dict, dict]:
+    """(x by split, y by split) of the arrays, their kinds, shapes and lengths checked."""
     xs = {s: arrays.get(f"x_{s}") for s in ("train", "meta", "test")}
     ys = {s: arrays.get(f"y_{s}") for s in ("train", "meta", "test")}
     if "y_train_true" in arrays:
@@ -105,6 +100,12 @@ def load_npz_arrays(path: str, *, augment: bool | None = None,
         if xs[s] is not None and xs[s].shape[1:] != feature:
             raise error(path, f"x_{s} rows have shape {xs[s].shape[1:]}, x_train rows "
                         f"{feature}")
+    return xs, ys
+
+
+def _class_names(path: str, arrays: dict, ys: dict) -> tuple[str, ...]:
+    """The class names (`class_names`, or "0".."C-1"), every label checked against them and
+    every class present in the training and trusted rows."""
     top = max(int(y.max()) for y in ys.values() if y is not None)
     if "class_names" in arrays:
         names = arrays["class_names"]
@@ -125,6 +126,24 @@ def load_npz_arrays(path: str, *, augment: bool | None = None,
         counts = np.bincount(ys[s], minlength=len(names))
         if (counts == 0).any():
             raise error(path, f"class {names[int(np.argmin(counts))]!r} has no {what} rows")
+    return names
+
+
+def load_npz_arrays(path: str, *, augment: bool | None = None,
+                    test_fraction: float = DEFAULT_TEST_FRACTION,
+                    split_seed: int = DEFAULT_SPLIT_SEED) -> OwnData:
+    """Arrays of an .npz file (module docstring).
+
+    Args:
+        path: The .npz file.
+        augment: Crop + flip the training and trusted images (None: for uint8 images
+            [N, H, W, C] only; True on other arrays is an error).
+        test_fraction: Without x_test: the part of each class of the trusted set held out.
+        split_seed: Seed of that hold-out.
+    """
+    arrays = _read_arrays(path)
+    xs, ys = _split_arrays(path, arrays)
+    names = _class_names(path, arrays, ys)
     images = is_image_array(xs["train"])
     if augment and not images:
         raise ValueError(f"augmentation (crop + flip) needs uint8 images [N, H, W, C], H and "
