@@ -57,6 +57,6 @@ def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | No
     detection = label_issues.label_issue_detection(table)
     if detection is None:
         return {}
-    log(f"label issue detection: AUROC {detection['auroc']}, precision and recall at "
+    log(f"wrong-label detection: AUROC {detection['auroc']}, precision and recall at "
         f"k = {detection['k']} wrong labels {detection['precision_at_k']:.3f}")
     return {"label_issue_detection": detection}
