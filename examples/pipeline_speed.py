@@ -43,7 +43,7 @@ def measure(dataset: str, data_dir: str, *, image_size: int | None, batch_size: 
         ds = make_train_dataset(data, batch_size=batch_size, meta_batch_size=meta_batch_size,
                                 seed=0, epoch=p)
         t0, count = time.perf_counter(), 0
-        for batch, meta in ds:
+        for batch, _meta in ds:
             count += int(batch["x"].shape[0])
         if p:
             rates.append(count / (time.perf_counter() - t0))
