@@ -10,11 +10,14 @@ from mwnet_tf.data import Dataset
 
 @pytest.fixture
 def float64():
-    """Keras floatx float64 for the test, restored afterwards."""
-    old = keras.config.floatx()
+    """Keras floatx and dtype policy float64 for the test, both restored afterwards (a
+    global policy another test left set would otherwise override floatx)."""
+    old, old_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
     yield
     keras.config.set_floatx(old)
+    keras.config.set_dtype_policy(old_policy)
 
 
 @pytest.fixture
