@@ -65,7 +65,7 @@ LONGEST_FIRST = ("test_multi_worker.py", "test_preemption.py", "test_jit.py", "t
                  "test_figures.py", "test_steps.py", "test_docs.py")
 
 
-# The fast tier, `pytest -m "not e2e"`, leaves out what runs a program or a training end to
+# The fast tier, `pytest -m "not e2e and not slow"`, leaves out what runs a program or a training end to
 # end. The marker is given here, in one place, rather than in each file: every test of the
 # modules below (command lines in subprocesses, several processes, whole runs) ...
 E2E_MODULES = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
@@ -111,6 +111,8 @@ E2E_TESTS = {
         "test_export_writes_the_keras_file_the_spec_and_a_saved_model_served_by_the_cli",),
     "test_takehome.py": ("test_finish_run_after_a_run_then_predict_the_test_set",),
     "test_steps.py": ("test_xla_compiled_step_matches_the_plain_graph_step",),
+    "test_own_data.py": ("test_distribute_datasets_from_function_under_mirrored_strategy",),
+    "test_jit.py": ("test_xla_step_matches_the_graph_step[mwnet-cnn]",),
 }
 
 
