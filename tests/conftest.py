@@ -65,9 +65,9 @@ LONGEST_FIRST = ("test_multi_worker.py", "test_preemption.py", "test_jit.py", "t
                  "test_figures.py", "test_steps.py", "test_docs.py")
 
 
-# The fast tier, `pytest -m "not e2e and not slow"`, leaves out what runs a program or a training end to
-# end. The marker is given here, in one place, rather than in each file: every test of the
-# modules below (command lines in subprocesses, several processes, whole runs) ...
+# The fast tier, `pytest -m "not e2e and not slow"`, leaves out what runs a program or a
+# training end to end. The marker is given here, in one place, rather than in each file:
+# every test of the modules below (command lines in subprocesses, several processes, whole runs) ...
 E2E_MODULES = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
                "test_mirrored.py", "test_catalogue.py", "test_methods_cli.py", "test_docs.py",
                "test_own_data_cli.py")
