@@ -232,3 +232,34 @@ def test_an_image_damaged_after_loading_is_named_when_the_run_reads_it(tmp_path)
         loop.train_and_evaluate(config, str(tmp_path / "run"), data=data, log=lambda s: None)
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"{bad}: cannot be decoded"), message
+
+
+def test_file_backed_data_killed_and_rerun_ends_bitwise_equal(cli, tmp_path):
+    """Image files streamed through tf.data with augmentation: a run SIGKILLed mid-epoch,
+    during evaluation and after a checkpoint, each time rerun in the same folder, ends with
+    the results.json and label_issues.csv of an uninterrupted run."""
+    folder = make_folder(tmp_path / "folder", {"train": 12, "meta": 4, "test": 2})
+    args = [f"--data_dir={folder}", "--dataset=folder", "--image_size=16", "--augment",
+            "--batch_size=4", "--meta_batch_size=4", "--epochs=3", "--lr_decay_epochs=2",
+            "--deterministic", "--progress_seconds=0", "--notensorboard_images",
+            "--steps_per_call=2", "--checkpoint_every_steps=3"]
+
+    def outputs(run):
+        results = json.load(open(os.path.join(run, "results.json")))
+        for key in ("wall_seconds_this_session", "figure_seconds_this_session"):
+            results.pop(key)
+        results["config"].pop("workdir", None)
+        return results, open(os.path.join(run, "label_issues.csv")).read()
+
+    full = str(tmp_path / "full")
+    out = cli.run(*args, f"--workdir={full}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = str(tmp_path / "run")
+    for fault in ("after_call:4", "eval:2", "checkpoint_after:3"):
+        out = cli.run(*args, f"--workdir={run}", MWNET_TF_FAULT=fault)
+        assert out.returncode == -9, (fault, out.stderr[-2000:])
+        assert not os.path.exists(os.path.join(run, "results.json"))
+    out = cli.run(*args, f"--workdir={run}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "resumed from" in out.stdout
+    assert outputs(run) == outputs(full)
