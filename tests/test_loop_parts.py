@@ -87,3 +87,13 @@ def test_stage_at_and_epoch_lr():
     with pytest.raises(IndexError):
         epoch.stage_at(stages, 5)
     assert epoch.epoch_lr(0.1, (1,), 0.5, 1) == pytest.approx(0.05)
+
+
+def test_epoch_metrics_leave_out_a_mean_over_no_samples():
+    sums = {"count": 4, "loss_sum": 2.0, "correct": 3, "steps": 2, "weight_sum": 2.0,
+            "count_corrupted": 0, "weight_sum_corrupted": 0.0}
+    m = epoch.epoch_metrics(sums)
+    assert m == {"loss": 0.5, "accuracy": 75.0, "weight_mean": 0.5, "weight_clean": 0.5}
+    json.dumps(m, allow_nan=False)  # strict JSON in results.json
+    m = epoch.epoch_metrics(dict(sums, count_corrupted=1, weight_sum_corrupted=0.2))
+    assert m["weight_corrupted"] == pytest.approx(0.2) and m["weight_clean"] == pytest.approx(0.6)

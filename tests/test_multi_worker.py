@@ -148,6 +148,29 @@ def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_p
             "error: the workers would resume from different checkpoints (steps 0 to 33)"), out
 
 
+def test_two_workers_on_image_files_equal_one_process(tmp_path, tmp_path_factory):
+    """Own image files (augmented) under two workers: each worker's pipeline decodes only its
+    shard of every global batch, and the run ends where one process ends."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_own_data import make_folder
+    folder = make_folder(tmp_path / "folder", {"train": 8, "meta": 4, "test": 2})
+    args = ["--dataset=folder", f"--data_dir={folder}", "--image_size=16", "--augment",
+            "--batch_size=4", "--meta_batch_size=4", "--epochs=2", "--lr_decay_epochs=",
+            "--deterministic", "--progress_seconds=0", "--notensorboard_images"]
+    single = _one_process_run(tmp_path_factory, args)
+    chief_dir = tmp_path / "chief" / "run"
+    procs = [_train([*args, "--strategy=multi_worker", f"--workdir={d}"], _env(TF_CONFIG=c),
+                    cpu=i)
+             for i, (c, d) in enumerate(zip(launch.tf_configs(launch.free_ports(2)),
+                                            (chief_dir, tmp_path / "worker" / "run")))]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "on 2 replica(s)" in outs[0]
+    chief = _results(chief_dir)
+    assert chief["own_data"] == single["own_data"]
+    _assert_same_run(chief, single)
+
+
 def _reader(proc, lines):
     thread = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     thread.start()

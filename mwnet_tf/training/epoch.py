@@ -122,7 +122,8 @@ class Progress:
 def epoch_metrics(sums: dict) -> dict[str, float]:
     """An epoch's training metrics from its sums: mean loss, accuracy (%), the weight net's
     meta loss, and the mean weight of all, corrupted and clean samples when the step gives
-    them."""
+    them (without corrupted samples, as on own data with `--noise=none`, no `weight_corrupted`:
+    results.json stays strict JSON)."""
     n = sums["count"]
     m = {"loss": sums["loss_sum"] / n, "accuracy": 100.0 * sums["correct"] / n}
     if "meta_loss" in sums:
@@ -130,10 +131,11 @@ def epoch_metrics(sums: dict) -> dict[str, float]:
     if "weight_sum" in sums:
         m["weight_mean"] = sums["weight_sum"] / n
         if "count_corrupted" in sums:
-            bad = sums["count_corrupted"]
-            m["weight_corrupted"] = sums["weight_sum_corrupted"] / bad if bad else float("nan")
-            m["weight_clean"] = ((sums["weight_sum"] - sums["weight_sum_corrupted"]) / (n - bad)
-                                 if n > bad else float("nan"))
+            bad = sums["count_corrupted"]  # a mean over no samples is left out, not NaN
+            if bad:
+                m["weight_corrupted"] = sums["weight_sum_corrupted"] / bad
+            if n > bad:
+                m["weight_clean"] = (sums["weight_sum"] - sums["weight_sum_corrupted"]) / (n - bad)
     return m
 
 
