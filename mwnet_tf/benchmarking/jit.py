@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import steps
-from mwnet_tf.benchmarking.steps import Bench, _random_batch
+from mwnet_tf.benchmarking.steps import Bench, random_batch
 from mwnet_tf.benchmarking.variants import DEFAULT_SHAPES
 
 
@@ -35,8 +35,8 @@ def measure(model: str, batch_size: int, variants: tuple[str, ...], *, replicas:
     strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
                 if replicas > 1 else None)
     rng = np.random.default_rng(0)
-    data = _random_batch(rng, batch_size, shape, 10)
-    meta_data = _random_batch(rng, batch_size, shape, 10)
+    data = random_batch(rng, batch_size, shape, 10)
+    meta_data = random_batch(rng, batch_size, shape, 10)
     if strategy is not None:  # one distributed element, fed to every step
         ds = tf.data.Dataset.from_tensors((data, meta_data)).repeat()
         data, meta_data = next(iter(strategy.experimental_distribute_dataset(ds)))

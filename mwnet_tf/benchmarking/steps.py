@@ -82,7 +82,7 @@ class Bench:
         float(out["loss_sum"])
 
 
-def _random_batch(rng, batch_size, input_shape, classes):
+def random_batch(rng, batch_size, input_shape, classes):
     return {"x": tf.constant(rng.normal(size=(batch_size, *input_shape)).astype("float32")),
             "y": tf.constant(rng.integers(0, classes, batch_size).astype("int32"))}
 
@@ -98,8 +98,8 @@ def benchmark(model: str, batch_size: int, classes: int, input_shape: tuple[int,
     values (per round, one epoch of `loop_steps` steps after a warm-up epoch; median over
     rounds); with `profile`, a trace of each variant and its breakdown."""
     rng = np.random.default_rng(0)
-    data = _random_batch(rng, batch_size, input_shape, classes)
-    meta_data = _random_batch(rng, batch_size, input_shape, classes)
+    data = random_batch(rng, batch_size, input_shape, classes)
+    meta_data = random_batch(rng, batch_size, input_shape, classes)
     kw = dict(meta_interval=meta_interval, mixed_precision=mixed_precision,
               jit_compile=jit_compile)
     benches = {v: Bench(v, model, batch_size, classes, input_shape, **kw) for v in variants}
@@ -210,7 +210,7 @@ def memory_probe(variant: str, model: str, batch_size: int, classes: int,
         raise RuntimeError(f"no {field} in /proc/self/status")
 
     rng = np.random.default_rng(0)
-    data = _random_batch(rng, batch_size, input_shape, classes)
+    data = random_batch(rng, batch_size, input_shape, classes)
     b = Bench(variant, model, batch_size, classes, input_shape, meta_interval=meta_interval,
               mixed_precision=mixed_precision)
     b.classifier(data["x"][:1])  # weights materialized before the baseline
