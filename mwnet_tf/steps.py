@@ -136,22 +136,14 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
             inner.watch(tv)
             logits, new_ntv = classifier.stateless_call(tv, ntv, batch["x"], training=True)
             losses = per_sample_ce(logits, batch["y"])                     # [n]
-            v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
-            virtual_loss = tf.reduce_sum(normalized(v, options) * losses)
-            scaled_virtual = precision.scaled(virtual_loss, optimizer)
+            scaled_virtual = _virtual_loss(weight_net, losses, optimizer, options)
         grads = precision.unscaled(replica_sum(inner.gradient(scaled_virtual, tv)), optimizer)
         w_hat = [w - lr * tf.cast(g, w.dtype) for w, g in zip(tv, grads)]
         meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
-        meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
-            options.global_meta_batch_size, meta_logits.dtype)
-        scaled_meta = precision.scaled(meta_loss, meta_optimizer)
-    theta = weight_net.trainable_variables
-    meta_optimizer.apply(outer.gradient(scaled_meta, theta), theta)
-    meta_loss = _skipped_as_zero(meta_loss, meta_optimizer)
-
-    v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-    grads = inner.gradient(losses, tv, output_gradients=precision.scaled(
-        normalized(v_new, options), optimizer))
+        meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch["y"], meta_optimizer,
+                                            options)
+    meta_loss = _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer)
+    grads, v_new = _reweighted_gradients(inner, losses, tv, weight_net, optimizer, options)
     del inner
     optimizer.apply(grads, trainable)  # a LossScaleOptimizer divides by its scale
     for var, value in zip(non_trainable, new_ntv):
@@ -159,6 +151,37 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
 
     return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
             "meta_loss": meta_loss, **weight_stats(v_new, batch)}
+
+
+def _virtual_loss(weight_net, losses, optimizer, options) -> tf.Tensor:
+    """The virtual step's loss (Eq. 3): the losses weighted by the weight net, which reads
+    them as data (stop-gradient), normalized and loss-scaled. Inside both tapes."""
+    v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
+    return precision.scaled(tf.reduce_sum(normalized(v, options) * losses), optimizer)
+
+
+def _meta_loss(meta_logits, labels, meta_optimizer, options) -> tuple[tf.Tensor, tf.Tensor]:
+    """(this replica's share of the mean meta loss, the same loss-scaled), inside the outer
+    tape."""
+    meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, labels)) / tf.cast(
+        options.global_meta_batch_size, meta_logits.dtype)
+    return meta_loss, precision.scaled(meta_loss, meta_optimizer)
+
+
+def _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer) -> tf.Tensor:
+    """Applies the meta-gradient (Eq. 4) to the weight net; returns the meta loss to report."""
+    theta = weight_net.trainable_variables
+    meta_optimizer.apply(outer.gradient(scaled_meta, theta), theta)
+    return _skipped_as_zero(meta_loss, meta_optimizer)
+
+
+def _reweighted_gradients(inner, losses, variables, weight_net, optimizer, options):
+    """(gradients of the losses weighted by the UPDATED weight net (Eq. 5), its weights): the
+    weights are constants, so the inner tape's first-order graph serves again."""
+    v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
+    grads = inner.gradient(losses, variables, output_gradients=precision.scaled(
+        normalized(v_new, options), optimizer))
+    return grads, v_new
 
 
 def _skipped_as_zero(meta_loss: tf.Tensor, meta_optimizer) -> tf.Tensor:
@@ -210,22 +233,15 @@ def _mwnet_head_step(head: HeadSplit, weight_net, optimizer, meta_optimizer, bat
             features, new_ntv = body.stateless_call(tv, ntv, batch["x"], training=True)
             logits = tf.matmul(tf.cast(features, kernel.dtype), kernel) + bias
             losses = per_sample_ce(logits, batch["y"])
-            v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
-            virtual_loss = tf.reduce_sum(normalized(v, options) * losses)
-            scaled_virtual = precision.scaled(virtual_loss, optimizer)
+            scaled_virtual = _virtual_loss(weight_net, losses, optimizer, options)
         g_kernel, g_bias = precision.unscaled(
             replica_sum(inner.gradient(scaled_virtual, [kernel, bias])), optimizer)
         meta_logits = (tf.matmul(meta_features, kernel - lr * g_kernel) + bias - lr * g_bias)
-        meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, meta_batch["y"])) / tf.cast(
-            options.global_meta_batch_size, meta_logits.dtype)
-        scaled_meta = precision.scaled(meta_loss, meta_optimizer)
-    theta = weight_net.trainable_variables
-    meta_optimizer.apply(outer.gradient(scaled_meta, theta), theta)
-    meta_loss = _skipped_as_zero(meta_loss, meta_optimizer)
-
-    v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-    grads = inner.gradient(losses, tv + [kernel, bias], output_gradients=precision.scaled(
-        normalized(v_new, options), optimizer))
+        meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch["y"], meta_optimizer,
+                                            options)
+    meta_loss = _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer)
+    grads, v_new = _reweighted_gradients(inner, losses, tv + [kernel, bias], weight_net,
+                                         optimizer, options)
     del inner
     optimizer.apply(grads, list(head.variables))
     for var, value in zip(body.non_trainable_variables, new_ntv):
