@@ -86,6 +86,7 @@ E2E_TESTS = {
                        "test_a_weight_function_from_elsewhere_is_read_as_data_not_run",
                        "test_bad_weight_fn_paths_are_one_line_errors_with_exit_2",
                        "test_frozen_weight_function_trains_without_meta_step_or_meta_set"),
+    "test_example.py": ("test_the_worked_example_runs_as_the_docs_write_it",),
     "test_figures.py": ("test_plot_command_writes_every_figure",
                         "test_a_run_missing_what_a_figure_needs_is_one_line"),
     "test_keras_model.py": ("test_fit_takes_the_same_steps_as_the_projects_step",

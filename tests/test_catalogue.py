@@ -389,6 +389,8 @@ def _cases() -> list[Case]:
         Case("own data", "a synthetic noise that own data cannot take",
              [*arrays, "--noise=human"], 2, "--noise=human",
              setup=lambda b: _own(b, "npz", "lengths")),
+        Case("model", "a convolutional --model on feature rows", [*arrays, "--model=cnn"], 2,
+             "--model=cnn takes images", setup=lambda b: _keras_model(b, "outputs")),
         Case("model file", "a .keras model with a Lambda layer (its code is not run)",
              [*arrays, "--model={base}/net.keras"], 2, "Lambda",
              setup=lambda b: _keras_model(b, "lambda")),

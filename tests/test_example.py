@@ -4,7 +4,12 @@ CSV and the npz hold the same split, labels and pixels, and it is the built-in r
 import csv
 import gzip
 import importlib.util
+import json
 import os
+import re
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -107,3 +112,62 @@ def test_train_per_class_keeps_a_seeded_stratified_subset(tmp_path):
             zip(full["x_train"], full["y_train"], full["y_train_true"])}
     for x, y, t in zip(a["x_train"], a["y_train"], a["y_train_true"]):
         assert rows[x.tobytes()] == (y, t)
+
+
+def _worked_example_commands():
+    """The command lines of docs/data.md's worked example, backslash continuations joined."""
+    with open(os.path.join(ROOT, "docs", "data.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text[text.index("## A worked example"):]
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith(("python examples/fashion_to_files.py", "python -m mwnet_tf.")):
+                commands.append(shlex.split(line)[1:])
+    return commands
+
+
+# The worked example's sizes scaled to the fake data set (300 training images).
+SCALED = {"--epochs": "1", "--lr_decay_epochs": "", "--batch_size": "20",
+          "--meta_batch_size": "10", "--eval_batch_size": "50"}
+
+
+def test_the_worked_example_runs_as_the_docs_write_it(tmp_path, cli):
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    _fake_fashion(str(idx))
+    places = {"/tmp/fashion-s0": str(tmp_path / "files"), "runs/": str(tmp_path / "runs") + "/",
+              "predictions.csv": str(tmp_path / "predictions.csv")}
+
+    def scaled(arg):
+        for old, new in places.items():
+            arg = arg.replace(old, new)
+        name, _, value = arg.partition("=")
+        return f"{name}={SCALED[name]}" if name in SCALED and value else arg
+
+    ran = []
+    for command in _worked_example_commands():
+        args = [scaled(a) for a in command]
+        if args[0] == "examples/fashion_to_files.py":
+            args += [f"--data_dir={idx}", "--meta_per_class=5"]
+            out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=120)
+        elif args[:2] == ["-m", "mwnet_tf.train"]:
+            out = cli.run(*args[2:])
+        else:
+            out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=300)
+        assert out.returncode == 0, (args, out.stderr[-3000:])
+        ran.append(args[1] if args[0] == "-m" else args[0])
+        if args[:2] == ["-m", "mwnet_tf.train"]:
+            run = next(a.split("=", 1)[1] for a in args if a.startswith("--workdir="))
+            results = json.load(open(os.path.join(run, "results.json")))
+            assert results["own_data"]["train"] == 300 - 50  # 5 trusted images per class
+            dataset = next(a.split("=", 1)[1] for a in args if a.startswith("--dataset="))
+            assert ("label_issue_detection" in results) == (dataset != "folder")
+            ran[-1] += ":" + dataset
+    assert ran == ["examples/fashion_to_files.py", "mwnet_tf.train:folder", "mwnet_tf.train:csv",
+                   "mwnet_tf.train:npz", "mwnet_tf.predict"]
+    with open(tmp_path / "predictions.csv") as f:
+        assert len(list(csv.DictReader(f))) == 40  # the fake test set

@@ -285,6 +285,30 @@ def test_npz_images_with_test_and_true_labels(tmp_path):
     assert data.realized_noise_rate == pytest.approx(np.mean(data.train_y != 0))
 
 
+def test_npz_grayscale_images_without_a_channel_axis_get_one(tmp_path):
+    """uint8 [N, H, W] (as keras.datasets.mnist gives them) are images [N, H, W, 1]: augmented
+    by default and fit for the convolutional models; uint8 [N, 5, 5] stays a feature array."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 12, 10), dtype=np.uint8)
+    y = np.arange(20) % 2
+    own = load_npz_arrays(write_npz(tmp_path, x_train=x, y_train=y, x_meta=x[:6],
+                                    y_meta=y[:6], x_test=x[:4], y_test=y[:4]))
+    assert own.train_x.shape == (20, 12, 10, 1) and own.meta_x.shape == (6, 12, 10, 1)
+    assert own.test_x.shape == (4, 12, 10, 1) and own.augment and len(own.mean) == 1
+    np.testing.assert_array_equal(own.train_x[..., 0], x)
+    small = x[:, :5, :5]
+    own = load_npz_arrays(write_npz(tmp_path, "small.npz", x_train=small, y_train=y,
+                                    x_meta=small[:6], y_meta=y[:6]))
+    assert own.train_x.shape == (20, 5, 5) and not own.augment
+
+
+def test_a_convolutional_model_on_feature_rows_is_a_one_line_error():
+    with pytest.raises(ValueError, match=r"--model=cnn takes images \[height, width, "
+                       r"channels\]; this data's samples have shape \(5,\): use --model=mlp"):
+        build_classifier("cnn", 3, (5,))
+    assert build_classifier("mlp", 3, (5,)).output_shape == (None, 3)
+
+
 # ---------------------------------------------------------------- tfds by name
 
 

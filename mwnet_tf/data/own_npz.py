@@ -5,7 +5,9 @@ Keys: `x_train`, `y_train`, `x_meta`, `y_meta` (the trusted set), optionally `x_
 true training labels, when known) and `class_names` (strings; default "0", "1", ...).
 
 `x` may have any shape [N, ...] and any numeric dtype: uint8 images [N, H, W, C] are
-normalized per channel and augmented (crop + flip) by default; other arrays, e.g. tabular
+normalized per channel and augmented (crop + flip) by default, and uint8 [N, H, W] with H, W
+>= 8 are grayscale images (as `keras.datasets.mnist` gives them) that get their channel axis;
+other arrays, e.g. tabular
 [N, D] features, per feature ([N, D]) or as a whole, and never augmented. The "mlp" model
 flattens any shape. Read with `allow_pickle=False`: a file holding Python objects is refused.
 """
@@ -22,6 +24,15 @@ from mwnet_tf.errors import DataUnavailableError
 
 REQUIRED = ("x_train", "y_train", "x_meta", "y_meta")
 OPTIONAL = ("x_test", "y_test", "y_train_true", "class_names")
+
+
+def _with_channel_axis(xs: dict) -> dict:
+    """Grayscale uint8 images [N, H, W] (every split's) as [N, H, W, 1]; other arrays as
+    they are."""
+    if all(x is None or (x.dtype == np.uint8 and x.ndim == 3 and min(x.shape[1:]) >= 8)
+           for x in xs.values()):
+        return {s: None if x is None else x[..., None] for s, x in xs.items()}
+    return xs
 
 
 def is_image_array(x: np.ndarray) -> bool:
@@ -143,6 +154,7 @@ def load_npz_arrays(path: str, *, augment: bool | None = None,
     """
     arrays = _read_arrays(path)
     xs, ys = _split_arrays(path, arrays)
+    xs = _with_channel_axis(xs)
     names = _class_names(path, arrays, ys)
     images = is_image_array(xs["train"])
     if augment and not images:

@@ -25,6 +25,7 @@ from mwnet_tf.models.wide_resnet import wide_resnet
 # A builder for each name of `mwnet_tf.config.MODELS` (tests/test_models.py).
 _BUILDERS = {"resnet32": resnet_cifar, "wrn28_10": wide_resnet, "resnet50": resnet50,
              "mlp": mlp, "cnn": cnn, "tiny": tiny}
+_ANY_SHAPE = ("mlp", "tiny")  # they flatten; the others are convolutional
 
 
 @contextlib.contextmanager
@@ -47,6 +48,9 @@ def build_classifier(name: str, num_classes: int, input_shape: tuple[int, ...], 
     """A classifier by name (one of MODELS) mapping images to logits [N, num_classes]."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+    if name not in _ANY_SHAPE and len(input_shape) != 3:
+        raise ValueError(f"--model={name} takes images [height, width, channels]; this data's "
+                         f"samples have shape {tuple(input_shape)}: use --model=mlp")
     with _floatx_policy():
         return _BUILDERS[name](num_classes, tuple(input_shape), synchronized_bn=synchronized_bn,
                                seed=seed)
