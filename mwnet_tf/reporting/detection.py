@@ -43,6 +43,7 @@ def detection(runs: list[tuple[str, dict]]) -> str:
     counts = " or ".join(str(n) for n in seeds)
     return (f"How well each method's ranking of the training labels finds the wrong ones (%): "
             f"AUROC, and precision at k\n(= recall at k) with k the number of truly wrong "
-            f"labels; mean ± std over {counts} seeds. The last row ranks the\nsame runs' "
+            f"labels; mean ± std over {counts} seed{'' if seeds == [1] else 's'}. The last row "
+            f"ranks the\nsame runs' "
             f"training samples by their classifier's final loss alone.\n\n"
             + _table(header, rows))
