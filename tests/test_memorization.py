@@ -28,6 +28,9 @@ def test_a_run_memorizes_when_it_fits_wrong_labels_and_its_test_accuracy_drops()
     assert not memorizes(_run(59.0, 70.0, 60.0)[1])  # fits no more than the clean 60%
     assert not memorizes(_run(99.0, 70.0, 67.5)[1])  # falls 2.5 points only
     assert memorizes(_run(75.0, 70.0, 60.0, noise=0.3)[1])  # 70% of the labels are right
+    kept = _run(75.0, 70.0, 60.0)[1]
+    kept["kept_noise_rate"] = 0.2  # trains on a kept part, 80% right: 75% fits no wrong label
+    assert not memorizes(kept)
 
 
 def test_settings_are_rows_seeds_and_data_paths_are_not():

@@ -7,7 +7,8 @@ built-in data set). The columns are the number of training images and the fields
 between the settings. A run memorizes when both hold:
 
 - its accuracy on its noisy training labels at the end (`train.accuracy`) passes the clean
-  fraction of those labels (1 - `realized_noise_rate`, else 1 - `rate`): it fits wrong labels;
+  fraction of those labels (1 - `realized_noise_rate`, else 1 - `rate`; 1 - `kept_noise_rate`
+  for a method that trains on the samples it kept): it fits wrong labels;
 - its final test accuracy falls at least `DROP` points below its best epoch's.
 
 A row says "yes" when every seed memorizes, "no" when none does, "k of n seeds" otherwise.
@@ -37,8 +38,10 @@ def train_images(r: dict) -> int | None:
 
 
 def clean_fraction(r: dict) -> float:
-    """The fraction of training labels that are right (realized, else the nominal rate)."""
-    noise = r.get("realized_noise_rate")
+    """The fraction of training labels that are right (realized, else the nominal rate); of
+    the samples a method trains its final model on, when it reports their noise rate
+    (confident learning's `kept_noise_rate`)."""
+    noise = r.get("kept_noise_rate", r.get("realized_noise_rate"))
     if noise is None or not np.isfinite(float(noise)):
         noise = float(r["config"]["rate"]) if r["config"]["noise"] != "none" else 0.0
     return 1.0 - float(noise)
