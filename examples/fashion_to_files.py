@@ -8,6 +8,7 @@ OUT/meta/<class>/NNNNN.png    `--meta_per_class` clean images per class (the tru
 OUT/test/<class>/NNNNN.png    the test set
 OUT/fashion.csv               path,label,split,true_label (paths relative to OUT)
 OUT/fashion.npz               x_train,y_train,x_meta,y_meta,x_test,y_test,y_train_true,class_names
+                              (images uint8 [N, 28, 28, 1]: `--dataset=npz` reads them as images)
 
 The split and the noisy labels are those of `python -m mwnet_tf.train --dataset=fashion_mnist
 --noise=flip --rate=0.4 --meta_per_class=100 --seed=SEED` (`mwnet_tf.data.make_biased_data`).
@@ -81,8 +82,11 @@ def write_files(out: str, arrays: dict) -> None:
         w = csv.writer(f)
         w.writerow(("path", "label", "split", "true_label"))
         w.writerows(rows)
+    # a channel axis: `--dataset=npz` takes uint8 [N, H, W, C] as images ([N, 28, 28] would be
+    # feature vectors, which the CNN cannot take)
+    channels = {k: v[..., None] if k.startswith("x_") else v for k, v in arrays.items()}
     np.savez_compressed(os.path.join(out, "fashion.npz"), class_names=np.array(CLASS_NAMES),
-                        **arrays)
+                        **channels)
 
 
 def main(argv: list[str]) -> None:

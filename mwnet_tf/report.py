@@ -18,6 +18,8 @@ A block is the text between two marker lines, each on a line of its own:
     runs:TABLE    the long table of runs/reference/TABLE, one row per setting and method
     detection:TABLE  how well each method's label_issues.csv ranking finds the wrong labels
                   (AUROC, precision at k) in the runs of runs/reference/TABLE
+    memorization:TABLE  per setting of runs/reference/TABLE: accuracy on the noisy training
+                  labels, best and final test accuracy, whether it memorizes the noisy labels
     spread:TABLE  runs differing in one part of their randomness (--meta_seed, --noise_seed,
                   --init_seed, --order_seed) or in --seed: accuracy of each, mean, std, range
     paper         paper vs ours for the paper's Tables 1-3 (CIFAR), from every kept run;
@@ -46,7 +48,7 @@ from collections import Counter
 from absl import flags
 
 from mwnet_tf import commandline
-from mwnet_tf.reporting import bench_tables, detection, spread, tables
+from mwnet_tf.reporting import bench_tables, detection, memorization, spread, tables
 from mwnet_tf.reporting.tables import ReportError
 
 # Still importable from here, as before the tables moved to reporting/tables.py (tests use them
@@ -87,7 +89,7 @@ def render(block: str, reference: str) -> str:
             raise ReportError(f"unknown report block {block!r} (paper:1, paper:2 or paper:3)")
         return tables.paper(tables.load_reference(reference), (int(name),))
     makers = {"": tables.comparison, "curves": tables.curves, "spread": spread.spread,
-              "detection": detection.detection,
+              "detection": detection.detection, "memorization": memorization.memorization,
               "runs": lambda runs: tables.markdown(tables.summarize([r for _, r in runs]))}
     if kind not in makers:
         raise ReportError(f"unknown report block {block!r}")

@@ -57,8 +57,9 @@ def test_flagfile_values_are_the_paper_defaults():
 
 
 def test_offline_flagfiles_run_their_settings_defaults(dry_run):
-    files = sorted(glob.glob(os.path.join(REPO, "flags", "fashion_*.cfg")) +
-                   glob.glob(os.path.join(REPO, "flags", "digits_*.cfg")))
+    files = sorted(f for f in glob.glob(os.path.join(REPO, "flags", "fashion_*.cfg")) +
+                   glob.glob(os.path.join(REPO, "flags", "digits_*.cfg"))
+                   if "_memorize_" not in f)  # own data (an npz subset): the next test
     assert [os.path.basename(f) for f in files] == [
         "digits_flip0.4.cfg", "digits_instance0.4.cfg", "digits_longtail20.cfg",
         "digits_longtail20_flip0.2.cfg",
@@ -75,6 +76,23 @@ def test_offline_flagfiles_run_their_settings_defaults(dry_run):
         assert (got["model"], got["epochs"], got["meta_per_class"]) == (
             expected["model"], str(expected["epochs"]), str(expected["meta_per_class"])), name
         assert got["lr_decay_epochs"] == ",".join(map(str, expected["lr_decay_epochs"]))
+
+
+def test_memorization_flagfiles_train_the_mlp_on_an_npz_subset_without_regularization(dry_run):
+    files = sorted(glob.glob(os.path.join(REPO, "flags", "fashion_memorize_*.cfg")))
+    assert [os.path.basename(f) for f in files] == [
+        "fashion_memorize_flip0.4.cfg", "fashion_memorize_uniform0.4.cfg"]
+    for path in files:
+        got = dry_run(f"--flagfile={path}", "--data_dir=sub/fashion.npz", "--seed=1")
+        noise = os.path.basename(path).removeprefix("fashion_memorize_").removesuffix("0.4.cfg")
+        assert (got["dataset"], got["noise"], got["rate"]) == ("npz", noise, "0.4")
+        assert (got["model"], got["epochs"], got["lr_decay_epochs"]) == ("mlp", "60", "40,50")
+        assert (got["weight_decay"], got["lr"], got["batch_size"]) == ("0.0", "0.1", "100")
+        assert "--noaugment" in open(path).read().split() and got["seed"] == "1"
+        # the header's commands name this flagfile and the subset the runs use
+        header = "".join(line for line in open(path) if line.startswith("#"))
+        assert f"--flagfile=flags/{os.path.basename(path)}" in header
+        assert "--train_per_class=2000" in header
 
 
 def test_config_rejects_bad_values_with_every_message():

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mwnet_tf.data import load_dataset, make_biased_data
+from mwnet_tf.data.own_npz import is_image_array
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,6 +77,8 @@ def test_folders_csv_and_npz_hold_the_built_in_split(tmp_path):
     assert list(rows[0]) == ["path", "label", "split", "true_label"]
     for split in ("train", "meta", "test"):
         x, y = npz[f"x_{split}"], npz[f"y_{split}"]
+        assert is_image_array(x)  # [N, 28, 28, 1]: images to --dataset=npz, not features
+        x = x[..., 0]
         np.testing.assert_array_equal(x, arrays[f"x_{split}"])
         np.testing.assert_array_equal(y, arrays[f"y_{split}"])
         part = [r for r in rows if r["split"] == split]
