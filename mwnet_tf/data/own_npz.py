@@ -29,8 +29,7 @@ OPTIONAL = ("x_test", "y_test", "y_train_true", "class_names")
 def _with_channel_axis(xs: dict) -> dict:
     """Grayscale uint8 images [N, H, W] (every split's) as [N, H, W, 1]; other arrays as
     they are."""
-    if all(x is None or (x.dtype == np.uint8 and x.ndim == 3 and min(x.shape[1:]) >= 8)
-           for x in xs.values()):
+    if all(x is None or (x.ndim == 3 and is_image_array(x[..., None])) for x in xs.values()):
         return {s: None if x is None else x[..., None] for s, x in xs.items()}
     return xs
 

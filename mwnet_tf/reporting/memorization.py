@@ -21,7 +21,7 @@ import json
 import numpy as np
 
 from mwnet_tf.errors import ReportError
-from mwnet_tf.reporting.tables import _filled, _ignored, _mean_std, _method_order, _table, _wrap
+from mwnet_tf.reporting.tables import _mean_std, _method_order, _table, _wrap, protocol_fields
 
 DROP = 3.0  # points of test accuracy the final epoch is below the best, at least
 # Columns first in this order when they vary between settings; other varying fields follow.
@@ -54,12 +54,6 @@ def memorizes(r: dict) -> bool:
             and float(r["best_test_accuracy"]) - float(r["test_accuracy"]) >= DROP)
 
 
-def _protocol(config: dict) -> dict:
-    config = _filled(config)
-    ignored = _ignored(config)
-    return {k: v for k, v in config.items() if k not in ignored}
-
-
 def _text(field: str, value) -> str:
     if value is None:  # a built-in set's training images, own data's trusted images: all
         return "all" if field in ("train images", "meta_per_class") else "–"
@@ -79,13 +73,13 @@ def memorization(runs: list[tuple[str, dict]]) -> str:
     for path, r in runs:
         if "train" not in r or "accuracy" not in r["train"]:
             raise ReportError(f"{path}: no training accuracy in results.json")
-        key = json.dumps([train_images(r), _protocol(r["config"])], sort_keys=True)
+        key = json.dumps([train_images(r), protocol_fields(r["config"])], sort_keys=True)
         members = groups.setdefault(key, [])
         if any(m["config"]["seed"] == r["config"]["seed"] for m in members):
             raise ReportError(f"{path}: a second run of one setting with seed "
                               f"{r['config']['seed']}")
         members.append(r)
-    protocols = [_protocol(g[0]["config"]) for g in groups.values()]
+    protocols = [protocol_fields(g[0]["config"]) for g in groups.values()]
     shared = set.intersection(*(set(p) for p in protocols))
     varying = [k for k in shared if len({json.dumps(p[k]) for p in protocols}) > 1]
     varying = ([k for k in FIRST if k in varying]

@@ -131,11 +131,16 @@ def _filled(config: dict) -> dict:
     return {**ADDED_FIELDS, **ADDED_LATER.get(config.get("method"), {}), **config}
 
 
-def _protocol(config: dict) -> str:
+def protocol_fields(config: dict) -> dict:
     """The config without the seed and the fields that do not change the result."""
     config = _filled(config)
     ignored = _ignored(config)
-    return json.dumps({k: v for k, v in config.items() if k not in ignored}, sort_keys=True)
+    return {k: v for k, v in config.items() if k not in ignored}
+
+
+def _protocol(config: dict) -> str:
+    """`protocol_fields` as a key."""
+    return json.dumps(protocol_fields(config), sort_keys=True)
 
 
 def _ignored(config: dict) -> frozenset:
