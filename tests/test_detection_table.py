@@ -13,16 +13,21 @@ def _run(method, noise, auroc, p, loss_auroc=0.5, loss_p=0.4):
     return ("run", {"config": config, "label_issue_detection": found})
 
 
-def test_rows_per_method_columns_per_setting_and_the_loss_row():
-    text = detection([_run("mwnet", "flip", 0.9, 0.8), _run("mwnet", "flip", 0.7, 0.6),
+def test_rows_per_method_columns_per_setting_then_the_same_runs_ranked_by_loss():
+    text = detection([_run("mwnet", "flip", 0.9, 0.8, loss_auroc=0.95),
+                      _run("mwnet", "flip", 0.7, 0.6, loss_auroc=0.85),
                       _run("ce", "flip", 0.6, 0.5), _run("ce", "uniform", 0.8, 0.7)])
     lines = text.splitlines()
-    header = next(line for line in lines if line.startswith("| method"))
-    assert "flip 0.4 AUROC" in header and "uniform 0.4 P@k" in header
-    mwnet = next(line for line in lines if line.startswith("| mwnet"))
+    headers = [i for i, line in enumerate(lines) if line.startswith("| method")]
+    assert len(headers) == 2
+    assert "flip 0.4 AUROC" in lines[headers[0]] and "uniform 0.4 P@k" in lines[headers[0]]
+    own, by_loss = lines[headers[0]:headers[1]], lines[headers[1]:]
+    mwnet = next(line for line in own if line.startswith("| mwnet"))
     assert "80.00 ± 14.14" in mwnet and "70.00 ± 14.14" in mwnet and "–" in mwnet
-    loss = next(line for line in lines if line.startswith("| loss alone"))
-    assert "50.00 ± 0.00" in loss
+    mwnet = next(line for line in by_loss if line.startswith("| mwnet"))
+    assert "90.00 ± 7.07" in mwnet and "40.00 ± 0.00" in mwnet
+    ce = next(line for line in by_loss if line.startswith("| ce"))
+    assert [c.strip() for c in ce.split("|")[1:-1]] == ["ce", "50.00", "40.00", "50.00", "40.00"]
 
 
 def test_a_run_without_known_truth_is_an_error():

@@ -165,3 +165,43 @@ def test_python_block_runs_and_prints_what_the_page_shows(code, expected):
     assert r.returncode == 0, r.stderr[-3000:]
     if expected is not None:
         assert r.stdout == expected, f"printed:\n{r.stdout}\nthe page shows:\n{expected}"
+
+
+REPORT_BLOCK = re.compile(r"<!-- report:[^>]*-->(.*?)<!-- /report -->", re.S)
+MEAN_STD = re.compile(r"(?<![\w.])(\d+\.\d+) ± (\d+\.\d+)")
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+
+
+def rounds_to(cell, quoted):
+    """Whether the table's `cell` (a string) is `quoted` (a string) rounded to its decimals."""
+    places = len(quoted.split(".")[1])
+    return (len(cell.split(".")[1]) >= places
+            and abs(float(cell) - float(quoted)) <= 0.5 * 10 ** -places + 1e-9)
+
+
+def generated_text():
+    return "\n".join(m.group(1) for page in PAGES for m in REPORT_BLOCK.finditer(read(page)))
+
+
+def test_every_mean_and_std_the_prose_quotes_is_a_cell_of_a_generated_table():
+    """A figure quoted as "mean ± std" outside the generated blocks is one of their cells
+    (rounded), so that re-keeping runs cannot leave a stale copy in the prose."""
+    cells = MEAN_STD.findall(generated_text())
+    assert len(cells) > 100
+    stale = [f"{page}: {mean} ± {std}" for page in PAGES
+             for mean, std in MEAN_STD.findall(REPORT_BLOCK.sub("", read(page)))
+             if not any(rounds_to(m, mean) and rounds_to(s, std) for m, s in cells)]
+    assert not stale, stale
+
+
+def test_every_figure_of_the_results_guide_is_a_cell_of_a_generated_table():
+    """The "which method when" guide of docs/results.md cites table cells: each decimal in it
+    is a cell of a generated block (rounded)."""
+    text = read(os.path.join("docs", "results.md"))
+    start = text.index("| bias | try first |")
+    guide = text[start:text.index("\n\n", start)]
+    cells = DECIMAL.findall(generated_text())
+    quoted = DECIMAL.findall(guide)
+    assert len(quoted) > 50
+    missing = sorted({q for q in quoted if not any(rounds_to(c, q) for c in cells)})
+    assert not missing, missing

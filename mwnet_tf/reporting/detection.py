@@ -13,8 +13,9 @@ def _cell(values: list[float]) -> str:
 
 
 def detection(runs: list[tuple[str, dict]]) -> str:
-    """One row per method, a column pair (AUROC, precision at k) per setting, means ± std
-    over seeds; a last row ranks every run by its classifier's loss alone."""
+    """Two tables of one row per method and a column pair (AUROC, precision at k) per setting,
+    means ± std over seeds: the method's own ranking (`label_issues.csv`), then the same runs'
+    training samples ranked by their classifier's final loss alone."""
     cells: dict[tuple[str, tuple], list[dict]] = {}
     for name, r in runs:
         found = r.get("label_issue_detection")
@@ -25,25 +26,20 @@ def detection(runs: list[tuple[str, dict]]) -> str:
     methods = _method_order(m for m, _ in cells)
     header = ["method"] + [f"{setting_label(*s)} {what}" for s in settings
                            for what in ("AUROC", "P@k")]
-    rows = []
-    for m in methods:
-        row = [m]
-        for s in settings:
-            found = cells.get((m, s), [])
-            row += [_cell([100 * f["auroc"] for f in found]),
-                    _cell([100 * f["precision_at_k"] for f in found])]
-        rows.append(row)
-    loss_row = ["loss alone (every run)"]
-    for s in settings:
-        found = [f for (m, s2), fs in cells.items() if s2 == s for f in fs]
-        loss_row += [_cell([100 * f["loss_auroc"] for f in found]),
-                     _cell([100 * f["loss_precision_at_k"] for f in found])]
-    rows.append(loss_row)
+
+    def rows(prefix: str) -> list[list[str]]:
+        found = [[m] + [_cell([100 * f[prefix + key] for f in cells.get((m, s), [])])
+                        for s in settings for key in ("auroc", "precision_at_k")]
+                 for m in methods]
+        return found
+
     seeds = sorted({len(fs) for fs in cells.values()})
     counts = " or ".join(str(n) for n in seeds)
     return (f"How well each method's ranking of the training labels finds the wrong ones (%): "
             f"AUROC, and precision at k\n(= recall at k) with k the number of truly wrong "
-            f"labels; mean ± std over {counts} seed{'' if seeds == [1] else 's'}. The last row "
-            f"ranks the\nsame runs' "
-            f"training samples by their classifier's final loss alone.\n\n"
-            + _table(header, rows))
+            f"labels; mean ± std over {counts} seed{'' if seeds == [1] else 's'}.\n\n"
+            + _table(header, rows(""))
+            + "\n\nThe same runs' training samples ranked by their classifier's final loss "
+              "alone (the `loss_*` scores\nof results.json), the ranking any method's own "
+              "should beat:\n\n"
+            + _table(header, rows("loss_")))
