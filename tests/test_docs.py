@@ -205,3 +205,39 @@ def test_every_figure_of_the_results_guide_is_a_cell_of_a_generated_table():
     assert len(quoted) > 50
     missing = sorted({q for q in quoted if not any(rounds_to(c, q) for c in cells)})
     assert not missing, missing
+
+
+def test_every_accuracy_the_prose_quotes_comes_from_a_kept_run_or_the_paper():
+    """A figure like 87.15 (two digits, two decimals: an accuracy as the tables print it)
+    outside the generated blocks and code is a generated cell, the final or best test
+    accuracy of a run kept under runs/reference, or a figure of the paper's tables
+    (mwnet_tf/reporting/paper_tables.json)."""
+    import glob
+    import json
+
+    known = set(DECIMAL.findall(generated_text()))
+    for path in glob.glob(os.path.join(REPO, "runs", "reference", "*", "*", "results.json")):
+        with open(path, encoding="utf-8") as f:
+            run = json.load(f)
+        known.update(f"{run[k]:.2f}" for k in ("test_accuracy", "best_test_accuracy")
+                     if k in run)
+
+    def paper(x):
+        if isinstance(x, dict):
+            for v in x.values():
+                paper(v)
+        elif isinstance(x, list):
+            for v in x:
+                paper(v)
+        elif isinstance(x, float):
+            known.add(f"{x:.2f}")
+
+    with open(os.path.join(REPO, "mwnet_tf", "reporting", "paper_tables.json"),
+              encoding="utf-8") as f:
+        paper(json.load(f))
+    quoted = [(page, x) for page in PAGES
+              for x in re.findall(r"(?<![\w.])\d{2}\.\d\d(?![\w.])",
+                                  FENCE.sub("", REPORT_BLOCK.sub("", read(page))))]
+    assert len(quoted) > 150
+    unknown = [f"{page}: {x}" for page, x in quoted if x not in known]
+    assert not unknown, unknown
