@@ -277,7 +277,13 @@ def _run(runs: list[str]) -> int:
 
 def run() -> None:
     """The entry point of `python -m mwnet_tf.report` and of the `mwnet-report` script."""
-    sys.exit(main(sys.argv[1:]))
+    try:
+        code = main(sys.argv[1:])
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`| head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141  # 128 + SIGPIPE, a shell's status for a writer whose reader left
+    sys.exit(code)
 
 
 if __name__ == "__main__":

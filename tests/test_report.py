@@ -406,3 +406,15 @@ def test_bench_blocks_render_kept_benchmark_results_beside_the_goals(tmp_path):
     assert "0.1000 s" in mwnet and "fails" in mwnet and "(jit_cnn)" in mwnet
     # the other blocks pass over it
     assert report.render("bench:pairs", ref) == pairs
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`mwnet-report --render ... | head -1`: no traceback when the pipe closes."""
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "mwnet_tf.report", "--render", "digits"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            bufsize=0)
+    proc.stdout.close()  # the reader leaves before the command writes: its write fails
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
