@@ -9,6 +9,8 @@
   alone.
 """
 
+import glob
+import json
 import os
 import re
 import subprocess
@@ -212,9 +214,6 @@ def test_every_accuracy_the_prose_quotes_comes_from_a_kept_run_or_the_paper():
     outside the generated blocks and code is a generated cell, the final or best test
     accuracy of a run kept under runs/reference, or a figure of the paper's tables
     (mwnet_tf/reporting/paper_tables.json)."""
-    import glob
-    import json
-
     known = set(DECIMAL.findall(generated_text()))
     for path in glob.glob(os.path.join(REPO, "runs", "reference", "*", "*", "results.json")):
         with open(path, encoding="utf-8") as f:

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -410,7 +411,6 @@ def test_bench_blocks_render_kept_benchmark_results_beside_the_goals(tmp_path):
 
 def test_a_reader_that_stops_early_ends_the_command_quietly():
     """`mwnet-report --render ... | head -1`: no traceback when the pipe closes."""
-    import sys
     proc = subprocess.Popen([sys.executable, "-m", "mwnet_tf.report", "--render", "digits"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             bufsize=0)
