@@ -69,7 +69,7 @@ LONGEST_FIRST = ("test_multi_worker.py", "test_preemption.py", "test_jit.py", "t
 # training end to end. The marker is given here, in one place, rather than in each file:
 # every test of the modules below (command lines in subprocesses, several processes, whole runs) ...
 E2E_MODULES = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
-               "test_mirrored.py", "test_catalogue.py", "test_methods_cli.py", "test_docs.py",
+               "test_mirrored.py", "test_catalogue.py", "test_methods_cli.py",
                "test_own_data_cli.py")
 # ... and, in the other modules, the tests that run a command, train a method for whole
 # epochs, build a full-size model (ResNet-32/50, WRN-28-10) or compile with XLA: each takes
@@ -86,6 +86,7 @@ E2E_TESTS = {
                        "test_a_weight_function_from_elsewhere_is_read_as_data_not_run",
                        "test_bad_weight_fn_paths_are_one_line_errors_with_exit_2",
                        "test_frozen_weight_function_trains_without_meta_step_or_meta_set"),
+    "test_docs.py": ("test_python_block_runs_and_prints_what_the_page_shows",),
     "test_example.py": ("test_the_worked_example_runs_as_the_docs_write_it",),
     "test_figures.py": ("test_plot_command_writes_every_figure",
                         "test_a_run_missing_what_a_figure_needs_is_one_line"),
