@@ -18,6 +18,9 @@ import sys
 
 import pytest
 
+from mwnet_tf import report
+from mwnet_tf.reporting import tables
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = os.path.join(REPO, "docs")
 PAGES = ["README.md"] + sorted(os.path.join("docs", f) for f in os.listdir(DOCS)
@@ -169,7 +172,6 @@ def test_python_block_runs_and_prints_what_the_page_shows(code, expected):
         assert r.stdout == expected, f"printed:\n{r.stdout}\nthe page shows:\n{expected}"
 
 
-REPORT_BLOCK = re.compile(r"<!-- report:[^>]*-->(.*?)<!-- /report -->", re.S)
 MEAN_STD = re.compile(r"(?<![\w.])(\d+\.\d+) ± (\d+\.\d+)")
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
 
@@ -182,7 +184,8 @@ def rounds_to(cell, quoted):
 
 
 def generated_text():
-    return "\n".join(m.group(1) for page in PAGES for m in REPORT_BLOCK.finditer(read(page)))
+    """The generated blocks of every page (report.BLOCK: the markers `--pages` rewrites)."""
+    return "\n".join(m.group(2) for page in PAGES for m in report.BLOCK.finditer(read(page)))
 
 
 def test_every_mean_and_std_the_prose_quotes_is_a_cell_of_a_generated_table():
@@ -191,7 +194,7 @@ def test_every_mean_and_std_the_prose_quotes_is_a_cell_of_a_generated_table():
     cells = MEAN_STD.findall(generated_text())
     assert len(cells) > 100
     stale = [f"{page}: {mean} ± {std}" for page in PAGES
-             for mean, std in MEAN_STD.findall(REPORT_BLOCK.sub("", read(page)))
+             for mean, std in MEAN_STD.findall(report.BLOCK.sub("", read(page)))
              if not any(rounds_to(m, mean) and rounds_to(s, std) for m, s in cells)]
     assert not stale, stale
 
@@ -213,7 +216,7 @@ def test_every_accuracy_the_prose_quotes_comes_from_a_kept_run_or_the_paper():
     """A figure like 87.15 (two digits, two decimals: an accuracy as the tables print it)
     outside the generated blocks and code is a generated cell, the final or best test
     accuracy of a run kept under runs/reference, or a figure of the paper's tables
-    (mwnet_tf/reporting/paper_tables.json)."""
+    (`tables.paper_tables`)."""
     known = set(DECIMAL.findall(generated_text()))
     for path in glob.glob(os.path.join(REPO, "runs", "reference", "*", "*", "results.json")):
         with open(path, encoding="utf-8") as f:
@@ -222,21 +225,15 @@ def test_every_accuracy_the_prose_quotes_comes_from_a_kept_run_or_the_paper():
                      if k in run)
 
     def paper(x):
-        if isinstance(x, dict):
-            for v in x.values():
-                paper(v)
-        elif isinstance(x, list):
-            for v in x:
-                paper(v)
-        elif isinstance(x, float):
+        if isinstance(x, float):
             known.add(f"{x:.2f}")
+        for v in (x.values() if isinstance(x, dict) else x if isinstance(x, list) else ()):
+            paper(v)
 
-    with open(os.path.join(REPO, "mwnet_tf", "reporting", "paper_tables.json"),
-              encoding="utf-8") as f:
-        paper(json.load(f))
+    paper(tables.paper_tables())
     quoted = [(page, x) for page in PAGES
               for x in re.findall(r"(?<![\w.])\d{2}\.\d\d(?![\w.])",
-                                  FENCE.sub("", REPORT_BLOCK.sub("", read(page))))]
+                                  FENCE.sub("", report.BLOCK.sub("", read(page))))]
     assert len(quoted) > 150
     unknown = [f"{page}: {x}" for page, x in quoted if x not in known]
     assert not unknown, unknown

@@ -28,10 +28,9 @@ def detection(runs: list[tuple[str, dict]]) -> str:
                            for what in ("AUROC", "P@k")]
 
     def rows(prefix: str) -> list[list[str]]:
-        found = [[m] + [_cell([100 * f[prefix + key] for f in cells.get((m, s), [])])
-                        for s in settings for key in ("auroc", "precision_at_k")]
-                 for m in methods]
-        return found
+        return [[m] + [_cell([100 * f[prefix + key] for f in cells.get((m, s), [])])
+                       for s in settings for key in ("auroc", "precision_at_k")]
+                for m in methods]
 
     seeds = sorted({len(fs) for fs in cells.values()})
     counts = " or ".join(str(n) for n in seeds)
