@@ -284,6 +284,13 @@ def _print_results(results: dict, workdir: str, task) -> None:
     if "weight_curve" in results:
         curve = "  ".join(f"{k}:{v:.3f}" for k, v in results["weight_curve"].items())
         print(f"learned weight function (loss:weight) {curve}", flush=True)
+    if results.get("weight_function_decreasing") is False:
+        wf = results["weight_function"]
+        print(f"warning: the learned weight function {results['weight_function_trend']} over "
+              f"the training losses ({wf['weights'][0]:.3f} at loss 0, "
+              f"{wf['weights'][-1]:.3f} at loss {wf['losses'][-1]:.3g}) instead of falling: "
+              f"its weights do not single out wrong labels (label_issues.csv is in loss order)",
+              flush=True)
 
 
 def run() -> None:

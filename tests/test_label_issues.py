@@ -62,7 +62,7 @@ def test_detection_metrics_of_perfect_and_reversed_rankings():
     assert li.detection_metrics(score, np.zeros(7, bool)) is None
 
 
-def test_ranking_by_suspicion_then_loss_then_position_nan_last():
+def test_ranking_by_the_first_score_then_the_second_then_position_nan_last():
     suspicion = np.array([0.0, 1.0, 1.0, np.nan, 2.0, 1.0])
     losses = np.array([9.0, 0.5, 3.0, 9.0, 0.0, 0.5])
     np.testing.assert_array_equal(li.ranking(suspicion, losses), [4, 2, 1, 5, 0, 3])
@@ -132,11 +132,12 @@ def test_every_methods_label_scores_are_finite_and_cover_the_training_set(name, 
     assert detection["k"] == int(biased.corrupted.sum()) and 0 <= detection["auroc"] <= 1
 
 
-def test_mwnet_weight_is_the_weight_functions_and_low_weight_ranks_first(biased):
+def test_mwnet_weight_is_the_weight_functions_and_the_file_is_in_loss_order(biased):
     method = _method("mwnet", biased)
     table = li.compute_label_issues(method.eval_model(), method, biased, batch_size=16)
     np.testing.assert_allclose(table["weight"], method.weight_of(table["loss"]), rtol=1e-6)
-    assert np.all(np.diff(table["weight"]) >= 0)  # weights increase down the table
+    np.testing.assert_allclose(table["suspicion"], 1.0 - table["weight"])
+    assert np.all(np.diff(table["loss"]) <= 0)  # largest loss first, whatever the weights
 
 
 def test_l2rw_weights_are_the_tracked_figures_weights_in_batches_of_the_run(biased):
@@ -158,7 +159,7 @@ def test_l2rw_weights_are_the_tracked_figures_weights_in_batches_of_the_run(bias
         assert total == pytest.approx(n, rel=1e-4) or total == 0
 
 
-def test_confident_learning_ranks_flagged_first_by_self_confidence(biased):
+def test_confident_learning_keeps_its_flags_and_self_confidence_as_columns(biased):
     method = _method("confident_learning", biased, cl_folds=2)
     rng = np.random.default_rng(2)
     n = len(biased.train_y)
@@ -168,10 +169,11 @@ def test_confident_learning_ranks_flagged_first_by_self_confidence(biased):
     method.folds_done.assign(method.k)
     method.kept.assign(~flagged)
     table = li.compute_label_issues(method.eval_model(), method, biased, batch_size=16)
-    k = int(flagged.sum())
-    assert table["flagged"][:k].all() and not table["flagged"][k:].any()
-    assert np.all(np.diff(table["self_confidence"][:k]) >= 0)
-    assert np.all(np.diff(table["self_confidence"][k:]) >= 0)
+    assert np.all(np.diff(table["loss"]) <= 0)  # the file's order: the loss
+    # cleanlab's own order (flagged first, each group by increasing self-confidence) is the
+    # suspicion column's
+    np.testing.assert_allclose(table["suspicion"],
+                               table["flagged"] + 1.0 - table["self_confidence"])
     position = {int(j): i for i, j in enumerate(biased.train_index)}
     rows = [position[int(j)] for j in table["index"]]
     np.testing.assert_allclose(table["self_confidence"],
@@ -204,8 +206,8 @@ def test_csv_is_complete_and_sorted(biased, tmp_path):
     assert len(rows) == len(biased.train_y)
     assert [int(r["rank"]) for r in rows] == list(range(1, len(rows) + 1))
     assert sorted(int(r["index"]) for r in rows) == sorted(biased.train_index.tolist())
-    suspicion = [float(r["suspicion"]) for r in rows]
-    assert suspicion == sorted(suspicion, reverse=True)
+    losses = [float(r["loss"]) for r in rows]
+    assert losses == sorted(losses, reverse=True)
     for r in rows:
         assert (r["corrupted"] == "true") == (r["given_label"] != r["true_label"])
         assert r["flagged"] == ""  # MW-Net gives no verdict of its own
@@ -237,17 +239,31 @@ class _Scores:
         return {"suspicion": self.suspicion, "weight": None}
 
 
-def test_a_ranking_by_the_truth_detects_perfectly_and_its_reverse_not_at_all(biased):
+def test_a_signal_of_the_truth_detects_perfectly_and_its_reverse_not_at_all(biased):
     model = build_classifier("tiny", biased.num_classes, biased.input_shape, seed=0)
     bad = biased.corrupted.astype(float)
     perfect = li.label_issue_detection(
         li.compute_label_issues(model, _Scores(bad), biased, 16))
-    assert perfect["auroc"] == 1.0 and perfect["precision_at_k"] == 1.0
-    assert perfect["recall_at_k"] == 1.0 and perfect["k"] == int(bad.sum())
-    assert 0 <= perfect["loss_auroc"] <= 1 and 0 <= perfect["loss_precision_at_k"] <= 1
+    assert perfect["signal_auroc"] == 1.0 and perfect["signal_precision_at_k"] == 1.0
+    assert perfect["k"] == int(bad.sum())
+    # the file is in loss order whatever the signal: its AUROC is the loss's
+    assert perfect["auroc"] == perfect["loss_auroc"]
+    assert perfect["precision_at_k"] == perfect["loss_precision_at_k"]
     worst = li.label_issue_detection(
         li.compute_label_issues(model, _Scores(-bad), biased, 16))
-    assert worst["auroc"] == 0.0 and worst["precision_at_k"] == 0.0
+    assert worst["signal_auroc"] == 0.0 and worst["signal_precision_at_k"] == 0.0
+    assert worst["auroc"] == perfect["auroc"]
+
+
+def test_a_weight_that_rises_with_the_loss_cannot_turn_the_file_upside_down(biased):
+    model = build_classifier("tiny", biased.num_classes, biased.input_shape, seed=0)
+    _, losses = li.classifier_outputs(model, biased, 16)
+    rising = _Scores(-losses)  # weight rising with the loss: low loss most suspect
+    table = li.compute_label_issues(model, rising, biased, 16)
+    found = li.label_issue_detection(table)
+    assert np.all(np.diff(table["loss"]) <= 0)
+    assert found["auroc"] == found["loss_auroc"]
+    assert found["signal_auroc"] == pytest.approx(1.0 - found["loss_auroc"], abs=1e-6)
 
 
 def test_truth_unknown_gives_no_truth_columns_and_no_metrics(biased):
@@ -290,16 +306,19 @@ def test_data_read_from_files_are_listed_by_path_without_truth(tmp_path):
         train_clean_y=labels, train_index=np.arange(6), image_size=8)
     model = build_classifier("tiny", 3, (8, 8, 3), seed=0)
     table = li.compute_label_issues(model, _Scores(np.arange(6.0)), data, batch_size=4)
-    assert list(table["path"]) == paths[::-1] and "index" not in table
+    assert sorted(table["path"]) == sorted(paths) and "index" not in table
+    rows = [paths.index(p) for p in table["path"]]
     assert "true_label" not in table and li.label_issue_detection(table) is None
     logits = model(normalize(load_images(data, data.train_x), data.mean, data.std),
                    training=False)
     expected = -tf.nn.log_softmax(tf.cast(logits, tf.float64)).numpy()[np.arange(6), labels]
-    np.testing.assert_allclose(table["loss"], expected[::-1], rtol=1e-6)
+    np.testing.assert_allclose(table["loss"], expected[rows], rtol=1e-6)
+    assert np.all(np.diff(table["loss"]) <= 0)
     # own image files (not Clothing1M) with a realized noise rate: the truth is known
     own = dataclasses.replace(data, resize_crop=False, realized_noise_rate=0.0)
     table = li.compute_label_issues(model, _Scores(np.arange(6.0)), own, batch_size=4)
-    assert list(table["true_label"]) == list(labels[::-1])
+    rows = [paths.index(p) for p in table["path"]]
+    assert list(table["true_label"]) == list(labels[rows])
     assert li.label_issue_detection(table) is None  # no wrong label to detect
 
 
@@ -323,3 +342,17 @@ def test_feature_arrays_that_are_not_images(biased):
     method = _method("co_teaching", feats)
     table = li.compute_label_issues(method.eval_model(), method, feats, batch_size=16)
     assert len(table["rank"]) == n and np.all(np.isfinite(table["loss"]))
+
+
+@pytest.mark.parametrize("weights, trend", [
+    (np.linspace(0.9, 0.1, 101), "falls"),
+    (np.linspace(0.48, 0.80, 101), "rises"),
+    (np.full(101, 0.5) + 0.004 * np.sin(np.arange(101)), "flat"),
+    (np.r_[np.linspace(0.2, 0.9, 50), np.linspace(0.9, 0.1, 51)], "not monotone"),
+])
+def test_weight_trend_tells_a_falling_function_from_the_others(weights, trend):
+    from mwnet_tf.training.diagnostics import weight_trend
+
+    out = weight_trend(np.linspace(0, 9, len(weights)), weights)
+    assert out == {"weight_function_trend": trend,
+                   "weight_function_decreasing": trend == "falls"}

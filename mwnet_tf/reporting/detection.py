@@ -14,8 +14,9 @@ def _cell(values: list[float]) -> str:
 
 def detection(runs: list[tuple[str, dict]]) -> str:
     """Two tables of one row per method and a column pair (AUROC, precision at k) per setting,
-    means ± std over seeds: the method's own ranking (`label_issues.csv`), then the same runs'
-    training samples ranked by their classifier's final loss alone."""
+    means ± std over seeds: the method's own signal (`signal_*` of results.json; `auroc` of
+    runs that have none), then the same runs' training samples ranked by their classifier's
+    final loss alone, the order of `label_issues.csv`."""
     cells: dict[tuple[str, tuple], list[dict]] = {}
     for name, r in runs:
         found = r.get("label_issue_detection")
@@ -28,17 +29,18 @@ def detection(runs: list[tuple[str, dict]]) -> str:
                            for what in ("AUROC", "P@k")]
 
     def rows(prefix: str) -> list[list[str]]:
-        return [[m] + [_cell([100 * f[prefix + key] for f in cells.get((m, s), [])])
+        return [[m] + [_cell([100 * f.get(prefix + key, f[key]) if prefix == "signal_" else
+                              100 * f[prefix + key] for f in cells.get((m, s), [])])
                        for s in settings for key in ("auroc", "precision_at_k")]
                 for m in methods]
 
     seeds = sorted({len(fs) for fs in cells.values()})
     counts = " or ".join(str(n) for n in seeds)
-    return (f"How well each method's ranking of the training labels finds the wrong ones (%): "
+    return (f"How well each method's own signal (its weights or flags; for the others the "
+            f"loss) finds the wrong labels (%): "
             f"AUROC, and precision at k\n(= recall at k) with k the number of truly wrong "
             f"labels; mean ± std over {counts} seed{'' if seeds == [1] else 's'}.\n\n"
-            + _table(header, rows(""))
+            + _table(header, rows("signal_"))
             + "\n\nThe same runs' training samples ranked by their classifier's final loss "
-              "alone (the `loss_*` scores\nof results.json), the ranking any method's own "
-              "should beat:\n\n"
+              "alone (the `loss_*` scores\nof results.json), the order of label_issues.csv:\n\n"
             + _table(header, rows("loss_")))

@@ -34,6 +34,31 @@ def loss_grid(losses: np.ndarray) -> np.ndarray:
     return np.linspace(0.0, float(loss_bins(losses)[-1]), GRID_POINTS)
 
 
+TREND_TOLERANCE = 0.01  # weight differences below this are noise of the grid
+
+
+def weight_trend(losses, weights) -> dict:
+    """Whether a learned weight function falls with the loss over `losses` (an increasing
+    grid; the range the training losses covered): {"weight_function_decreasing": bool,
+    "weight_function_trend": "falls" | "rises" | "flat" | "not monotone"}. It falls when the
+    weight at the largest loss is below the weight at loss 0 by more than `TREND_TOLERANCE`
+    and no loss weighs more than a smaller one by more than that; it rises in the mirror
+    case. A function that does not fall weights clean and wrong labels alike or the wrong
+    ones up: its weights are no ranking of suspect labels."""
+    w = np.asarray(weights, np.float64)
+    rise = float(np.max(w - np.minimum.accumulate(w))) if len(w) else 0.0
+    fall = float(np.max(np.maximum.accumulate(w) - w)) if len(w) else 0.0
+    if len(w) and w[-1] < w[0] - TREND_TOLERANCE and rise <= TREND_TOLERANCE:
+        trend = "falls"
+    elif len(w) and w[-1] > w[0] + TREND_TOLERANCE and fall <= TREND_TOLERANCE:
+        trend = "rises"
+    elif rise <= TREND_TOLERANCE and fall <= TREND_TOLERANCE:
+        trend = "flat"
+    else:
+        trend = "not monotone"
+    return {"weight_function_decreasing": trend == "falls", "weight_function_trend": trend}
+
+
 def weight_bins(weights: np.ndarray) -> np.ndarray:
     """Histogram edges of weights: `WEIGHT_BINS` (0 to 1), or as many bins from 0 to the next
     whole number above the largest weight when weights exceed 1 (L2RW's `n * w_i`)."""

@@ -12,7 +12,7 @@ import os
 
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData
-from mwnet_tf.training import run_folder
+from mwnet_tf.training import diagnostics, run_folder
 
 RESULTS = "results.json"
 
@@ -20,7 +20,11 @@ RESULTS = "results.json"
 def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict,
             best_accuracy: float, seconds: float, tracker, method) -> dict:
     """The run's results: final and best test accuracy, the last epoch's training metrics
-    (`train`), the setting, and the tracker's and the method's own results."""
+    (`train`), the setting, and the tracker's and the method's own results; for a learned
+    weight function, whether it falls with the loss (`diagnostics.weight_trend`)."""
+    tracked = tracker.results()
+    trend = ({} if "weight_function" not in tracked else diagnostics.weight_trend(
+        tracked["weight_function"]["losses"], tracked["weight_function"]["weights"]))
     return {
         "test_accuracy": test["accuracy"],
         "best_test_accuracy": best_accuracy,
@@ -31,7 +35,8 @@ def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict
         "train": train,
         "wall_seconds_this_session": round(seconds, 1),
         "config": config.to_dict(),
-        **tracker.results(),
+        **tracked,
+        **trend,
         **method.results(),
     }
 
