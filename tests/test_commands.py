@@ -133,3 +133,53 @@ def test_the_wheel_installed_in_a_fresh_venv_trains_from_a_shipped_flagfile(tmp_
     help_text = subprocess.run([str(venv / "bin" / "mwnet-train"), "--help"], cwd=tmp_path,
                                env=env, capture_output=True, text=True, timeout=120)
     assert help_text.returncode == 0 and "--epochs:" in help_text.stdout
+
+
+def test_epochs_alone_gives_a_valid_schedule_on_every_flagfile_and_setting(tmp_path):
+    """--epochs=N without --lr_decay_epochs: every shipped flagfile, the built-in settings and
+    own data parse to a valid Config, the decay epochs scaled (or dropped) and said."""
+    code = (
+        "import glob, os\n"
+        "from absl import flags\n"
+        "from mwnet_tf import train\n"
+        "train.define_flags()\n"
+        "F = flags.FLAGS\n"
+        f"files = sorted(glob.glob(os.path.join({REPO!r}, 'mwnet_tf', 'flagfiles', '*.cfg')))\n"
+        "human = ['--noise_labels=labels.pt']  # a path is all the parse needs\n"
+        "settings = [[f'--flagfile={p}', *(human if 'noise=human' in open(p).read() else [])]\n"
+        "            for p in files] + [\n"
+        "    ['--dataset=cifar100', '--noise=flip', '--rate=0.4'],\n"
+        "    ['--dataset=cifar10', '--imbalance=100'], ['--dataset=clothing1m'],\n"
+        f"    ['--dataset=folder', '--data_dir={tmp_path}'],\n"
+        f"    ['--dataset=npz', '--data_dir={tmp_path}/a.npz']]\n"
+        "seen = 0\n"
+        "for setting in settings:\n"
+        "    for n in (1, 2, 3, 10, 200):\n"
+        "        argv = [*setting, f'--epochs={n}']\n"
+        "        F.unparse_flags(); F(['train', *argv])\n"
+        "        notes = []\n"
+        "        c = train.config_from_flags(F, argv, log=notes.append)\n"
+        "        assert c.epochs == n and all(0 < e < n for e in c.lr_decay_epochs), (argv, c)\n"
+        "        seen += bool(notes)\n"
+        "# typed --lr_decay_epochs is the user's: not moved, and a bad one still refused\n"
+        "argv = ['--dataset=digits', '--epochs=5', '--lr_decay_epochs=2,4']\n"
+        "F.unparse_flags(); F(['train', *argv])\n"
+        "assert train.config_from_flags(F, argv).lr_decay_epochs == (2, 4)\n"
+        "argv = ['--dataset=digits', '--epochs=2', '--lr_decay_epochs=5']\n"
+        "F.unparse_flags(); F(['train', *argv])\n"
+        "try:\n"
+        "    train.config_from_flags(F, argv)\n"
+        "    raise SystemExit('a typed schedule past the end was accepted')\n"
+        "except ValueError as e:\n"
+        "    assert 'lr_decay_epochs' in str(e)\n"
+        "argv = ['--dataset=cifar100', '--noise=flip', '--rate=0.4', '--epochs=10']\n"
+        "F.unparse_flags(); F(['train', *argv])\n"
+        "notes = []\n"
+        "assert train.config_from_flags(F, argv, log=notes.append).lr_decay_epochs == (7, 8)\n"
+        "assert notes == ['lr schedule: decay after epochs 7,8 of 10 (the setting\\'s 40,50 of "
+        "60, scaled; set --lr_decay_epochs to choose)'], notes\n"
+        "print(seen)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=REPO), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert int(proc.stdout.split()[-1]) > 100  # most of them moved a schedule
