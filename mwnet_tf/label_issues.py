@@ -247,7 +247,8 @@ def render_head(table: dict, rows: int = HEAD_ROWS) -> str:
     n = len(table["rank"])
     body = [[_cell(table[k][i]) for k in names] for i in range(min(rows, n))]
     widths = [max([len(k)] + [len(r[j]) for r in body]) for j, k in enumerate(names)]
-    lines = [f"suspect labels: {n} training samples, the {len(body)} most suspect:",
+    lines = [f"suspect labels: {n} training samples, the {len(body)} most suspect (ranked by "
+             f"{ORDER}):",
              "  ".join(k.rjust(w) for k, w in zip(names, widths))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in body]
     return "\n".join(lines)
