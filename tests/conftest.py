@@ -59,7 +59,7 @@ def cli():
 # hands out whole files in collection order when run with `--no-loadscope-reorder` (the
 # README's test command), so no long module starts last while the other worker idles; the
 # rest follow in their usual order.
-LONGEST_FIRST = ("test_multi_worker.py", "test_preemption.py", "test_jit.py", "test_train.py",
+LONGEST_FIRST = ("test_multi_worker.py", "test_label_order_cli.py", "test_preemption.py", "test_jit.py", "test_train.py",
                  "test_bench.py", "test_methods_cli.py", "test_mirrored.py",
                  "test_catalogue.py", "test_export.py", "test_clothing1m.py",
                  "test_figures.py", "test_steps.py", "test_docs.py")
@@ -70,7 +70,7 @@ LONGEST_FIRST = ("test_multi_worker.py", "test_preemption.py", "test_jit.py", "t
 # every test of the modules below (command lines in subprocesses, several processes, whole runs) ...
 E2E_MODULES = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
                "test_mirrored.py", "test_catalogue.py", "test_methods_cli.py",
-               "test_own_data_cli.py")
+               "test_own_data_cli.py", "test_label_order_cli.py")
 # ... and, in the other modules, the tests that run a command, train a method for whole
 # epochs, build a full-size model (ResNet-32/50, WRN-28-10) or compile with XLA: each takes
 # seconds or more on 2 cores. A name matches its parametrized variants too.
