@@ -108,9 +108,14 @@ def read_spec(run: str) -> dict:
     path = os.path.join(run, serving.SPEC)
     try:
         with open(path) as f:
-            return serving.check_spec(json.load(f))
+            spec = json.load(f)
     except (OSError, ValueError) as e:
         raise PredictError(f"{path}: not a readable classifier description ({_first(e)})") \
+            from None
+    try:
+        return serving.check_spec(spec)
+    except ValueError as e:
+        raise PredictError(f"{path}: not a valid classifier description ({_first(e)})") \
             from None
 
 

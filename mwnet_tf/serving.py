@@ -120,7 +120,7 @@ def check_spec(spec) -> dict:
         raise ValueError(f"a JSON object is needed, got {type(spec).__name__}")
     missing = [k for k in needed if k not in spec]
     if missing:
-        raise ValueError(f"no {', '.join(missing)} (needs the keys {', '.join(needed)})")
+        raise ValueError(f"no {', '.join(missing)}; it needs {', '.join(needed)}")
     if spec.get("format") != SPEC_FORMAT:
         raise ValueError(f"format {spec.get('format')!r}, this version reads {SPEC_FORMAT}")
     kind = spec["kind"]
@@ -162,12 +162,12 @@ def check_spec(spec) -> dict:
             raise ValueError(f"resize {resize} is smaller than image_size {image_size}")
         if spec.get("channels", shape[-1]) != shape[-1]:
             raise ValueError(f"channels {spec['channels']!r} but input_shape {shape!r}")
+    count = "1 finite number" if shape[-1] == 1 else f"1 or {shape[-1]} finite numbers"
     for key in ("mean", "std"):
         values = spec[key]
         if (not isinstance(values, list) or not all(_is_number(v) for v in values)
                 or len(values) not in (1, shape[-1])):
-            raise ValueError(f"{key} must be a list of 1 or {shape[-1]} finite numbers, got "
-                             f"{_short(values)}")
+            raise ValueError(f"{key} must be a list of {count}, got {_short(values)}")
     if not all(v > 0 for v in spec["std"]):
         raise ValueError(f"std must be positive, got {_short(spec['std'])}")
     return spec
