@@ -237,6 +237,9 @@ def test_a_damaged_classifier_file_is_a_clean_error(gray, tmp_path):
     _fails("cannot load the classifier", broken, good, tmp_path / "p.csv")
     (broken / serving.SPEC).write_text("{not json")
     _fails("not a readable classifier description", broken, good, tmp_path / "p.csv")
+    (broken / serving.SPEC).write_text("[1, 2]")
+    _fails("not a valid classifier description .a JSON object is needed, got list",
+           broken, good, tmp_path / "p.csv")
 
 
 # --- the command ------------------------------------------------------------------------------
