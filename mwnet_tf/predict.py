@@ -18,8 +18,10 @@ SavedModel graph and no Python code from the file are run.
 
 Writes `--out` (replaced atomically, never half-written): `index` (npz) or `path` (relative to
 the folder), `predicted_label`, `predicted_class` (the name in classifier.json) and
-`probability` (of the predicted class). Bad input is a one-line `error: ...` and exit 1 (exit
-2 for a bad command line).
+`probability` (of the predicted class). An `--out` that would replace an input (the input
+file, a file in the input folder or one a table lists) or a file of the run folder, by its
+path, through a symlink or as a hard link, is refused before anything is read. Bad input is a
+one-line `error: ...` and exit 1 (exit 2 for a bad command line or a refused `--out`).
 """
 
 from __future__ import annotations
@@ -27,19 +29,23 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import zipfile
 
-from absl import app, flags
+from absl import flags
+
+from mwnet_tf import commandline
 
 FLAGS = flags.FLAGS
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NPZ_KEYS = ("x", "x_test")
-HELP = ("--help", "-h", "-?", "--helpshort", "--helpfull")
 
 
 class PredictError(ValueError):
-    """Input that cannot be predicted on (one line, shown as `error: ...`)."""
+    """Input that cannot be predicted on (one line, shown as `error: ...`, exit 1)."""
+
+
+class OutputError(PredictError):
+    """An `--out` that would replace an input or a file of the run folder (exit 2)."""
 
 
 def define_flags() -> None:
@@ -48,7 +54,43 @@ def define_flags() -> None:
                         "of class folders, or a folder of images (PNG, JPEG, BMP, GIF; "
                         "recursively).")
     flags.DEFINE_string("out", "predictions.csv", "The CSV file to write.")
-    flags.DEFINE_integer("batch_size", 256, "Inputs per forward pass.")
+    flags.DEFINE_integer("batch_size", 256, "Inputs per forward pass.", lower_bound=1)
+
+
+# --- the output ------------------------------------------------------------------------------
+
+def _files_under(folder: str):
+    for root, _, files in os.walk(folder):
+        for name in files:
+            yield os.path.join(root, name)
+
+
+def _identity(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_out(out: str, run: str, source: str, listed=()) -> None:
+    """Raises `OutputError` when writing `out` would replace an input or a file of the run
+    folder: `out` is (by real path, through symlinks, or as a hard link: the same device and
+    inode) the input file, the input or run folder, a file under either, or one of the
+    `listed` files (those a table names). A new file in either folder is allowed."""
+    target = os.path.realpath(out)
+    if os.path.isdir(target):
+        raise OutputError(f"--out={out} is a folder: give the CSV file to write")
+    me = _identity(target)
+    if me is None:
+        return
+    for what, path in (("the input", source), ("a file of the run folder", run)):
+        files = _files_under(path) if os.path.isdir(path) else [path]
+        if any(_identity(f) == me for f in files):
+            raise OutputError(f"--out={out} is {what} {path}: give another file to write")
+    if any(_identity(str(f)) == me for f in listed):
+        raise OutputError(f"--out={out} is an input listed in {source}: give another file "
+                          "to write")
 
 
 # --- the run folder --------------------------------------------------------------------------
@@ -66,9 +108,14 @@ def read_spec(run: str) -> dict:
     path = os.path.join(run, serving.SPEC)
     try:
         with open(path) as f:
-            return serving.check_spec(json.load(f))
+            spec = json.load(f)
     except (OSError, ValueError) as e:
         raise PredictError(f"{path}: not a readable classifier description ({_first(e)})") \
+            from None
+    try:
+        return serving.check_spec(spec)
+    except ValueError as e:
+        raise PredictError(f"{path}: not a valid classifier description ({_first(e)})") \
             from None
 
 
@@ -87,6 +134,11 @@ def load_classifier(run: str, spec: dict):
     if [int(d) for d in model.input_shape[1:]] != list(spec["input_shape"]):
         raise PredictError(f"{path} takes inputs of shape {list(model.input_shape[1:])}, "
                            f"but classifier.json says {spec['input_shape']}")
+    outputs = model.output_shape
+    if not isinstance(outputs, tuple) or len(outputs) != 2 or outputs[-1] != len(
+            spec["class_names"]):
+        raise PredictError(f"{path} gives outputs of shape {outputs}, but classifier.json "
+                           f"names {len(spec['class_names'])} classes")
     return model
 
 
@@ -201,7 +253,7 @@ def read_folder(folder: str, spec: dict):
     return names, np.stack(images)
 
 
-def _labeled(source: str, spec: dict):
+def _labeled(source: str, spec: dict, check=None):
     """A training layout (train/ and meta/ class folders, optional test/) or a CSV table
     (path,label[,split] rows, paths relative to it), listed by the own-data code
     (`own_files.list_image_folder`, `list_csv_table`): (paths relative to the folder or
@@ -232,6 +284,8 @@ def _labeled(source: str, spec: dict):
             root = os.path.dirname(os.path.abspath(source))
     except DataUnavailableError as e:
         raise PredictError(str(e)) from None
+    if check is not None:
+        check([p for paths, _ in splits.values() for p in paths])
     ids, images, extra = [], [], {"split": [], "given_class": []}
     for split in ("train", "meta", "test"):
         paths, labels = splits.get(split, ((), ()))
@@ -249,18 +303,19 @@ def _is_layout(source: str) -> bool:
     return all(os.path.isdir(os.path.join(source, s)) for s in ("train", "meta"))
 
 
-def read_inputs(source: str, spec: dict):
+def read_inputs(source: str, spec: dict, check=None):
     """(ids, raw inputs, id column name, extra columns) from an .npz file, a CSV table, a
-    training layout of class folders, or a folder of images."""
+    training layout of class folders, or a folder of images. `check` is called with the
+    image files a table or layout lists, before any is read."""
     if os.path.isdir(source) and _is_layout(source):
-        ids, x, extra = _labeled(source, spec)
+        ids, x, extra = _labeled(source, spec, check)
         return ids, x, "path", extra
     if os.path.isdir(source):
         return (*read_folder(source, spec), "path", {})
     if not os.path.exists(source):
         raise PredictError(f"{source}: no such file or folder")
     if source.lower().endswith(".csv"):
-        ids, x, extra = _labeled(source, spec)
+        ids, x, extra = _labeled(source, spec, check)
         return ids, x, "path", extra
     return (*read_npz(source, spec), "index", {})
 
@@ -277,11 +332,13 @@ def predict(run: str, source: str, out: str, batch_size: int = 256) -> int:
 
     if batch_size < 1:
         raise PredictError("--batch_size must be >= 1")
+    check_out(out, run, source)
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise PredictError(f"{out}: no such folder {folder}")
     spec = read_spec(run)
-    ids, x, id_column, extra = read_inputs(source, spec)
+    ids, x, id_column, extra = read_inputs(
+        source, spec, check=lambda listed: check_out(out, run, source, listed))
     model = load_classifier(run, spec)
     probs = [serving.probabilities(model, x[i:i + batch_size], spec).numpy()
              for i in range(0, len(x), batch_size)]
@@ -300,24 +357,22 @@ def predict(run: str, source: str, out: str, batch_size: int = 256) -> int:
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2 or not FLAGS.data_dir:
-        print("error: give one run folder and the inputs: python -m mwnet_tf.predict RUN "
-              "--data_dir=FILE.npz|FOLDER --out predictions.csv", file=sys.stderr)
-        sys.exit(2)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        commandline.fail("give one run folder and the inputs: python -m mwnet_tf.predict RUN "
+                         "--data_dir=FILE.npz|FOLDER --out predictions.csv", 2)
     try:
-        n = predict(argv[1], FLAGS.data_dir, FLAGS.out, FLAGS.batch_size)
+        # TensorFlow's C++ start-up lines (CUDA probing, oneDNN) silenced, as train's are
+        with commandline.quiet_stderr():
+            n = predict(argv[1], FLAGS.data_dir, FLAGS.out, FLAGS.batch_size)
+    except OutputError as e:
+        commandline.fail(str(e), 2)
     except PredictError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        commandline.fail(str(e), 1)
     print(f"{n} predictions written to {FLAGS.out}")
 
 
 def run() -> None:
-    define_flags()
-    if any(a in HELP for a in sys.argv[1:]):  # absl's own --help exits 1
-        print(__doc__.strip() + "\n\nflags:\n" + FLAGS.module_help(define_flags.__module__))
-        sys.exit(0)
-    app.run(main)
+    """The entry point of `python -m mwnet_tf.predict` and of the `mwnet-predict` script."""
+    commandline.run(main, define_flags, __doc__)
 
 
 if __name__ == "__main__":

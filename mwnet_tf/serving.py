@@ -22,6 +22,7 @@ never leaves a half-written one.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import keras
@@ -92,16 +93,89 @@ def input_spec(model, data, class_names=None, dataset: str | None = None) -> dic
     return spec
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_int_or_none(spec: dict, key: str) -> int | None:
+    value = spec.get(key)
+    if value is not None and not (_is_int(value) and value > 0):
+        raise ValueError(f"{key} must be a positive integer or null, got {value!r}")
+    return value
+
+
 def check_spec(spec) -> dict:
-    """`spec` if it looks like an `input_spec`, else a ValueError saying what is wrong."""
+    """`spec` if it is an `input_spec` that prediction can use, else a ValueError naming the
+    first key that is missing, of the wrong type or inconsistent with the others: class names
+    (strings, distinct, `num_classes` of them), the input kind, shapes of positive integers
+    (the raw shape the input shape, or for data read from files any height and width and the
+    same channels), the raw dtype of the kind, finite means and positive finite stds (one, or
+    one per channel or feature), and the resize and crop sizes of data read from files."""
     needed = ("class_names", "mean", "std", "input_shape", "raw_shape", "raw_dtype", "kind")
-    if not isinstance(spec, dict) or any(k not in spec for k in needed):
-        raise ValueError(f"needs the keys {', '.join(needed)}")
+    if not isinstance(spec, dict):
+        raise ValueError(f"a JSON object is needed, got {type(spec).__name__}")
+    missing = [k for k in needed if k not in spec]
+    if missing:
+        raise ValueError(f"no {', '.join(missing)}; it needs {', '.join(needed)}")
     if spec.get("format") != SPEC_FORMAT:
         raise ValueError(f"format {spec.get('format')!r}, this version reads {SPEC_FORMAT}")
-    if spec["kind"] not in ("images", "features"):
-        raise ValueError(f"unknown input kind {spec['kind']!r}")
+    kind = spec["kind"]
+    if kind not in ("images", "features"):
+        raise ValueError(f"unknown input kind {kind!r}")
+    names = spec["class_names"]
+    if (not isinstance(names, list) or not names
+            or not all(isinstance(n, str) and n for n in names)):
+        raise ValueError("class_names must be a list of non-empty strings")
+    if len(set(names)) != len(names):
+        raise ValueError("class_names has a name twice")
+    count = spec.get("num_classes", len(names))
+    if not _is_int(count) or count != len(names):
+        raise ValueError(f"num_classes is {count!r} but there are {len(names)} class_names")
+    if spec.get("dataset") is not None and not isinstance(spec["dataset"], str):
+        raise ValueError(f"dataset must be a string or null, got {spec['dataset']!r}")
+    shape = spec["input_shape"]
+    if (not isinstance(shape, list) or not shape
+            or not all(_is_int(d) and d > 0 for d in shape)):
+        raise ValueError(f"input_shape must be a list of positive integers, got {shape!r}")
+    want_dtype = "uint8" if kind == "images" else "float32"
+    if spec["raw_dtype"] != want_dtype:
+        raise ValueError(f"raw_dtype {spec['raw_dtype']!r}: {kind} are {want_dtype}")
+    image_size = _positive_int_or_none(spec, "image_size")
+    resize = _positive_int_or_none(spec, "resize")
+    raw = spec["raw_shape"]
+    if image_size is None:
+        if raw != shape:
+            raise ValueError(f"raw_shape {raw!r} is not input_shape {shape!r}")
+        if resize is not None:
+            raise ValueError("resize is set without image_size")
+    else:
+        if kind != "images" or len(shape) != 3 or shape[:2] != [image_size, image_size]:
+            raise ValueError(f"image_size {image_size} does not match input_shape {shape!r}")
+        if raw != [None, None, shape[-1]]:
+            raise ValueError(f"raw_shape {raw!r}: images read from files are "
+                             f"[null, null, {shape[-1]}]")
+        if resize is not None and resize < image_size:
+            raise ValueError(f"resize {resize} is smaller than image_size {image_size}")
+        if spec.get("channels", shape[-1]) != shape[-1]:
+            raise ValueError(f"channels {spec['channels']!r} but input_shape {shape!r}")
+    count = "1 finite number" if shape[-1] == 1 else f"1 or {shape[-1]} finite numbers"
+    for key in ("mean", "std"):
+        values = spec[key]
+        if (not isinstance(values, list) or not all(_is_number(v) for v in values)
+                or len(values) not in (1, shape[-1])):
+            raise ValueError(f"{key} must be a list of {count}, got {_short(values)}")
+    if not all(v > 0 for v in spec["std"]):
+        raise ValueError(f"std must be positive, got {_short(spec['std'])}")
     return spec
+
+
+def _short(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def resize_image(images, size: tuple[int, int]):

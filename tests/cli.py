@@ -11,11 +11,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class CliSession:
-    """`python -m mwnet_tf.train ARGS`, one command line after another, through one TensorFlow
-    import (`tests/cli_runner.py`: a forked child per command line). `run` returns a
-    `subprocess.CompletedProcess` as `subprocess.run` would; a child killed by a signal has
-    the negative return code a killed process has. Each command line gets the session's
-    environment with `MWNET_TF_FAULT` removed, plus the keyword arguments (None removes)."""
+    """`python -m mwnet_tf.train ARGS` (or `python -m MODULE ARGS`), one command line after
+    another, through one TensorFlow import (`tests/cli_runner.py`: a forked child per command
+    line). `run` returns a `subprocess.CompletedProcess` as `subprocess.run` would; a child
+    killed by a signal has the negative return code a killed process has. Each command line
+    gets the session's environment with `MWNET_TF_FAULT` removed, plus the keyword arguments
+    (None removes)."""
 
     def __init__(self):
         self.proc = subprocess.Popen(
@@ -23,8 +24,9 @@ class CliSession:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), start_new_session=True)
 
-    def run(self, *args, cwd=REPO, timeout=300, **env):
-        case = {"argv": list(args), "cwd": str(cwd), "env": {"MWNET_TF_FAULT": None, **env}}
+    def run(self, *args, cwd=REPO, timeout=300, module="mwnet_tf.train", **env):
+        case = {"argv": list(args), "cwd": str(cwd), "env": {"MWNET_TF_FAULT": None, **env},
+                "module": module}
         self.proc.stdin.write(json.dumps(case) + "\n")
         self.proc.stdin.flush()
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -36,7 +38,7 @@ class CliSession:
         if not line:
             raise RuntimeError(f"tests/cli_runner.py ended (status {self.proc.wait()})")
         out = json.loads(line)
-        return subprocess.CompletedProcess(["mwnet_tf.train", *args], out["code"],
+        return subprocess.CompletedProcess([module, *args], out["code"],
                                            out["stdout"], out["stderr"])
 
     def close(self):

@@ -2,8 +2,9 @@
 once: this process imports `mwnet_tf.train` and what its `main` imports after parsing the flags
 (`train.load_training`: TensorFlow and the training loop), then forks one child per
 case, which sets `sys.argv` and the case's environment and calls the same entry point
-(`train.run`: absl parses argv, flagfiles included). The parent never runs a TensorFlow op, so
-each child starts its runtime fresh, as a new process does.
+(`train.run`: absl parses argv, flagfiles included; a case's "module", such as
+"mwnet_tf.predict", names another command whose `run` is called instead). The parent never
+runs a TensorFlow op, so each child starts its runtime fresh, as a new process does.
 
     python tests/cli_runner.py     # one case per line in, one result per line out
 
@@ -13,6 +14,7 @@ exit status, "stdout": ..., "stderr": ...}, so a test can look at the run folder
 command lines (`tests/cli.py`, `CliSession`).
 """
 
+import importlib
 import json
 import os
 import sys
@@ -50,8 +52,9 @@ def run_case(case: dict) -> dict:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-            sys.argv = ["mwnet_tf.train", *case["argv"]]
-            train.run()
+            module = case.get("module", "mwnet_tf.train")  # or another command's
+            sys.argv = [module, *case["argv"]]
+            importlib.import_module(module).run()
         except SystemExit as e:
             code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
         except BaseException:  # what `python -m` would print and exit 1 with

@@ -108,7 +108,8 @@ E2E_TESTS = {
                        "test_resnet32_saves_and_loads_in_keras_safe_mode"),
     "test_precision.py": ("test_meta_gradient_agrees_with_float32",),
     "test_predict.py": ("test_command_writes_predictions_and_fails_in_one_line",
-                        "test_help_exits_0_without_tensorflow"),
+                        "test_help_exits_0_without_tensorflow",
+                        "test_bad_flags_are_one_line_exit_2_and_a_run_prints_no_start_up"),
     "test_serving.py": (
         "test_export_writes_the_keras_file_the_spec_and_a_saved_model_served_by_the_cli",),
     "test_takehome.py": ("test_finish_run_after_a_run_then_predict_the_test_set",),

@@ -1,5 +1,6 @@
 """The catalogue of bad inputs: each goes through `python -m mwnet_tf.train`'s command line
-(`tests/cli_runner.py`: one TensorFlow import, a forked child per case) and must end with exit
+(or `python -m mwnet_tf.predict`'s: kind "predict") (`tests/cli_runner.py`: one TensorFlow
+import, a forked child per case) and must end with exit
 status 1 or 2, exactly one `error:` line on stderr, no traceback, nothing left behind in a
 folder the command would have created, and an existing folder exactly as it was.
 
@@ -29,13 +30,14 @@ BEGIN, END = "<!-- catalogue -->", "<!-- /catalogue -->"
 class Case:
     """One bad input: `argv` (with {base} for the case's scratch folder), an optional
     `setup(base)`, the exit status and a piece of the message expected, the folder the
-    command must leave as it found it (`watch`, default the run folder)."""
+    command must leave as it found it (`watch`, default the run folder), the command's module."""
 
-    def __init__(self, kind, what, argv, code, expect, setup=None, env=None, watch="{base}/run"):
-        if not any(a.startswith("--workdir=") for a in argv):
+    def __init__(self, kind, what, argv, code, expect, setup=None, env=None, watch="{base}/run",
+                 module="mwnet_tf.train"):
+        if module == "mwnet_tf.train" and not any(a.startswith("--workdir=") for a in argv):
             argv = [*argv, "--workdir={base}/run"]  # never the default folder under runs/
         self.kind, self.what, self.argv, self.code, self.expect = kind, what, argv, code, expect
-        self.setup, self.env, self.watch = setup, env or {}, watch
+        self.setup, self.env, self.watch, self.module = setup, env or {}, watch, module
 
 
 def _write(path, data=b"", mode="wb"):
@@ -194,6 +196,28 @@ def _keras_model(base, kind):
     x, y = rng.normal(size=(30, 5)), np.arange(30) % 3
     os.makedirs(f"{base}/data")
     np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=x, y_meta=y)
+
+
+def _predict_run(base, spec=None, link=None):
+    """A finished tiny run in base/run with its classifier, base/in.npz (two digits images)
+    to predict on, `spec(classifier.json's dict)` applied to classifier.json, and base/LINK a
+    hard link to the run's classifier.json."""
+    import numpy as np
+    _finished_run(base)
+    np.savez(f"{base}/in.npz", x=np.zeros((2, 8, 8, 1), np.uint8))
+    path = f"{base}/run/classifier.json"
+    if spec is not None:
+        with open(path) as f:
+            data = json.load(f)
+        spec(data)
+        _write(path, json.dumps(data), "w")
+    if link is not None:
+        os.link(path, f"{base}/{link}")
+
+
+def _predict_case(what, extra, code, expect, setup=None, watch="{base}/run"):
+    return Case("predict", what, ["{base}/run", "--data_dir={base}/in.npz", *extra], code,
+                expect, setup=setup, watch=watch, module="mwnet_tf.predict")
 
 
 def _cases() -> list[Case]:
@@ -407,6 +431,35 @@ def _cases() -> list[Case]:
         Case("own data", "--meta_seed with a trusted set used whole",
              [*arrays, "--meta_seed=3"], 2, "--meta_seed draws a trusted set",
              setup=lambda b: _keras_model(b, "outputs")),
+        # predict: its flags, an --out that would replace an input, a tampered classifier.json
+        _predict_case("an unknown flag", ["--no_such_flag=1"], 2, "no_such_flag"),
+        _predict_case("a batch size that is not a number", ["--batch_size=abc"], 2,
+                      "--batch_size=abc"),
+        _predict_case("--out the input .npz", ["--out={base}/in.npz"], 2, "is the input",
+                      setup=_predict_run, watch="{base}/in.npz"),
+        _predict_case("--out the run's classifier.keras", ["--out={base}/run/classifier.keras"],
+                      2, "is a file of the run folder", setup=_predict_run),
+        _predict_case("--out a hard link to the run's classifier.json", ["--out={base}/p.csv"],
+                      2, "is a file of the run folder",
+                      setup=lambda b: _predict_run(b, link="p.csv")),
+        _predict_case("a classifier.json with fewer class names than logits",
+                      ["--out={base}/p.csv"], 1, "names 9 classes",
+                      setup=lambda b: _predict_run(b, spec=lambda s: s.update(
+                          class_names=s["class_names"][:9], num_classes=9))),
+        _predict_case("a classifier.json with a NaN mean", ["--out={base}/p.csv"], 1,
+                      "mean must be a list of 1 finite number",
+                      setup=lambda b: _predict_run(b, spec=lambda s: s.update(
+                          mean=[float("nan")]))),
+        _predict_case("a classifier.json with a std of the wrong length",
+                      ["--out={base}/p.csv"], 1, "std must be a list of 1 finite",
+                      setup=lambda b: _predict_run(b, spec=lambda s: s.update(
+                          std=[0.3, 0.3, 0.3]))),
+        _predict_case("a classifier.json with class names that are not strings",
+                      ["--out={base}/p.csv"], 1, "class_names must be a list",
+                      setup=lambda b: _predict_run(b, spec=lambda s: s.update(
+                          class_names=list(range(10))))),
+        _predict_case("a classifier.json without a mean", ["--out={base}/p.csv"], 1,
+                      "no mean", setup=lambda b: _predict_run(b, spec=lambda s: s.pop("mean"))),
     ]
 
 
@@ -437,7 +490,8 @@ def run_catalogue(base: str) -> list[dict]:
                 case.setup(folder)
             watch = case.watch.format(base=folder)
             snap = _snapshot(watch)
-            out = _SESSION[0].run(*[a.format(base=folder) for a in case.argv], **case.env)
+            out = _SESSION[0].run(*[a.format(base=folder) for a in case.argv],
+                                  module=case.module, **case.env)
             lines = [line for line in out.stderr.splitlines() if line.strip()]
             message = lines[-1] if lines else ""
             rows.append({"case": case, "code": out.returncode, "lines": lines,

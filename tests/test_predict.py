@@ -3,6 +3,7 @@ and clean failures on bad input."""
 
 import csv
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -236,6 +237,9 @@ def test_a_damaged_classifier_file_is_a_clean_error(gray, tmp_path):
     _fails("cannot load the classifier", broken, good, tmp_path / "p.csv")
     (broken / serving.SPEC).write_text("{not json")
     _fails("not a readable classifier description", broken, good, tmp_path / "p.csv")
+    (broken / serving.SPEC).write_text("[1, 2]")
+    _fails("not a valid classifier description .a JSON object is needed, got list",
+           broken, good, tmp_path / "p.csv")
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -273,3 +277,138 @@ def test_command_writes_predictions_and_fails_in_one_line(gray, tmp_path):
     assert not (tmp_path / "q.csv").exists()
     proc = _cli(run)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+
+
+# --- the output never replaces an input or a file of the run folder --------------------------
+
+def _digest(path):
+    return {os.path.relpath(p, path): open(p, "rb").read()
+            for p in predict._files_under(path)} if os.path.isdir(path) else \
+        open(path, "rb").read()
+
+
+def test_out_that_would_replace_an_input_or_a_run_file_is_refused_first(gray, tmp_path):
+    run, _, _ = gray
+    good = tmp_path / "in.npz"
+    np.savez(good, x=np.zeros((2, 6, 5, 1), np.uint8))
+    images = tmp_path / "imgs"
+    _save(np.zeros((6, 5, 1), np.uint8), images / "sub" / "a.png", "PNG")
+    table = tmp_path / "table" / "data.csv"
+    _save(np.zeros((6, 5, 1), np.uint8), tmp_path / "table" / "img" / "b.png", "PNG")
+    table.write_text("path,label\nimg/b.png,bee\n")
+    os.symlink(good, tmp_path / "link.csv")
+    os.link(run / serving.CLASSIFIER, tmp_path / "hard.csv")
+    os.link(tmp_path / "table" / "img" / "b.png", tmp_path / "listed.csv")
+    cases = [  # (run, inputs, out, what the message says)
+        (run, good, good, "is the input"),
+        (run, good, tmp_path / "link.csv", "is the input"),
+        (run, images, images / "sub" / "a.png", "is the input"),
+        (run, images, images, "is a folder"),
+        (run, table, table, "is the input"),
+        (run, table, tmp_path / "listed.csv", "is an input listed in"),
+        (run, good, run / serving.CLASSIFIER, "is a file of the run folder"),
+        (run, good, run / serving.SPEC, "is a file of the run folder"),
+        (run, good, tmp_path / "hard.csv", "is a file of the run folder"),
+        (tmp_path / "no_run", good, good, "is the input"),  # refused before the run is read
+    ]
+    watched = [run, good, images, tmp_path / "table"]
+    before = [_digest(str(p)) for p in watched]
+    for run_dir, source, out, message in cases:
+        with pytest.raises(predict.OutputError, match=message) as e:
+            predict.predict(str(run_dir), str(source), str(out))
+        assert "\n" not in str(e.value) and str(out) in str(e.value)
+    assert [_digest(str(p)) for p in watched] == before
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+    # a new file in the run folder or beside the inputs is fine
+    for out in (run / "predictions.csv", images / "predictions.csv"):
+        assert predict.predict(str(run), str(good), str(out)) == 2
+        os.remove(out)
+
+
+# --- a tampered classifier.json -------------------------------------------------------------
+
+def _tampered(run, folder, change):
+    spec = json.loads((run / serving.SPEC).read_text())
+    change(spec)
+    folder.mkdir()
+    (folder / serving.CLASSIFIER).write_bytes((run / serving.CLASSIFIER).read_bytes())
+    (folder / serving.SPEC).write_text(json.dumps(spec))
+    return folder
+
+
+def _set(**values):
+    return lambda spec: spec.update(values)
+
+
+TAMPERED = [
+    ("not an object", lambda spec: spec.clear() or spec.update(a=1), "no class_names"),
+    ("no mean", lambda spec: spec.pop("mean"), "no mean"),
+    ("class names not strings", _set(class_names=[1, 2, 3]), "list of non-empty strings"),
+    ("class names a string", _set(class_names="ant"), "list of non-empty strings"),
+    ("a class name twice", _set(class_names=["ant", "ant", "cat"]), "a name twice"),
+    ("num_classes disagrees", _set(num_classes=4), "num_classes is 4 but there are 3"),
+    ("fewer names and num_classes", _set(class_names=["ant", "bee"], num_classes=2),
+     r"outputs of shape \(None, 3\), but classifier.json names 2 classes"),
+    ("mean NaN", _set(mean=[float("nan")]), "mean must be a list of 1 finite number"),
+    ("mean a string", _set(mean="0.5"), "mean must be"),
+    ("mean of strings", _set(mean=["0.5"]), "mean must be"),
+    ("mean too long", _set(mean=[0.1, 0.2, 0.3]), "mean must be a list of 1 finite"),
+    ("std zero", _set(std=[0.0]), "std must be positive"),
+    ("std infinite", _set(std=[float("inf")]), "std must be a list"),
+    ("std a bool", _set(std=[True]), "std must be a list"),
+    ("input shape of strings", _set(input_shape=["6", 5, 1]), "input_shape must be a list"),
+    ("input shape negative", _set(input_shape=[-6, 5, 1], raw_shape=[-6, 5, 1]),
+     "input_shape must be a list"),
+    ("input shape another model's", _set(input_shape=[5, 6, 1], raw_shape=[5, 6, 1]),
+     r"the classifier takes \[N, 5, 6, 1\]"),
+    ("raw shape disagrees", _set(raw_shape=[6, 5, 3]), "raw_shape"),
+    ("raw dtype of the other kind", _set(raw_dtype="float32"), "raw_dtype 'float32'"),
+    ("unknown kind", _set(kind="audio"), "unknown input kind"),
+    ("image size a string", _set(image_size="8"), "image_size must be a positive integer"),
+    ("resize without image size", _set(resize=8), "resize is set without image_size"),
+    ("dataset a number", _set(dataset=3), "dataset must be a string"),
+    ("another format", _set(format=2), "format 2"),
+]
+
+
+@pytest.mark.parametrize("change,match", [c[1:] for c in TAMPERED], ids=[c[0] for c in TAMPERED])
+def test_a_tampered_classifier_json_is_one_line(gray, tmp_path, change, match):
+    run, _, _ = gray
+    folder = _tampered(run, tmp_path / "run", change)
+    good = tmp_path / "in.npz"
+    np.savez(good, x=np.zeros((2, 6, 5, 1), np.uint8))
+    _fails(match, folder, good, tmp_path / "p.csv")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_specs_export_writes_pass_the_check(gray, tmp_path):
+    run, model, data = gray
+    spec = json.loads((run / serving.SPEC).read_text())
+    assert serving.check_spec(spec) is spec
+    files = dataclasses.replace(data, image_size=6, channels=1, train_x=np.array(["a.png"]))
+    square = build_classifier("tiny", 3, (6, 6, 1), seed=0)
+    for crop in (False, True):
+        spec = serving.input_spec(square, dataclasses.replace(files, resize_crop=crop))
+        assert serving.check_spec(json.loads(json.dumps(spec))) == spec
+
+
+def test_bad_flags_are_one_line_exit_2_and_a_run_prints_no_start_up_lines(gray, tmp_path):
+    run, model, data = gray
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 6, 5, 1), np.uint8))
+    for flag, message in (("--batch_size=abc", "--batch_size=abc"),
+                          ("--batch_size=0", "--batch_size=0"),
+                          ("--no_such_flag=1", "no_such_flag")):
+        proc = _cli(run, "--data_dir", tmp_path / "in.npz", flag)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [proc.stderr.strip()], proc.stderr
+        assert proc.stderr.startswith("error: ") and message in proc.stderr
+    env = {k: v for k, v in ENV.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # the default level
+    proc = subprocess.run([sys.executable, "-m", "mwnet_tf.predict", str(run), "--data_dir",
+                           str(tmp_path / "in.npz"), "--out", str(tmp_path / "p.csv")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    before = (run / serving.CLASSIFIER).read_bytes()
+    proc = _cli(run, "--data_dir", tmp_path / "in.npz", "--out", run / serving.CLASSIFIER)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "is a file of the run folder" in proc.stderr
+    assert (run / serving.CLASSIFIER).read_bytes() == before
