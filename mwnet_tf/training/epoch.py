@@ -23,7 +23,6 @@ from mwnet_tf import steps as steps_lib
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, DataUnavailableError
 from mwnet_tf.data.pipeline import make_train_dataset, name_unreadable
-from mwnet_tf.label_issues import truth_mask
 from mwnet_tf.errors import ImageError, TrainingError
 from mwnet_tf.methods.base import Stage, reinitialize, reset_optimizer
 from mwnet_tf.training import faults
@@ -120,18 +119,18 @@ class Progress:
                      f"  {step / (now - self.start):.2f} steps/s")
 
 
-def epoch_metrics(sums: dict, truth_known: bool = True) -> dict[str, float]:
+def epoch_metrics(sums: dict) -> dict[str, float]:
     """An epoch's training metrics from its sums: mean loss, accuracy (%), the weight net's
     meta loss, and the mean weight of all, corrupted and clean samples when the step gives
-    them (without corrupted samples no `weight_corrupted`: results.json stays strict JSON;
-    without known true labels, `truth_known` False as on own data used as given, neither)."""
+    them (without corrupted samples, as on own data with `--noise=none`, no `weight_corrupted`:
+    results.json stays strict JSON)."""
     n = sums["count"]
     m = {"loss": sums["loss_sum"] / n, "accuracy": 100.0 * sums["correct"] / n}
     if "meta_loss" in sums:
         m["meta_loss"] = sums["meta_loss"] / sums.get("meta_steps", sums["steps"])
     if "weight_sum" in sums:
         m["weight_mean"] = sums["weight_sum"] / n
-        if "count_corrupted" in sums and truth_known:
+        if "count_corrupted" in sums:
             bad = sums["count_corrupted"]  # a mean over no samples is left out, not NaN
             if bad:
                 m["weight_corrupted"] = sums["weight_sum_corrupted"] / bad
@@ -283,8 +282,7 @@ class Epochs:
                                sums=ckpt.partial if start_step else None,
                                checkpoint_every_steps=c.checkpoint_every_steps,
                                after_call=ckpt.after_call, last_checkpoint=ckpt.last)
-        return EpochResult(stage, stage_epoch, lr, steps,
-                           epoch_metrics(sums, truth_mask(self.data) is not None))
+        return EpochResult(stage, stage_epoch, lr, steps, epoch_metrics(sums))
 
     def end(self, result: EpochResult, ckpt) -> None:
         """After the epoch's evaluation: ends the stage if this was its last epoch."""

@@ -22,7 +22,6 @@ import tensorflow as tf
 from mwnet_tf import steps
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import load_images, normalize
-from mwnet_tf.label_issues import truth_mask
 from mwnet_tf.reporting import figures
 from mwnet_tf.training import diagnostics
 
@@ -60,7 +59,6 @@ class Tracker:
             len(data.train_y), seed,
             TRACKED_FROM_FILES if data.from_files else diagnostics.TRACKED)
         self.corrupted = np.asarray(data.corrupted[index], bool)
-        self.truth_known = truth_mask(data) is not None  # else no clean / corrupted means
         self.x = normalize(load_images(data, data.train_x[index]), data.mean, data.std)
         self.y = tf.constant(data.train_y[index], tf.int32)
         self.batches = [(self.x[i:i + batch_size], self.y[i:i + batch_size])
@@ -114,9 +112,7 @@ class Tracker:
                "test_accuracy": test["accuracy"], "train": dict(train)}
         row.update({k: summary[k] for k in ("weight_clean", "weight_corrupted",
                                             "weight_variation_mean", "weight_variation_std")
-                    if k in summary and (self.truth_known or "variation" in k)})
-        if weights is not None and not self.truth_known:
-            row["weight_mean"] = float(np.mean(weights)) if len(weights) else 0.0
+                    if k in summary})
         self.history.append(row)
         self._set_last(losses, weights, summary, test)
         if self.chief:
