@@ -289,9 +289,6 @@ def validate(c: Config) -> list[str]:
                                 c.label_key)),
          "--test_fraction, --augment, --verify_images, --image_key and --label_key go with "
          "your own data (--dataset=folder, csv, npz or tfds:NAME)"),
-        (not is_own_dataset(c.dataset) or c.noise != "none" or c.noise_seed is None,
-         "--noise_seed seeds synthetic noise, and your own data is used as given "
-         "(--noise=none): add --noise=uniform, flip, flip1 or instance, or drop --noise_seed"),
         (c.test_fraction is None or 0 < c.test_fraction < 1,
          "test_fraction must lie strictly between 0 and 1"),
         (c.meta_per_class is not None or is_own_dataset(c.dataset)
@@ -325,9 +322,7 @@ def validate(c: Config) -> list[str]:
         given = [f"--{n}" for n, v in (("noise", c.noise != "none"), ("rate", c.rate != 0.0),
                                       ("imbalance", c.imbalance != 1.0),
                                       ("noise_labels", c.noise_labels is not None),
-                                      ("noise_label_set", c.noise_label_set is not None),
-                                      ("meta_seed", c.meta_seed is not None),
-                                      ("noise_seed", c.noise_seed is not None)) if v]
+                                      ("noise_label_set", c.noise_label_set is not None)) if v]
         errors += [not_for_clothing1m(given)] if given else []
     if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)

@@ -168,8 +168,7 @@ def _per_class(labels: np.ndarray, meta_per_class: int, class_names, rng: np.ran
 
 def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0,
                          imbalance: float = 1.0, meta_per_class: int | None = None,
-                         seed: int = 0, meta_seed: int | None = None,
-                         noise_seed: int | None = None) -> BiasedData:
+                         seed: int = 0) -> BiasedData:
     """The `BiasedData` of one run on own data.
 
     Order, each stage with its own generator spawned from `seed` (as `make_biased_data`):
@@ -178,8 +177,7 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
     split, required), then the long-tail cut of the training set (`imbalance`, 1: none), then
     label noise on the given training labels (`noise`: "none" keeps them as given; "uniform",
     "flip", "flip1" draw from the transition matrix of `rate`; "instance" needs data in
-    memory). Data read from files keeps its paths: the pipeline decodes them. `meta_seed` and
-    `noise_seed` (None: `seed`) replace `seed` for the trusted-set draw and the noise alone.
+    memory). Data read from files keeps its paths: the pipeline decodes them.
 
     Raises:
         ValueError: a noise this data cannot take, or a tfds set without `meta_per_class`.
@@ -193,10 +191,8 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
     if noise == "instance" and own.from_files:
         raise ValueError("instance-dependent noise needs the images in memory; own image "
                          "folders and tables are read from files: use uniform, flip or flip1")
-    def stream(part_seed, i):
-        return np.random.default_rng(np.random.SeedSequence(
-            seed if part_seed is None else part_seed).spawn(3)[i])
-    meta_rng, tail_rng, noise_rng = stream(meta_seed, 0), stream(None, 1), stream(noise_seed, 2)
+    meta_rng, tail_rng, noise_rng = (np.random.default_rng(s)
+                                     for s in np.random.SeedSequence(seed).spawn(3))
     names = own.class_names
     if own.meta_x is None:
         if meta_per_class is None:
@@ -207,9 +203,6 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
         pool = np.setdiff1d(np.arange(len(own.train_y)), meta_index).astype(np.int64)
         meta_x, meta_y = own.train_x[meta_index], own.train_y[meta_index]
     else:
-        if meta_per_class is None and meta_seed is not None:
-            raise ValueError(f"--meta_seed draws a trusted set, but the whole of {own.source}'s "
-                             "is used: give --meta_per_class to draw that many per class")
         pool = np.arange(len(own.train_y), dtype=np.int64)
         meta_index = np.arange(len(own.meta_y), dtype=np.int64)
         if meta_per_class is not None:
