@@ -329,35 +329,6 @@ def validate(c: Config) -> list[str]:
     return errors + _method_errors(c)
 
 
-def scaled_decay_epochs(decay_epochs, epochs: int, stage_epochs: int) -> tuple[int, ...]:
-    """Decay epochs of a run of `epochs` epochs moved in proportion to one of `stage_epochs`
-    (rounded half up; those landing on 0 or on the end dropped)."""
-    if stage_epochs == epochs:
-        return tuple(decay_epochs)
-    moved = {int(d * stage_epochs / epochs + 0.5) for d in decay_epochs}
-    return tuple(sorted(d for d in moved if 0 < d < stage_epochs))
-
-
-def schedule_for_epochs(values: dict, defaults: dict) -> str | None:
-    """When `--epochs` is given and `--lr_decay_epochs` is not, the setting's schedule
-    (`defaults`, from `paper_defaults`) follows the epochs: its decay epochs move in proportion
-    (`scaled_decay_epochs`), and a run too short for any is left without decay. Updates
-    `values["lr_decay_epochs"]`; returns the log line that says so, or None when nothing
-    moved."""
-    base, epochs = defaults.get("epochs"), values.get("epochs")
-    decay = tuple(defaults.get("lr_decay_epochs") or ())
-    if not base or not epochs or epochs == base or not decay:
-        return None
-    scaled = scaled_decay_epochs(decay, base, epochs)
-    values["lr_decay_epochs"] = scaled
-    old = ",".join(map(str, decay))
-    if not scaled:
-        return (f"lr schedule: no decay in {epochs} epochs (the setting decays after epochs "
-                f"{old} of {base}; set --lr_decay_epochs to choose)")
-    return (f"lr schedule: decay after epochs {','.join(map(str, scaled))} of {epochs} (the "
-            f"setting's {old} of {base}, scaled; set --lr_decay_epochs to choose)")
-
-
 # The class-imbalance code's weight-net optimizer (Table 1).
 TABLE1_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9,
                          meta_nesterov=True, meta_weight_decay=5e-4)

@@ -61,50 +61,10 @@ def _define(name, kind, default, help, choices=None, lower=None, upper=None) -> 
         define(name, default, help, lower_bound=lower, upper_bound=upper)
 
 
-def _typed_and_flagfile_values(argv: list[str]) -> tuple[set[str], dict[str, str]]:
-    """The flag names typed on the command line `argv` itself, and the `--name=value` lines of
-    the flagfiles it names (later files win)."""
-    typed, from_files = set(), {}
-    for arg in argv:
-        if not arg.startswith("--"):
-            continue
-        name, _, value = arg[2:].partition("=")
-        if name == "flagfile" and value:
-            try:
-                with open(value) as f:
-                    from_files.update(_flag_values(f.read()))
-            except OSError:
-                pass  # absl has reported a flagfile it cannot read
-        else:
-            typed.add(name[2:] if name.startswith("no") and not value else name)
-    return typed, from_files
-
-
-def _schedule_source(fv: flags.FlagValues, defaults: dict, argv: list[str]) -> dict | None:
-    """The schedule `--epochs` scales (`config.schedule_for_epochs`): None unless `--epochs`
-    is typed and `--lr_decay_epochs` is not; then the flagfile's epochs and decay epochs where
-    a flagfile sets the decay, else the setting's defaults."""
-    typed, from_files = _typed_and_flagfile_values(argv)
-    if "epochs" not in typed or "lr_decay_epochs" in typed:
-        return None
-    if "lr_decay_epochs" not in from_files:
-        return None if fv["lr_decay_epochs"].present else defaults
-    try:
-        return {"epochs": int(from_files.get("epochs", defaults.get("epochs") or 0)),
-                "lr_decay_epochs": tuple(int(e) for e in
-                                         from_files["lr_decay_epochs"].split(",") if e.strip())}
-    except ValueError:
-        return None  # the flagfile's own values are reported as they are
-
-
-def config_from_flags(fv: flags.FlagValues, argv: list[str] | None = None,
-                      log=None) -> config_lib.Config:
+def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
     """Paper defaults for the setting, overridden by every flag given explicitly; the rules
-    are `config.validate`'s, but for the two below that only a flag's presence can tell.
-    `argv` (the command line, default none): with `--epochs` typed there and
-    `--lr_decay_epochs` not, the schedule follows the epochs, said through `log`."""
+    are `config.validate`'s, but for the two below that only a flag's presence can tell."""
     values = config_lib.paper_defaults(fv.dataset, fv.noise, fv.imbalance)
-    defaults = dict(values)
     for name in (f.name for f in config_lib.flag_fields()):
         if fv[name].present or name not in values:  # given, or no setting default
             value = fv[name].value
@@ -129,11 +89,6 @@ def config_from_flags(fv: flags.FlagValues, argv: list[str] | None = None,
         values["lr_decay_epochs"] = tuple(int(e) for e in decay if str(e).strip())
     except ValueError:
         raise ValueError("lr_decay_epochs must be a comma-separated list of integers") from None
-    source = _schedule_source(fv, defaults, argv or [])
-    if source is not None:
-        note = config_lib.schedule_for_epochs(values, source)
-        if note and log is not None:
-            log(note)
     return config_lib.Config(**values)
 
 
@@ -254,12 +209,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
     try:
-        notes = []
-        config = config_from_flags(FLAGS, sys.argv[1:], log=notes.append)
+        config = config_from_flags(FLAGS)
     except ValueError as e:
         fail(str(e), 2)
-    for note in notes:
-        print(note, flush=True)
     workdir = FLAGS.workdir or config_lib.default_workdir(config)
     if FLAGS.dry_run:
         print(config_to_flagfile(config, workdir), end="")
