@@ -423,15 +423,7 @@ def _cases() -> list[Case]:
              setup=lambda b: _keras_model(b, "outputs")),
         Case("model file", "a .keras model file that does not exist",
              [*arrays, "--model={base}/none.keras"], 2, "no such file",
-             setup=lambda b: _keras_model(b, "outputs")),        # seeds that would have no effect
-        Case("flag", "--meta_seed for Clothing1M (its meta set is fixed)",
-             [*c1m, "--meta_seed=3"], 2, "--meta_seed does not apply to --dataset=clothing1m"),
-        Case("own data", "--noise_seed on own data used as given", [*arrays, "--noise_seed=3"],
-             2, "--noise_seed seeds synthetic noise"),
-        Case("own data", "--meta_seed with a trusted set used whole",
-             [*arrays, "--meta_seed=3"], 2, "--meta_seed draws a trusted set",
-             setup=lambda b: _keras_model(b, "outputs")),
-        # predict: its flags, an --out that would replace an input, a tampered classifier.json
+             setup=lambda b: _keras_model(b, "outputs")),        # predict: its flags, an --out that would replace an input, a tampered classifier.json
         _predict_case("an unknown flag", ["--no_such_flag=1"], 2, "no_such_flag"),
         _predict_case("a batch size that is not a number", ["--batch_size=abc"], 2,
                       "--batch_size=abc"),
