@@ -374,6 +374,22 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
     return d
 
 
+# A run this short has no step decay: its schedule scaled down would leave no room for one.
+MIN_DECAY_EPOCHS = 3
+
+
+def scaled_schedule(decay_epochs, base_epochs: int, epochs: int) -> tuple[int, ...]:
+    """The decay epochs of a `base_epochs` run moved to the same fractions of an `epochs` run:
+    rounded (half up), kept within 1..epochs - 1, duplicates dropped; none for a run of fewer
+    than `MIN_DECAY_EPOCHS` epochs."""
+    if epochs == base_epochs:
+        return tuple(decay_epochs)
+    if epochs < MIN_DECAY_EPOCHS:
+        return ()
+    moved = {int(d * epochs / base_epochs + 0.5) for d in decay_epochs}
+    return tuple(sorted(d for d in moved if 0 < d < epochs))
+
+
 def run_name(c: Config) -> str:
     """A folder name that says the setting, e.g. `cifar100-flip0.4-mwnet-s0`."""
     if c.dataset == "clothing1m":  # its own noisy labels: no bias to name

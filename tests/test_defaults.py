@@ -1,0 +1,118 @@
+"""Defaults that follow the flags given: the learning-rate schedule of a run given --epochs,
+checked for every built-in setting and flagfile without training."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mwnet_tf.config import scaled_schedule
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILES = os.path.join(REPO, "mwnet_tf", "flagfiles")
+
+# In one child process (no TensorFlow): each argument list parsed as `mwnet_tf.train` parses it,
+# then its Config and the lines the log prints, as JSON.
+_PARSE = """
+import json, sys
+from absl import flags
+from mwnet_tf import commandline, train
+train.define_flags()
+out = []
+for argv in json.loads(sys.stdin.read()):
+    flags.FLAGS.unparse_flags()
+    argv = ["train", *argv]
+    flags.FLAGS(commandline.resolve_flagfiles(argv))
+    notes = []
+    try:
+        c = train.config_from_flags(flags.FLAGS, commandline.flag_sources(argv), notes)
+        out.append({"epochs": c.epochs, "decay": list(c.lr_decay_epochs), "notes": notes})
+    except ValueError as e:
+        out.append({"error": str(e)})
+assert "tensorflow" not in sys.modules
+print(json.dumps(out))
+"""
+
+
+def _parse(argvs: list[list[str]]) -> list[dict]:
+    proc = subprocess.run([sys.executable, "-c", _PARSE], input=json.dumps(argvs),
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=REPO))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def test_scaled_schedule_keeps_the_fractions_within_the_run():
+    assert scaled_schedule((40, 50), 60, 60) == (40, 50)
+    assert scaled_schedule((40, 50), 60, 10) == (7, 8)
+    assert scaled_schedule((40, 50), 60, 120) == (80, 100)
+    assert scaled_schedule((36, 38), 40, 10) == (9,)  # 9.5 rounds to 10, the last epoch: dropped
+    assert scaled_schedule((8, 10), 12, 4) == (3,)  # 2.67 and 3.33 both round to 3: one kept
+    assert scaled_schedule((40, 50), 60, 2) == ()  # too short for a decay
+    assert scaled_schedule((15,), 20, 3) == (2,)
+
+
+EPOCHS = (1, 2, 3, 10, 500)
+SETTINGS = [["--dataset=cifar100", "--noise=flip", "--rate=0.4"],
+            ["--dataset=cifar10", "--noise=uniform", "--rate=0.6"],
+            ["--dataset=cifar10", "--noise=none", "--rate=0", "--imbalance=100"],
+            ["--dataset=fashion_mnist"], ["--dataset=fashion_mnist", "--imbalance=10"],
+            ["--dataset=digits"], ["--dataset=digits", "--imbalance=20"],
+            ["--dataset=clothing1m"], ["--dataset=folder", "--data_dir=pets"],
+            ["--dataset=npz", "--data_dir=t.npz"], ["--dataset=tfds:mnist"]]
+
+
+def test_every_setting_and_flagfile_given_epochs_parses_to_a_valid_config():
+    names = sorted(n.removesuffix(".cfg") for n in os.listdir(FLAGFILES))
+    assert len(names) == 45
+    extra = {"cifar10n": ["--noise_labels=labels.pt"], "cifar100n": ["--noise_labels=l.pt"],
+             "fashion_memorize": ["--data_dir=f.npz"]}
+    bases = SETTINGS + [[f"--flagfile={n}", *next((v for k, v in extra.items()
+                                                   if n.startswith(k)), [])] for n in names]
+    argvs = [[*base, f"--epochs={n}"] for base in bases for n in EPOCHS]
+    for argv, got in zip(argvs, _parse(argvs)):
+        assert "error" not in got, (argv, got)
+        epochs = int(argv[-1].split("=")[1])
+        assert got["epochs"] == epochs
+        assert all(0 < d < epochs for d in got["decay"]) and got["decay"] == sorted(
+            set(got["decay"])), (argv, got)
+        if epochs < 3 and argv[0] != "--flagfile=smoke":  # smoke's own 2 epochs decay after 1
+            assert got["decay"] == [], (argv, got)
+        if epochs == 500:  # every setting has a decay, scaled up with the run
+            assert got["decay"] and got["decay"][0] > 100, (argv, got)
+        assert len(got["notes"]) <= 1 and all(n.startswith("lr schedule: ") for n in got["notes"])
+
+
+@pytest.mark.parametrize("argv, decay, note", [
+    # the setting's schedule, scaled: one line says so
+    (["--dataset=cifar100", "--noise=flip", "--rate=0.4", "--epochs=10"], [7, 8],
+     "lr schedule: decay after epochs 7,8 (the setting's decay after epochs 40,50 of 60, "
+     "scaled to --epochs=10; --lr_decay_epochs sets another)"),
+    (["--dataset=folder", "--data_dir=pets", "--epochs=2"], [],
+     "lr schedule: constant lr (--epochs=2 leaves no room for the setting's decay after "
+     "epochs 15 of 20; --lr_decay_epochs sets one)"),
+    # a flagfile's schedule, written for its own epochs, follows --epochs given after it
+    (["--flagfile=fashion_flip0.4", "--epochs=5"], [3, 4], "the flagfile's decay after epochs "
+     "8,10 of 12"),
+    # given with the epochs (on the command line, or both in one flagfile): as given, silently
+    (["--dataset=cifar100", "--epochs=7", "--lr_decay_epochs=3"], [3], None),
+    (["--dataset=cifar100", "--lr_decay_epochs=3", "--epochs=7"], [3], None),
+    (["--flagfile=smoke"], [1], None),
+    (["--flagfile=fashion_flip0.4", "--epochs=5", "--lr_decay_epochs="], [], None),
+    (["--epochs", "5", "--flagfile=smoke"], [1], None),  # the flagfile's epochs come last
+    (["--dataset=digits", "--epochs=30"], [20, 25], None),  # the setting's own length
+])
+def test_the_schedule_follows_epochs_unless_given_with_them(argv, decay, note):
+    got, = _parse([argv])
+    assert got["decay"] == decay, got
+    if note is None:
+        assert got["notes"] == []
+    else:
+        assert len(got["notes"]) == 1 and note in got["notes"][0], got["notes"]
+
+
+def test_a_schedule_the_user_gives_that_does_not_fit_is_still_refused():
+    got, = _parse([["--dataset=cifar100", "--epochs=10", "--lr_decay_epochs=40,50"]])
+    assert got["error"] == "lr_decay_epochs must be increasing epochs between 1 and epochs - 1"
