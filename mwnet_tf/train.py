@@ -23,6 +23,7 @@ from absl import flags
 from mwnet_tf import commandline
 from mwnet_tf import config as config_lib
 from mwnet_tf.commandline import fail
+from mwnet_tf.data import data_dir as data_dir_check
 from mwnet_tf.data import human_noise
 from mwnet_tf.errors import DataUnavailableError, Interrupted, TrainingError
 from mwnet_tf.methods import registry
@@ -263,6 +264,13 @@ def main(argv: list[str]) -> None:
             print(note, file=sys.stderr)
         print(config_to_flagfile(config, workdir), end="")
         return
+    # Before TensorFlow loads and before the run folder is made: a wrong path answers at once.
+    missing = data_dir_check.problem(config.dataset, config.data_dir)
+    if missing:
+        fail(missing, 1)
+    inside = data_dir_check.workdir_problem(config.dataset, config.data_dir, workdir)
+    if inside:
+        fail(inside, 2)
     task = None
     if config.strategy == "multi_worker":
         try:

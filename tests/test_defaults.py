@@ -116,3 +116,62 @@ def test_the_schedule_follows_epochs_unless_given_with_them(argv, decay, note):
 def test_a_schedule_the_user_gives_that_does_not_fit_is_still_refused():
     got, = _parse([["--dataset=cifar100", "--epochs=10", "--lr_decay_epochs=40,50"]])
     assert got["error"] == "lr_decay_epochs must be increasing epochs between 1 and epochs - 1"
+
+
+# ---------------------------------------------------------------- --meta_seed, --noise_seed
+
+
+def _own(n_train=200, n_meta=60):
+    import numpy as np
+
+    from mwnet_tf.data import OwnData
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n_train, 4, 4, 1), dtype=np.uint8)
+    return OwnData("npz", "-", ("a", "b", "c"), x, np.arange(n_train) % 3, x[:n_meta],
+                   np.arange(n_meta) % 3, x[:6], np.arange(6) % 3, (0.5,), (0.25,),
+                   augment=False)
+
+
+def test_own_data_honours_the_seeds_of_its_trusted_draw_and_its_noise():
+    import numpy as np
+
+    from mwnet_tf.data import make_own_biased_data
+    own = _own()
+    args = dict(noise="uniform", rate=0.5, meta_per_class=5)
+    base = make_own_biased_data(own, **args, seed=0)
+    same = make_own_biased_data(own, **args, seed=0, meta_seed=0, noise_seed=0)
+    meta = make_own_biased_data(own, **args, seed=0, meta_seed=1)
+    noise = make_own_biased_data(own, **args, seed=0, noise_seed=1)
+    assert np.array_equal(same.meta_index, base.meta_index)
+    assert np.array_equal(same.train_y, base.train_y)
+    # --meta_seed: another trusted draw, the same noise
+    assert not np.array_equal(meta.meta_index, base.meta_index)
+    assert np.array_equal(meta.train_y, base.train_y)
+    # --noise_seed: other labels corrupted, the same trusted draw
+    assert np.array_equal(noise.meta_index, base.meta_index)
+    assert not np.array_equal(noise.train_y, base.train_y)
+    # the part's seed draws as the run seed would have drawn it
+    other = make_own_biased_data(own, **args, seed=1)
+    assert np.array_equal(meta.meta_index, other.meta_index)
+    assert np.array_equal(noise.train_y, other.train_y)
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(dataset="clothing1m", meta_seed=1), "--meta_seed does not apply to "
+     "--dataset=clothing1m"),
+    (dict(dataset="clothing1m", noise_seed=1, meta_seed=2), "--meta_seed, --noise_seed do not "
+     "apply to --dataset=clothing1m"),
+    (dict(dataset="folder", noise_seed=1), "--noise_seed seeds a synthetic --noise"),
+    (dict(dataset="csv", meta_seed=1), "--meta_seed seeds the draw of --meta_per_class"),
+])
+def test_seeds_without_a_draw_to_seed_are_refused(values, message):
+    from mwnet_tf.config import Config, paper_defaults
+    defaults = paper_defaults(values["dataset"], "none", 1.0)
+    with pytest.raises(ValueError, match=message):
+        Config(**{**defaults, "dataset": values["dataset"], "model": "cnn",
+                  **({"model": "resnet50"} if values["dataset"] == "clothing1m" else {}),
+                  **values})
+    # where there is a draw, the same seeds are taken
+    if values["dataset"] != "clothing1m":
+        Config(**{**defaults, **values, "model": "cnn", "noise": "flip", "rate": 0.2,
+                  "meta_per_class": 3})

@@ -95,7 +95,9 @@ def _load_data(config: Config, log=None) -> tuple[BiasedData, OwnData | None]:
             log(own.describe())
         data = make_own_biased_data(own, noise=config.noise, rate=config.rate,
                                     imbalance=config.imbalance,
-                                    meta_per_class=config.meta_per_class, seed=config.seed)
+                                    meta_per_class=config.meta_per_class, seed=config.seed,
+                                    meta_seed=config.part_seed("meta"),
+                                    noise_seed=config.part_seed("noise"))
         return data, own
     if config.dataset == "clothing1m":
         if config.data_dir is None:
