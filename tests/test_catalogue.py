@@ -400,6 +400,15 @@ def _cases() -> list[Case]:
         Case("model file", "a .keras model file that does not exist",
              [*arrays, "--model={base}/none.keras"], 2, "no such file",
              setup=lambda b: _keras_model(b, "outputs")),
+        # defaults that follow the flags: the run folder, the part seeds
+        Case("run folder", "--workdir inside --data_dir (the data set's own train/, test/)",
+             [*folder, "--workdir={base}/data/train/run"], 2, "is inside --data_dir",
+             setup=lambda b: _own(b, "folder", "few trusted"), watch="{base}/data"),
+        Case("own data", "--noise_seed with own labels as given (no noise to seed)",
+             [*folder, "--noise_seed=1"], 2, "--noise_seed seeds a synthetic --noise",
+             setup=lambda b: _own(b, "folder", "few trusted")),
+        Case("flag", "--meta_seed with Clothing1M (its meta set is fixed)",
+             [*c1m, "--meta_seed=1"], 2, "--meta_seed does not apply to --dataset=clothing1m"),
     ]
 
 

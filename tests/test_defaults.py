@@ -175,3 +175,87 @@ def test_seeds_without_a_draw_to_seed_are_refused(values, message):
     if values["dataset"] != "clothing1m":
         Config(**{**defaults, **values, "model": "cnn", "noise": "flip", "rate": 0.2,
                   "meta_per_class": 3})
+
+
+# ---------------------------------------------------------------- --data_dir before TensorFlow
+
+
+@pytest.fixture(scope="module")
+def no_tensorflow(tmp_path_factory):
+    """An environment in which `import tensorflow` fails (as in tests/test_commands.py)."""
+    blocker = tmp_path_factory.mktemp("blocker")
+    (blocker / "tensorflow").mkdir()
+    (blocker / "tensorflow" / "__init__.py").write_text(
+        "raise ImportError('tensorflow imported before --data_dir was checked')\n")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(blocker), REPO]))
+
+
+def _train(args, env, cwd):
+    return subprocess.run([sys.executable, "-m", "mwnet_tf.train", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--dataset=folder", "--data_dir=nowhere"], 1,
+     "--data_dir=nowhere does not exist or is not a folder"),
+    (["--dataset=folder"], 1, "--dataset=folder needs --data_dir=DIR"),
+    (["--dataset=csv", "--data_dir=data"], 1, "is a folder: --dataset=csv needs the .csv"),
+    (["--dataset=csv", "--data_dir=none.csv"], 1, "none.csv: no such file"),
+    (["--dataset=npz", "--data_dir=none.npz"], 1, "none.npz: no such file"),
+    (["--dataset=clothing1m", "--data_dir=nowhere"], 1, "does not exist or is not a folder"),
+    (["--dataset=fashion_mnist", "--data_dir=nowhere"], 1, "does not exist or is not a folder"),
+    (["--dataset=tfds:mnist", "--data_dir=nowhere"], 1, "does not exist or is not a folder"),
+    (["--dataset=folder", "--data_dir=data", "--workdir=data"], 2,
+     "--workdir=data is --data_dir=data: the run would write into the data set's folders"),
+    (["--dataset=folder", "--data_dir=data", "--workdir=data/runs/a"], 2,
+     "--workdir=data/runs/a is inside --data_dir=data"),
+    (["--dataset=folder", "--data_dir=./data/", "--workdir=link/train"], 2, "is inside"),
+    (["--dataset=csv", "--data_dir=data/t.csv", "--workdir=data"], 2,
+     "is the folder of the table --data_dir=data/t.csv"),
+])
+def test_data_dir_and_a_workdir_inside_it_answer_before_tensorflow(
+        tmp_path, no_tensorflow, args, code, message):
+    data = tmp_path / "data"
+    (data / "train" / "cat").mkdir(parents=True)
+    (data / "t.csv").write_text("path,label,split\n")
+    (tmp_path / "link").symlink_to(data)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = _train(args, no_tensorflow, tmp_path)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == code and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith("error: ") and message in lines[0], lines
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_workdir_beside_the_data_is_taken(tmp_path):
+    from mwnet_tf.data import data_dir
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    (tmp_path / "data" / "t.csv").write_text("")
+    for dataset, where in (("folder", "data"), ("csv", "data/t.csv")):
+        path = str(tmp_path / where)
+        assert data_dir.problem(dataset, path) is None
+        assert data_dir.workdir_problem(dataset, path, str(tmp_path / "runs" / "a")) is None
+        assert data_dir.workdir_problem(dataset, path, str(tmp_path / "data2")) is None
+    # a csv's runs in a folder beside the table, inside its folder, are its own
+    assert data_dir.workdir_problem("csv", str(tmp_path / "data" / "t.csv"),
+                                    str(tmp_path / "data" / "runs" / "a")) is None
+
+
+# ---------------------------------------------------------------- clean / corrupted unknown
+
+
+def test_weights_of_clean_and_corrupted_samples_only_where_the_truth_is_known():
+    from mwnet_tf import plot
+    from mwnet_tf.data import make_own_biased_data
+    from mwnet_tf.training import epoch
+    own = _own()
+    given = make_own_biased_data(own, seed=0)  # the labels as given: truth unknown
+    noisy = make_own_biased_data(own, noise="flip", rate=0.3, seed=0)  # noise added: known
+    assert not given.corruption_known and noisy.corruption_known
+    sums = {"count": 4, "loss_sum": 2.0, "correct": 3, "steps": 2, "weight_sum": 2.0,
+            "count_corrupted": 1, "weight_sum_corrupted": 0.2}
+    assert epoch.epoch_metrics(sums, corruption_known=False) == {
+        "loss": 0.5, "accuracy": 75.0, "weight_mean": 0.5}
+    assert {"weight_clean", "weight_corrupted"} <= set(epoch.epoch_metrics(sums))
+    # history.json then holds the mean weight, which the figures read
+    assert plot.mean_weight({"weight_mean": 0.4}, {"clean": [3], "corrupted": [0]}) == 0.4

@@ -246,4 +246,5 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
         test_y=own.test_y.astype(np.int64), num_classes=c, mean=tuple(own.mean),
         std=tuple(own.std), augment=own.augment, transition=transition,
         realized_noise_rate=realized, train_index=train_index, meta_index=meta_index,
-        image_size=own.image_size, channels=own.channels or 3, resize_crop=False)
+        image_size=own.image_size, channels=own.channels or 3, resize_crop=False,
+        corruption_known=known or noise != "none")
