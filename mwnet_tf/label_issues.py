@@ -19,6 +19,7 @@ functions (metrics, writing, rendering) stay cheap to import.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -83,7 +84,8 @@ def ranking(suspicion: np.ndarray, losses: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(losses)), -losses, -suspicion))
 
 
-def compute_label_issues(model, method, data, batch_size: int) -> dict[str, np.ndarray]:
+def compute_label_issues(model, method, data, batch_size: int,
+                         root: str | None = None) -> dict[str, np.ndarray]:
     """The label-issue table of the training set `data`, as columns in rank order (most
     suspect first): `COLUMNS`, then `TRUTH_COLUMNS` when true labels are known
     (`truth_mask`; -1 / False where one is not), then the method's extra columns.
@@ -93,6 +95,8 @@ def compute_label_issues(model, method, data, batch_size: int) -> dict[str, np.n
         method: the run's `Method`, whose `label_scores` give the weights and the ranking.
         data: the run's `BiasedData` (the method's `ctx.data`).
         batch_size: images per forward pass (the run's eval batch size).
+        root: data read from files: the folder its paths are written relative to (the data
+            set's, `data_dir.data_root`; None: as the data holds them).
     """
     probabilities, losses = classifier_outputs(model, data, batch_size)
     labels = np.asarray(data.train_y, np.int64)
@@ -111,7 +115,8 @@ def compute_label_issues(model, method, data, batch_size: int) -> dict[str, np.n
     where = "path" if data.from_files else "index"
     table = {
         "rank": np.arange(1, n + 1),
-        where: (data.train_x if data.from_files else data.train_index)[order],
+        where: (relative_paths(data.train_x, root) if data.from_files
+                else data.train_index)[order],
         "given_label": labels[order],
         "predicted_label": predicted[order],
         "predicted_probability": probabilities[np.arange(n), predicted][order] if n else
@@ -224,11 +229,22 @@ def label_issue_detection(table: dict) -> dict | None:
     return out
 
 
+def relative_paths(paths, root: str | None) -> np.ndarray:
+    """`paths` relative to the folder `root` (as they are when None)."""
+    paths = np.asarray(paths)
+    if root is None or not len(paths):
+        return paths
+    base = os.path.abspath(root)
+    return np.asarray([os.path.relpath(os.path.abspath(str(p)), base) for p in paths])
+
+
 def render_head(table: dict, rows: int = HEAD_ROWS) -> str:
-    """The first `rows` rows of the table as fixed-width text (for the log)."""
+    """The first `rows` rows of the table as fixed-width text (for the log); paths uncut, as
+    the CSV writes them."""
     names = [k for k in list(table) if table[k] is not None]
     n = len(table["rank"])
-    body = [[_short(_cell(table[k][i])) for k in names] for i in range(min(rows, n))]
+    body = [[_cell(table[k][i]) if k == "path" else _short(_cell(table[k][i])) for k in names]
+            for i in range(min(rows, n))]
     widths = [max([len(k)] + [len(r[j]) for r in body]) for j, k in enumerate(names)]
     lines = [f"suspect labels: {n} training samples, the {len(body)} most suspect:",
              "  ".join(k.rjust(w) for k, w in zip(names, widths))]

@@ -259,3 +259,43 @@ def test_weights_of_clean_and_corrupted_samples_only_where_the_truth_is_known():
     assert {"weight_clean", "weight_corrupted"} <= set(epoch.epoch_metrics(sums))
     # history.json then holds the mean weight, which the figures read
     assert plot.mean_weight({"weight_mean": 0.4}, {"clean": [3], "corrupted": [0]}) == 0.4
+
+
+# ---------------------------------------------------------------- a run of own data (e2e)
+
+
+def test_own_data_with_two_epochs_trains_and_writes_paths_relative_to_the_data(cli, tmp_path):
+    import csv
+
+    from test_own_data import make_folder
+    from test_own_data_cli import csv_table
+    folder = make_folder(tmp_path / "pets", {"train": 8, "meta": 3}, classes=("dog", "cat"))
+    (tmp_path / "table").mkdir()
+    table = csv_table(tmp_path / "table")  # paths relative to the table's folder
+    routes = {"folder": (folder, folder), "csv": (table, os.path.dirname(table))}
+    for dataset, (data, root) in routes.items():
+        run = str(tmp_path / f"run_{dataset}")
+        out = cli.run(f"--dataset={dataset}", f"--data_dir={data}", "--image_size=16",
+                      "--epochs=2", "--batch_size=4", "--meta_batch_size=2",
+                      "--progress_seconds=0", "--notensorboard_images", f"--workdir={run}")
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert ("lr schedule: constant lr (--epochs=2 leaves no room for the setting's decay "
+                "after epochs 15 of 20; --lr_decay_epochs sets one)") in out.stdout
+        epochs = [line for line in out.stdout.splitlines() if line.startswith("epoch ")]
+        assert len(epochs) == 2 and all(" lr 0.05 " in line for line in epochs), epochs
+        if dataset == "folder":  # labels as given: which are wrong is unknown
+            assert "weight_clean" not in out.stdout and "weight_corrupted" not in out.stdout
+            history = json.load(open(os.path.join(run, "history.json")))
+            assert "weight_mean" in history[-1] and "weight_clean" not in history[-1]
+        else:  # the table's true_label column: known
+            assert "weight_clean" in out.stdout
+        with open(os.path.join(run, "label_issues.csv")) as f:
+            paths = [r["path"] for r in csv.DictReader(f)]
+        assert len(paths) == 16 and len(set(paths)) == 16
+        assert all(not os.path.isabs(p) and not p.startswith("..") and
+                   os.path.isfile(os.path.join(root, p)) for p in paths), paths[:3]
+        if dataset == "folder":
+            assert all(p.startswith("train" + os.sep) for p in paths)
+        # the log's table prints them uncut, as the file has them
+        head = out.stdout.split("suspect labels:", 1)[1]
+        assert sum(p in head for p in paths) == 10, head

@@ -40,6 +40,17 @@ def problem(dataset: str, data_dir: str | None) -> str | None:
     return None
 
 
+def data_root(dataset: str, data_dir: str | None) -> str | None:
+    """The folder the paths of a data set read from files are relative to: --data_dir for an
+    image folder and Clothing1M, the table's folder for --dataset=csv (its rows' paths are
+    relative to it); None for data in memory."""
+    if data_dir is None:
+        return None
+    if dataset == "csv":
+        return os.path.dirname(os.path.abspath(data_dir))
+    return data_dir if dataset in ("folder", "clothing1m") else None
+
+
 def _inside(path: str, folder: str) -> bool:
     path, folder = os.path.realpath(path), os.path.realpath(folder)
     return path == folder or os.path.commonpath([path, folder]) == folder
