@@ -6,7 +6,9 @@
     mwnet-train --flagfile=smoke --workdir=runs/smoke   # the installed console script
 
 Flags left unset take the paper's value for the chosen setting (`config.paper_defaults`);
-any flag given overrides it. `--flagfile=NAME` (a bare name) reads the flagfile NAME.cfg shipped
+any flag given overrides it. `--epochs` given without `--lr_decay_epochs` scales the
+setting's (or the flagfile's) decay epochs to the same fractions of the run (none under 3
+epochs); the log says so. `--flagfile=NAME` (a bare name) reads the flagfile NAME.cfg shipped
 in the package (mwnet_tf/flagfiles/). The run folder receives `flags.cfg`, which repeats the run
 with `--flagfile`.
 """

@@ -304,7 +304,8 @@ def _cases() -> list[Case]:
              "--rate does not apply to --dataset=clothing1m"),
         # pretrained weights
         Case("pretrained", "a weights file that does not exist",
-             [*c1m, "--pretrained={base}/none.h5"], 2, "none.h5: no such file"),
+             [*c1m, "--pretrained={base}/none.h5"], 2, "none.h5: no such file",
+             setup=_clothing1m),
         Case("pretrained", "a weights file that is not HDF5", [*c1m, "--pretrained={base}/text.h5"],
              2, "text.h5: not an HDF5", setup=_clothing1m),
         Case("pretrained", "weights of another architecture",
@@ -406,6 +407,12 @@ def _cases() -> list[Case]:
              setup=lambda b: _own(b, "folder", "few trusted"), watch="{base}/data"),
         Case("own data", "--noise_seed with own labels as given (no noise to seed)",
              [*folder, "--noise_seed=1"], 2, "--noise_seed seeds a synthetic --noise",
+             setup=lambda b: _own(b, "folder", "few trusted")),
+        Case("own data", "an image folder that does not exist (checked before TensorFlow "
+             "loads)", [*folder[:1], "--data_dir={base}/nowhere", *folder[2:]], 1,
+             "does not exist or is not a folder"),
+        Case("own data", "--meta_seed when every trusted image is used (no draw to seed)",
+             [*folder, "--meta_seed=1"], 2, "--meta_seed seeds the draw of --meta_per_class",
              setup=lambda b: _own(b, "folder", "few trusted")),
         Case("flag", "--meta_seed with Clothing1M (its meta set is fixed)",
              [*c1m, "--meta_seed=1"], 2, "--meta_seed does not apply to --dataset=clothing1m"),
