@@ -66,6 +66,31 @@ def resolve_flagfiles(argv: list[str]) -> list[str]:
     return out
 
 
+def flag_sources(argv: list[str]) -> list[dict[str, str]]:
+    """Where each flag of a command line was set: one dict (flag name -> value as written) per
+    argument given on the command line and per `--flagfile` (its lines, nested flagfiles
+    included), in order, so that the last dict naming a flag is where its value came from.
+    `argv` is the program's and flags already parsed (`parse`); arguments after `--` and
+    values that are not flags are left out."""
+    args = resolve_flagfiles(argv[1:argv.index("--")] if "--" in argv else argv[1:])
+    out: list[dict[str, str]] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        key, eq, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-"):
+            continue
+        if key == "flagfile":
+            lines = FLAGS.read_flags_from_files([arg], force_gnu=False)
+            out.append({k: v for k, _, v in (a.lstrip("-").partition("=") for a in lines)})
+            continue
+        if not eq and key in FLAGS and not FLAGS[key].boolean and i < len(args):
+            value, i = args[i], i + 1  # `--name value`
+        out.append({key: value})
+    return out
+
+
 def help_text(doc: str, full: bool = False) -> str:
     """The module docstring, then the command's flags (all flags with `full`)."""
     modules = FLAGS.flags_by_module_dict()

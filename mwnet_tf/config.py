@@ -322,8 +322,18 @@ def validate(c: Config) -> list[str]:
         given = [f"--{n}" for n, v in (("noise", c.noise != "none"), ("rate", c.rate != 0.0),
                                       ("imbalance", c.imbalance != 1.0),
                                       ("noise_labels", c.noise_labels is not None),
-                                      ("noise_label_set", c.noise_label_set is not None)) if v]
+                                      ("noise_label_set", c.noise_label_set is not None),
+                                      ("meta_seed", c.meta_seed is not None),
+                                      ("noise_seed", c.noise_seed is not None)) if v]
         errors += [not_for_clothing1m(given)] if given else []
+    if is_own_dataset(c.dataset):  # the seeds of draws own data does not make
+        if c.noise_seed is not None and c.noise == "none":
+            errors.append("--noise_seed seeds a synthetic --noise: with --noise=none your "
+                          "own data's labels are used as given")
+        if (c.meta_seed is not None and c.meta_per_class is None
+                and not c.dataset.startswith("tfds:")):
+            errors.append("--meta_seed seeds the draw of --meta_per_class trusted images per "
+                          "class: without it every trusted image of your data is used")
     if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     return errors + _method_errors(c)
@@ -372,6 +382,22 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
         if imbalance > 1:
             d.update(epochs=60, lr_decay_epochs=(40, 50), **TABLE1_WEIGHT_NET)
     return d
+
+
+# A run this short has no step decay: its schedule scaled down would leave no room for one.
+MIN_DECAY_EPOCHS = 3
+
+
+def scaled_schedule(decay_epochs, base_epochs: int, epochs: int) -> tuple[int, ...]:
+    """The decay epochs of a `base_epochs` run moved to the same fractions of an `epochs` run:
+    rounded (half up), kept within 1..epochs - 1, duplicates dropped; none for a run of fewer
+    than `MIN_DECAY_EPOCHS` epochs."""
+    if epochs == base_epochs:
+        return tuple(decay_epochs)
+    if epochs < MIN_DECAY_EPOCHS:
+        return ()
+    moved = {int(d * epochs / base_epochs + 0.5) for d in decay_epochs}
+    return tuple(sorted(d for d in moved if 0 < d < epochs))
 
 
 def run_name(c: Config) -> str:

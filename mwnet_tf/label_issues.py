@@ -20,6 +20,7 @@ functions (metrics, writing, rendering) stay cheap to import.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -90,7 +91,8 @@ def ranking(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.lexsort((np.arange(len(first)), -second, -first))
 
 
-def compute_label_issues(model, method, data, batch_size: int) -> dict[str, np.ndarray]:
+def compute_label_issues(model, method, data, batch_size: int,
+                         root: str | None = None) -> dict[str, np.ndarray]:
     """The label-issue table of the training set `data`, as columns in rank order (most
     suspect first: by `ORDER`, the loss, then by the method's suspicion): `COLUMNS`, then `TRUTH_COLUMNS` when true labels are known
     (`truth_mask`; -1 / False where one is not), then the method's extra columns.
@@ -100,6 +102,8 @@ def compute_label_issues(model, method, data, batch_size: int) -> dict[str, np.n
         method: the run's `Method`, whose `label_scores` give the weights and the ranking.
         data: the run's `BiasedData` (the method's `ctx.data`).
         batch_size: images per forward pass (the run's eval batch size).
+        root: data read from files: the folder its paths are written relative to (the data
+            set's, `data_dir.data_root`; None: as the data holds them).
     """
     probabilities, losses = classifier_outputs(model, data, batch_size)
     labels = np.asarray(data.train_y, np.int64)
@@ -118,7 +122,8 @@ def compute_label_issues(model, method, data, batch_size: int) -> dict[str, np.n
     where = "path" if data.from_files else "index"
     table = {
         "rank": np.arange(1, n + 1),
-        where: (data.train_x if data.from_files else data.train_index)[order],
+        where: (relative_paths(data.train_x, root) if data.from_files
+                else data.train_index)[order],
         "given_label": labels[order],
         "predicted_label": predicted[order],
         "predicted_probability": probabilities[np.arange(n), predicted][order] if n else
@@ -239,6 +244,15 @@ def _tied_ranks(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """A score of rows already in rank order: decreasing, equal (first, second) pairs equal."""
     new_group = np.r_[True, (first[1:] != first[:-1]) | (second[1:] != second[:-1])]
     return -np.cumsum(new_group)
+
+
+def relative_paths(paths, root: str | None) -> np.ndarray:
+    """`paths` relative to the folder `root` (as they are when None)."""
+    paths = np.asarray(paths)
+    if root is None or not len(paths):
+        return paths
+    base = os.path.abspath(root)
+    return np.asarray([os.path.relpath(os.path.abspath(str(p)), base) for p in paths])
 
 
 def render_head(table: dict, rows: int = HEAD_ROWS) -> str:

@@ -127,7 +127,10 @@ def plot(folders: list[str], out: str) -> list[str]:
 def mean_weight(row: dict, weight_histogram: dict) -> float:
     """The mean weight of the tracked samples in a history row, from its clean and corrupted
     means and the numbers of clean and corrupted tracked samples (the same samples every
-    epoch: the counts of the last epoch's weight histogram)."""
+    epoch: the counts of the last epoch's weight histogram); the row's own mean when the truth
+    of the labels is unknown."""
+    if "weight_mean" in row:
+        return row["weight_mean"]
     n_clean, n_bad = sum(weight_histogram["clean"]), sum(weight_histogram["corrupted"])
     total = n_clean * row["weight_clean"] + (n_bad * row["weight_corrupted"] if n_bad else 0.0)
     return total / (n_clean + n_bad)

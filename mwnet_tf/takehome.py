@@ -33,7 +33,8 @@ def with_class_names(table: dict, class_names) -> dict:
 
 
 def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | None = None,
-               class_names=None, log=print, serving_model: bool = True) -> dict:
+               class_names=None, log=print, serving_model: bool = True,
+               data_root: str | None = None) -> dict:
     """Writes the run's take-home files into `workdir`; returns entries for results.json.
 
     Args:
@@ -45,9 +46,10 @@ def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | No
         class_names: the class names, if known otherwise.
         log: where the head of label_issues.csv goes.
         serving_model: also write the serving SavedModel.
+        data_root: data read from files: the folder label_issues.csv's paths are relative to.
     """
     model = method.eval_model()
-    table = label_issues.compute_label_issues(model, method, data, batch_size)
+    table = label_issues.compute_label_issues(model, method, data, batch_size, root=data_root)
     if class_names is not None:
         table = with_class_names(table, class_names)
     label_issues.write_label_issues(os.path.join(workdir, label_issues.LABEL_ISSUES), table)

@@ -6,7 +6,9 @@
     mwnet-train --flagfile=smoke --workdir=runs/smoke   # the installed console script
 
 Flags left unset take the paper's value for the chosen setting (`config.paper_defaults`);
-any flag given overrides it. `--flagfile=NAME` (a bare name) reads the flagfile NAME.cfg shipped
+any flag given overrides it. `--epochs` given without `--lr_decay_epochs` scales the
+setting's (or the flagfile's) decay epochs to the same fractions of the run (none under 3
+epochs); the log says so. `--flagfile=NAME` (a bare name) reads the flagfile NAME.cfg shipped
 in the package (mwnet_tf/flagfiles/). The run folder receives `flags.cfg`, which repeats the run
 with `--flagfile`.
 """
@@ -23,6 +25,7 @@ from absl import flags
 from mwnet_tf import commandline
 from mwnet_tf import config as config_lib
 from mwnet_tf.commandline import fail
+from mwnet_tf.data import data_dir as data_dir_check
 from mwnet_tf.data import human_noise
 from mwnet_tf.errors import DataUnavailableError, Interrupted, TrainingError
 from mwnet_tf.methods import registry
@@ -61,9 +64,15 @@ def _define(name, kind, default, help, choices=None, lower=None, upper=None) -> 
         define(name, default, help, lower_bound=lower, upper_bound=upper)
 
 
-def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
+def config_from_flags(fv: flags.FlagValues, sources: list[dict[str, str]] | None = None,
+                      notes: list[str] | None = None) -> config_lib.Config:
     """Paper defaults for the setting, overridden by every flag given explicitly; the rules
-    are `config.validate`'s, but for the two below that only a flag's presence can tell."""
+    are `config.validate`'s, but for those below that only a flag's presence can tell.
+
+    sources: where each flag was set (`commandline.flag_sources`; None: every flag given on
+        the command line), for the learning-rate schedule (`_decay_schedule`).
+    notes: receives one line per default derived from the flags (the log prints them).
+    """
     values = config_lib.paper_defaults(fv.dataset, fv.noise, fv.imbalance)
     for name in (f.name for f in config_lib.flag_fields()):
         if fv[name].present or name not in values:  # given, or no setting default
@@ -89,7 +98,45 @@ def config_from_flags(fv: flags.FlagValues) -> config_lib.Config:
         values["lr_decay_epochs"] = tuple(int(e) for e in decay if str(e).strip())
     except ValueError:
         raise ValueError("lr_decay_epochs must be a comma-separated list of integers") from None
+    note = _decay_schedule(fv, values, sources)
+    if note and notes is not None:
+        notes.append(note)
     return config_lib.Config(**values)
+
+
+def _decay_schedule(fv: flags.FlagValues, values: dict, sources) -> str | None:
+    """--epochs given without a schedule of its own: the schedule it would have run with (the
+    setting's default, or a flagfile's written for its own --epochs) moves to the same
+    fractions of the new run (`config.scaled_schedule`), in `values`. A schedule given with or
+    after --epochs is the user's and stays as given. Returns the line saying what was done."""
+    if not fv["epochs"].present:
+        return None
+    if sources is None:
+        sources = [{"epochs": str(fv.epochs),
+                    **({"lr_decay_epochs": ""} if fv["lr_decay_epochs"].present else {})}]
+    named = [i for i, s in enumerate(sources) if "epochs" in s]
+    decay_at = [i for i, s in enumerate(sources) if "lr_decay_epochs" in s]
+    if not named:
+        return None
+    if decay_at and (decay_at[-1] >= named[-1] or "epochs" not in sources[decay_at[-1]]):
+        return None  # given with the epochs, or after them
+    epochs = values["epochs"]
+    if decay_at:
+        base_epochs, decay = int(sources[decay_at[-1]]["epochs"]), values["lr_decay_epochs"]
+        whose = "the flagfile's"
+    else:
+        paper = config_lib.paper_defaults(values["dataset"], values["noise"], values["imbalance"])
+        base_epochs, decay = paper["epochs"], tuple(paper.get("lr_decay_epochs", ()))
+        whose = "the setting's"
+    if not decay or base_epochs == epochs:
+        return None
+    values["lr_decay_epochs"] = new = config_lib.scaled_schedule(decay, base_epochs, epochs)
+    was = f"{whose} decay after epochs {','.join(map(str, decay))} of {base_epochs}"
+    if not new:
+        return (f"lr schedule: constant lr (--epochs={epochs} leaves no room for {was}; "
+                "--lr_decay_epochs sets one)")
+    return (f"lr schedule: decay after epochs {','.join(map(str, new))} ({was}, scaled to "
+            f"--epochs={epochs}; --lr_decay_epochs sets another)")
 
 
 def config_to_flagfile(config: config_lib.Config, workdir: str) -> str:
@@ -208,14 +255,24 @@ def load_training():
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
+    notes: list[str] = []
     try:
-        config = config_from_flags(FLAGS)
+        config = config_from_flags(FLAGS, commandline.flag_sources(sys.argv), notes)
     except ValueError as e:
         fail(str(e), 2)
     workdir = FLAGS.workdir or config_lib.default_workdir(config)
     if FLAGS.dry_run:
+        for note in notes:  # stdout is the flagfile
+            print(note, file=sys.stderr)
         print(config_to_flagfile(config, workdir), end="")
         return
+    # Before TensorFlow loads and before the run folder is made: a wrong path answers at once.
+    missing = data_dir_check.problem(config.dataset, config.data_dir)
+    if missing:
+        fail(missing, 1)
+    inside = data_dir_check.workdir_problem(config.dataset, config.data_dir, workdir)
+    if inside:
+        fail(inside, 2)
     task = None
     if config.strategy == "multi_worker":
         try:
@@ -230,6 +287,8 @@ def main(argv: list[str]) -> None:
         # MultiWorkerMirroredStrategy can configure its collective ops only then.
         strategy = loop.make_strategy(config.strategy)
     print(f"run folder: {workdir}", flush=True)
+    for note in notes:
+        print(note, flush=True)
     requested = _stop_on_signals()
     try:
         results = loop.train_and_evaluate(

@@ -116,6 +116,7 @@ E2E_TESTS = {
     "test_steps.py": ("test_xla_compiled_step_matches_the_plain_graph_step",),
     "test_own_data.py": ("test_distribute_datasets_from_function_under_mirrored_strategy",),
     "test_jit.py": ("test_xla_step_matches_the_graph_step[mwnet-cnn]",),
+    "test_defaults.py": ("test_own_data_with_two_epochs_trains_and_writes_paths_relative_to",),
 }
 
 

@@ -328,7 +328,8 @@ def _cases() -> list[Case]:
              "--rate does not apply to --dataset=clothing1m"),
         # pretrained weights
         Case("pretrained", "a weights file that does not exist",
-             [*c1m, "--pretrained={base}/none.h5"], 2, "none.h5: no such file"),
+             [*c1m, "--pretrained={base}/none.h5"], 2, "none.h5: no such file",
+             setup=_clothing1m),
         Case("pretrained", "a weights file that is not HDF5", [*c1m, "--pretrained={base}/text.h5"],
              2, "text.h5: not an HDF5", setup=_clothing1m),
         Case("pretrained", "weights of another architecture",
@@ -423,7 +424,8 @@ def _cases() -> list[Case]:
              setup=lambda b: _keras_model(b, "outputs")),
         Case("model file", "a .keras model file that does not exist",
              [*arrays, "--model={base}/none.keras"], 2, "no such file",
-             setup=lambda b: _keras_model(b, "outputs")),        # predict: its flags, an --out that would replace an input, a tampered classifier.json
+             setup=lambda b: _keras_model(b, "outputs")),
+        # predict: its flags, an --out that would replace an input, a tampered classifier.json
         _predict_case("an unknown flag", ["--no_such_flag=1"], 2, "no_such_flag"),
         _predict_case("a batch size that is not a number", ["--batch_size=abc"], 2,
                       "--batch_size=abc"),
@@ -452,6 +454,21 @@ def _cases() -> list[Case]:
                           class_names=list(range(10))))),
         _predict_case("a classifier.json without a mean", ["--out={base}/p.csv"], 1,
                       "no mean", setup=lambda b: _predict_run(b, spec=lambda s: s.pop("mean"))),
+        # defaults that follow the flags: the run folder, the part seeds
+        Case("run folder", "--workdir inside --data_dir (the data set's own train/, test/)",
+             [*folder, "--workdir={base}/data/train/run"], 2, "is inside --data_dir",
+             setup=lambda b: _own(b, "folder", "few trusted"), watch="{base}/data"),
+        Case("own data", "--noise_seed with own labels as given (no noise to seed)",
+             [*folder, "--noise_seed=1"], 2, "--noise_seed seeds a synthetic --noise",
+             setup=lambda b: _own(b, "folder", "few trusted")),
+        Case("own data", "an image folder that does not exist (checked before TensorFlow "
+             "loads)", [*folder[:1], "--data_dir={base}/nowhere", *folder[2:]], 1,
+             "does not exist or is not a folder"),
+        Case("own data", "--meta_seed when every trusted image is used (no draw to seed)",
+             [*folder, "--meta_seed=1"], 2, "--meta_seed seeds the draw of --meta_per_class",
+             setup=lambda b: _own(b, "folder", "few trusted")),
+        Case("flag", "--meta_seed with Clothing1M (its meta set is fixed)",
+             [*c1m, "--meta_seed=1"], 2, "--meta_seed does not apply to --dataset=clothing1m"),
     ]
 
 

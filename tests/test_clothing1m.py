@@ -39,6 +39,7 @@ def test_loader_reads_the_published_layout(folder, tmp_path):
     assert list(data.test_y) == [keys["clean"][k] for k in keys["test"]]
     # two of every class's three images have clean labels too, one of them another one
     assert data.realized_noise_rate == 0.5 and data.corrupted.sum() == 14
+    assert not data.corruption_known  # clean labels for the overlap only: no clean/corrupted split
     moved = str(tmp_path / "c")  # annotation files in annotations/, as some copies have them
     write_clothing1m(moved, annotations="annotations")
     assert len(load_clothing1m(moved).train_y) == 42

@@ -93,7 +93,7 @@ def test_folder_csv_and_npz_train_through_the_command_line(cli, tmp_path):
             assert results["own_data"]["test_held_out"] == 0.5
             assert "held out: 0.5 of the trusted set" in out.stdout
             assert "label_issue_detection" not in results
-            assert all(os.path.isfile(r["path"]) for r in issues)
+            assert all(os.path.isfile(os.path.join(folder, r["path"])) for r in issues)
         else:  # true labels known: the ranking is scored
             assert results["label_issue_detection"]["n"] == len(issues)
     flags = open(os.path.join(tmp_path, "run_npz", "flags.cfg")).read()

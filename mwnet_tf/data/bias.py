@@ -43,6 +43,9 @@ class BiasedData:
             only, resize to `resize_for(image_size)`, random / center crop of `image_size`);
             False decodes JPEG, PNG, BMP or GIF and resizes straight to `image_size`, then
             augments (reflect-pad, crop, flip) as the in-memory images when `augment`.
+        corruption_known: Whether `corrupted` tells the truth of every training label: False
+            when the true labels are unknown (own data with its labels as given, Clothing1M
+            outside its clean overlap), and then no figure splits clean from corrupted.
     """
 
     train_x: np.ndarray
@@ -63,6 +66,7 @@ class BiasedData:
     image_size: int | None = None
     channels: int = 3
     resize_crop: bool = True
+    corruption_known: bool = True
 
     @property
     def from_files(self) -> bool:

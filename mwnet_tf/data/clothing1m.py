@@ -185,4 +185,5 @@ def load_clothing1m(data_dir: str, image_size: int = CROP) -> BiasedData:
         num_classes=NUM_CLASSES, mean=IMAGENET_MEAN, std=IMAGENET_STD, augment=True,
         transition=transition, realized_noise_rate=rate,
         train_index=np.arange(len(train_keys), dtype=np.int64),
-        meta_index=np.arange(len(val_keys), dtype=np.int64), image_size=image_size)
+        meta_index=np.arange(len(val_keys), dtype=np.int64), image_size=image_size,
+        corruption_known=False)

@@ -168,7 +168,8 @@ def _per_class(labels: np.ndarray, meta_per_class: int, class_names, rng: np.ran
 
 def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0,
                          imbalance: float = 1.0, meta_per_class: int | None = None,
-                         seed: int = 0) -> BiasedData:
+                         seed: int = 0, meta_seed: int | None = None,
+                         noise_seed: int | None = None) -> BiasedData:
     """The `BiasedData` of one run on own data.
 
     Order, each stage with its own generator spawned from `seed` (as `make_biased_data`):
@@ -177,7 +178,9 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
     split, required), then the long-tail cut of the training set (`imbalance`, 1: none), then
     label noise on the given training labels (`noise`: "none" keeps them as given; "uniform",
     "flip", "flip1" draw from the transition matrix of `rate`; "instance" needs data in
-    memory). Data read from files keeps its paths: the pipeline decodes them.
+    memory). Data read from files keeps its paths: the pipeline decodes them. `meta_seed` and
+    `noise_seed` (None: `seed`) seed the trusted-set draw and the noise alone, as in
+    `make_biased_data`.
 
     Raises:
         ValueError: a noise this data cannot take, or a tfds set without `meta_per_class`.
@@ -193,6 +196,10 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
                          "folders and tables are read from files: use uniform, flip or flip1")
     meta_rng, tail_rng, noise_rng = (np.random.default_rng(s)
                                      for s in np.random.SeedSequence(seed).spawn(3))
+    if meta_seed is not None and meta_seed != seed:
+        meta_rng = np.random.default_rng(np.random.SeedSequence(meta_seed).spawn(3)[0])
+    if noise_seed is not None and noise_seed != seed:
+        noise_rng = np.random.default_rng(np.random.SeedSequence(noise_seed).spawn(3)[2])
     names = own.class_names
     if own.meta_x is None:
         if meta_per_class is None:
@@ -239,4 +246,5 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
         test_y=own.test_y.astype(np.int64), num_classes=c, mean=tuple(own.mean),
         std=tuple(own.std), augment=own.augment, transition=transition,
         realized_noise_rate=realized, train_index=train_index, meta_index=meta_index,
-        image_size=own.image_size, channels=own.channels or 3, resize_crop=False)
+        image_size=own.image_size, channels=own.channels or 3, resize_crop=False,
+        corruption_known=known or noise != "none")

@@ -119,18 +119,18 @@ class Progress:
                      f"  {step / (now - self.start):.2f} steps/s")
 
 
-def epoch_metrics(sums: dict) -> dict[str, float]:
+def epoch_metrics(sums: dict, corruption_known: bool = True) -> dict[str, float]:
     """An epoch's training metrics from its sums: mean loss, accuracy (%), the weight net's
     meta loss, and the mean weight of all, corrupted and clean samples when the step gives
-    them (without corrupted samples, as on own data with `--noise=none`, no `weight_corrupted`:
-    results.json stays strict JSON)."""
+    them (without corrupted samples no `weight_corrupted`: results.json stays strict JSON;
+    neither when the truth of the labels is unknown, `BiasedData.corruption_known`)."""
     n = sums["count"]
     m = {"loss": sums["loss_sum"] / n, "accuracy": 100.0 * sums["correct"] / n}
     if "meta_loss" in sums:
         m["meta_loss"] = sums["meta_loss"] / sums.get("meta_steps", sums["steps"])
     if "weight_sum" in sums:
         m["weight_mean"] = sums["weight_sum"] / n
-        if "count_corrupted" in sums:
+        if "count_corrupted" in sums and corruption_known:
             bad = sums["count_corrupted"]  # a mean over no samples is left out, not NaN
             if bad:
                 m["weight_corrupted"] = sums["weight_sum_corrupted"] / bad
@@ -282,7 +282,8 @@ class Epochs:
                                sums=ckpt.partial if start_step else None,
                                checkpoint_every_steps=c.checkpoint_every_steps,
                                after_call=ckpt.after_call, last_checkpoint=ckpt.last)
-        return EpochResult(stage, stage_epoch, lr, steps, epoch_metrics(sums))
+        return EpochResult(stage, stage_epoch, lr, steps,
+                           epoch_metrics(sums, self.data.corruption_known))
 
     def end(self, result: EpochResult, ckpt) -> None:
         """After the epoch's evaluation: ends the stage if this was its last epoch."""

@@ -21,6 +21,7 @@ from mwnet_tf import methods, optim, precision, serving, steps, takehome
 from mwnet_tf.config import AUTO_MODEL, Config, is_model_file, is_own_dataset
 from mwnet_tf.data import BiasedData, DataUnavailableError, load_dataset, make_biased_data
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
+from mwnet_tf.data.data_dir import data_root
 from mwnet_tf.data.human_noise import load_human_labels
 from mwnet_tf.data.own import OwnData, make_own_biased_data
 from mwnet_tf.data.own_load import load_own_data
@@ -95,7 +96,9 @@ def _load_data(config: Config, log=None) -> tuple[BiasedData, OwnData | None]:
             log(own.describe())
         data = make_own_biased_data(own, noise=config.noise, rate=config.rate,
                                     imbalance=config.imbalance,
-                                    meta_per_class=config.meta_per_class, seed=config.seed)
+                                    meta_per_class=config.meta_per_class, seed=config.seed,
+                                    meta_seed=config.part_seed("meta"),
+                                    noise_seed=config.part_seed("noise"))
         return data, own
     if config.dataset == "clothing1m":
         if config.data_dir is None:
@@ -373,6 +376,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                 return takehome.finish_run(parts.method, data, workdir,
                                            batch_size=config.eval_batch_size,
                                            dataset=config.dataset, class_names=class_names,
-                                           log=log)
+                                           log=log, data_root=data_root(config.dataset,
+                                                                        config.data_dir))
         results_lib.write(workdir, results, parts.method, parts.ckpt, takehome=finish)
     return results

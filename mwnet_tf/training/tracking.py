@@ -59,6 +59,7 @@ class Tracker:
             len(data.train_y), seed,
             TRACKED_FROM_FILES if data.from_files else diagnostics.TRACKED)
         self.corrupted = np.asarray(data.corrupted[index], bool)
+        self.corruption_known = data.corruption_known
         self.x = normalize(load_images(data, data.train_x[index]), data.mean, data.std)
         self.y = tf.constant(data.train_y[index], tf.int32)
         self.batches = [(self.x[i:i + batch_size], self.y[i:i + batch_size])
@@ -113,6 +114,10 @@ class Tracker:
         row.update({k: summary[k] for k in ("weight_clean", "weight_corrupted",
                                             "weight_variation_mean", "weight_variation_std")
                     if k in summary})
+        if weights is not None and not self.corruption_known:  # no truth to split by
+            row.pop("weight_clean", None)
+            row.pop("weight_corrupted", None)
+            row["weight_mean"] = float(np.mean(weights))
         self.history.append(row)
         self._set_last(losses, weights, summary, test)
         if self.chief:
