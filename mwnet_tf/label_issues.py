@@ -94,8 +94,9 @@ def ranking(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def compute_label_issues(model, method, data, batch_size: int,
                          root: str | None = None) -> dict[str, np.ndarray]:
     """The label-issue table of the training set `data`, as columns in rank order (most
-    suspect first: by `ORDER`, the loss, then by the method's suspicion): `COLUMNS`, then `TRUTH_COLUMNS` when true labels are known
-    (`truth_mask`; -1 / False where one is not), then the method's extra columns.
+    suspect first: by `ORDER`, the loss, then by the method's suspicion): `COLUMNS`, then
+    `TRUTH_COLUMNS` when true labels are known (`truth_mask`; -1 / False where one is not),
+    then the method's extra columns.
 
     Args:
         model: the classifier to judge the labels with (`method.eval_model()`).

@@ -59,7 +59,8 @@ def cli():
 # hands out whole files in collection order when run with `--no-loadscope-reorder` (the
 # README's test command), so no long module starts last while the other worker idles; the
 # rest follow in their usual order.
-LONGEST_FIRST = ("test_multi_worker.py", "test_label_order_cli.py", "test_preemption.py", "test_jit.py", "test_train.py",
+LONGEST_FIRST = ("test_multi_worker.py", "test_label_order_cli.py", "test_preemption.py",
+                 "test_jit.py", "test_train.py",
                  "test_bench.py", "test_methods_cli.py", "test_mirrored.py",
                  "test_catalogue.py", "test_export.py", "test_clothing1m.py",
                  "test_figures.py", "test_steps.py", "test_docs.py")

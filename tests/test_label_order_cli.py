@@ -56,12 +56,12 @@ def digits_own(tmp_path_factory):
     return str(root / "folder"), str(root / "digits.csv"), truth
 
 
-def file_order_auroc(run, truth):
+def file_order_auroc(run, truth, base):
     """AUROC of label_issues.csv's order as written (first row most suspect) against the
-    kept-aside truth, and the file's rows."""
+    kept-aside truth, and the file's rows (paths relative to `base`, the data's folder)."""
     with open(os.path.join(run, "label_issues.csv"), newline="") as f:
         rows = list(csv.DictReader(f))
-    wrong = np.array([truth[os.path.realpath(r["path"])] for r in rows])
+    wrong = np.array([truth[os.path.realpath(os.path.join(base, r["path"]))] for r in rows])
     assert len(rows) == len(truth) and [int(r["rank"]) for r in rows] == list(
         range(1, len(rows) + 1))
     return auroc(-np.arange(len(rows), dtype=np.float64), wrong), rows
@@ -74,7 +74,7 @@ def test_folder_route_file_order_finds_the_wrong_labels(cli, digits_own, tmp_pat
     out = cli.run("--dataset=folder", f"--data_dir={folder}", f"--method={method}", *ARGS,
                   f"--workdir={run}", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    area, rows = file_order_auroc(run, truth)
+    area, rows = file_order_auroc(run, truth, folder)
     print(f"{method}: file order AUROC {area:.4f}")
     assert area >= MIN_AUROC, method
     assert "most suspect (ranked by loss)" in out.stdout
@@ -88,6 +88,6 @@ def test_csv_route_mwnet_file_order_finds_the_wrong_labels(cli, digits_own, tmp_
     out = cli.run("--dataset=csv", f"--data_dir={table}", "--method=mwnet", *ARGS,
                   f"--workdir={run}", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
-    area, _ = file_order_auroc(run, truth)
+    area, _ = file_order_auroc(run, truth, os.path.dirname(table))
     print(f"mwnet csv: file order AUROC {area:.4f}")
     assert area >= MIN_AUROC
