@@ -73,17 +73,16 @@ def read_spec(run: str) -> dict:
 
 
 def load_classifier(run: str, spec: dict):
-    """classifier.keras, loaded in Keras' safe mode (no Python code from the file)."""
-    import keras
-
-    import mwnet_tf.models  # noqa: F401  (registers the project's layers)
-    from mwnet_tf import serving
+    """classifier.keras, its config checked as data and then loaded in Keras' safe mode (no
+    Python code from the file, `keras_file.load_keras_file`)."""
+    from mwnet_tf import keras_file, serving
 
     path = os.path.join(run, serving.CLASSIFIER)
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:  # Keras raises many types for a damaged or foreign file
-        raise PredictError(f"{path}: cannot load the classifier ({_first(e)})") from None
+        model = keras_file.load_keras_file(path, path)
+        keras_file.check_single_io(model, path)
+    except ValueError as e:
+        raise PredictError(f"cannot load the classifier {e}") from None
     if [int(d) for d in model.input_shape[1:]] != list(spec["input_shape"]):
         raise PredictError(f"{path} takes inputs of shape {list(model.input_shape[1:])}, "
                            f"but classifier.json says {spec['input_shape']}")
@@ -231,7 +230,7 @@ def _labeled(source: str, spec: dict):
             _, splits, _ = list_csv_table(source, classes=names, training=False)
             root = os.path.dirname(os.path.abspath(source))
     except DataUnavailableError as e:
-        raise PredictError(str(e)) from None
+        raise PredictError(f"cannot load the classifier {e}") from None
     ids, images, extra = [], [], {"split": [], "given_class": []}
     for split in ("train", "meta", "test"):
         paths, labels = splits.get(split, ((), ()))
