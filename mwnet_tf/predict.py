@@ -102,7 +102,10 @@ def read_npz(path: str, spec: dict):
     """(ids, array of raw inputs) from an .npz file, checked against the spec."""
     import numpy as np
 
+    from mwnet_tf.data.npy_check import check_npz
+
     try:
+        check_npz(path)  # the sizes its arrays declare, before NumPy allocates them
         with np.load(path, allow_pickle=False) as f:
             key = next((k for k in NPZ_KEYS if k in f.files), None)
             if key is None:
