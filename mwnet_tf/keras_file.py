@@ -134,7 +134,9 @@ def check_config(config: dict, what: str) -> None:
         if (module is not None and registered in (None, name, "function")
                 and _keras_name_ok(module, name, node.get("config"))):
             continue
-        named = ".".join(p for p in (module, name) if p)
+        config = node.get("config")
+        named = (f"the function {module}.{config}" if name == "function"
+                 and isinstance(config, str) else ".".join(p for p in (module, name) if p))
         if registered and registered != name:
             named += f" (registered as {registered})"
         raise ValueError(f"{what}: names {named}, which is not one of Keras' own layers, "

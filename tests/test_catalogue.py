@@ -196,6 +196,11 @@ def _keras_model(base, kind):
     np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=x, y_meta=y)
 
 
+def _hostile(base, kind):
+    import hostile_files
+    hostile_files.catalogue_setup(base, kind)
+
+
 def _cases() -> list[Case]:
     t = TINY
     # Human noise on a tiny CIFAR-10 folder (not smoke.cfg: its --rate does not apply).
@@ -400,6 +405,31 @@ def _cases() -> list[Case]:
         Case("model file", "a .keras model file that does not exist",
              [*arrays, "--model={base}/none.keras"], 2, "no such file",
              setup=lambda b: _keras_model(b, "outputs")),
+        # hostile model and array files (tests/hostile_files.py): refused before anything runs
+        *[Case(kind, what, argv, code, expect, setup=lambda b, k=key: _hostile(b, k))
+          for kind, what, argv, code, expect, key in [
+              ("model file", "a .keras whose config names a module of its own (never imported)",
+               [*arrays, "--model={base}/net.keras"], 2, "names planted_mod.Evil",
+               "planted module"),
+              ("model file", "a .keras calling keras.models.load_model as an activation",
+               [*arrays, "--model={base}/net.keras"], 2, "names the function keras.models.load_model",
+               "function gadget"),
+              ("model file", "a .keras model with two inputs",
+               [*arrays, "--model={base}/net.keras"], 2, "has 2 input(s)", "two inputs"),
+              ("model file", "a .keras model with two outputs",
+               [*arrays, "--model={base}/net.keras"], 2, "2 output(s)", "two outputs"),
+              ("own data", "an npz member whose header declares 10^12 rows", arrays, 1,
+               "its header declares shape [1000000000000, 5]", "huge header"),
+              ("own data", "an npz label of 2^40", arrays, 1, "holds label 1099511627776",
+               "huge npz label"),
+              ("own data", "a negative npz label", arrays, 1, "no negative labels",
+               "negative npz label"),
+              ("own data", "a CSV label of 10^12", table, 1, "label '1000000000000'",
+               "huge csv label"),
+              ("weight_fn", "a weight function holding inf", [*t, "--weight_fn={base}/wfn"], 2,
+               "holds inf", "inf weight_fn"),
+              ("weight_fn", "a weight function holding NaN", [*t, "--weight_fn={base}/wfn"], 2,
+               "holds NaN", "nan weight_fn")]],
     ]
 
 

@@ -2,12 +2,11 @@
 more than the file holds, labels that would build 10^12 class names, weight functions holding
 NaN or inf."""
 
-import io
 import zipfile
 
 import numpy as np
 import pytest
-from numpy.lib import format as npy_format
+from hostile_files import csv_with_label, huge_npz, npy_bytes, npz_with_label, weight_fn_with
 
 from mwnet_tf import export, predict
 from mwnet_tf.data import human_noise, npy_check, own_files, own_npz
@@ -16,37 +15,16 @@ from mwnet_tf.errors import DataUnavailableError, WeightFnError
 from mwnet_tf.models import build_weight_net
 
 
-def npy_bytes(shape, descr="<f8", payload=b"\0" * 64) -> bytes:
-    """A .npy whose header declares `shape` but which holds only `payload`."""
-    buf = io.BytesIO()
-    npy_format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False,
-                                            "shape": shape})
-    return buf.getvalue() + payload
-
-
-def write_huge_npz(path, key="x_train", rows=10 ** 12, compress=zipfile.ZIP_STORED):
-    """An .npz of good arrays but `key`, whose header declares `rows` rows of 5 floats."""
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(12, 5)), np.arange(12) % 2
-    arrays = dict(x_train=x, y_train=y, x_meta=x, y_meta=y)
-    with zipfile.ZipFile(path, "w", compression=compress) as zf:
-        for k, v in arrays.items():
-            buf = io.BytesIO()
-            np.save(buf, v)
-            zf.writestr(f"{k}.npy", npy_bytes((rows, 5)) if k == key else buf.getvalue())
-    return str(path)
-
-
 @pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
 def test_a_header_declaring_10_to_the_12_rows_is_refused_before_allocating(tmp_path, compress):
-    path = write_huge_npz(tmp_path / "data.npz", compress=compress)
+    path = huge_npz(tmp_path / "data.npz", compress=compress)
     with pytest.raises(DataUnavailableError, match=r"x_train: its header declares shape "
                        r"\[1000000000000, 5\] of float64 \(40000000000000 bytes\), more than "
                        r"the 64 bytes it holds") as e:
         own_npz.load_npz_arrays(path)
     assert "\n" not in str(e.value) and str(e.value).startswith(path)
     with pytest.raises(predict.PredictError, match="x_train: its header declares"):
-        predict.read_npz(write_huge_npz(tmp_path / "in.npz", "x_train"), {})
+        predict.read_npz(huge_npz(tmp_path / "in.npz", "x_train"), {})
 
 
 def test_a_zip_entry_claiming_more_than_deflate_can_give_is_refused(tmp_path):
@@ -91,15 +69,6 @@ def test_a_huge_npy_of_human_labels_is_refused(tmp_path):
         human_noise._read_plain(str(path))
 
 
-def _npz_labels(path, label):
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(12, 5)), np.arange(12) % 2
-    y_train = y.copy()
-    y_train[3] = label
-    np.savez(path, x_train=x, y_train=y_train, x_meta=x, y_meta=y)
-    return str(path)
-
-
 @pytest.mark.parametrize("label,match", [
     (2 ** 40, r"y_train holds label 1099511627776: labels are class indices below 100000"),
     (MAX_CLASSES, r"y_train holds label 100000"),
@@ -107,16 +76,7 @@ def _npz_labels(path, label):
 ])
 def test_npz_labels_out_of_bounds_are_refused(tmp_path, label, match):
     with pytest.raises(DataUnavailableError, match=match):
-        own_npz.load_npz_arrays(_npz_labels(tmp_path / "d.npz", label))
-
-
-def _csv(path, label):
-    rows = ["path,label,split"] + [f"{i}.png,{i % 2},train" for i in range(4)] + [
-        f"m{i}.png,{i % 2},meta" for i in range(4)] + [f"big.png,{label},train"]
-    path.write_text("\n".join(rows) + "\n")
-    for row in rows[1:]:
-        (path.parent / row.split(",")[0]).write_bytes(b"")  # listed, never decoded here
-    return str(path)
+        own_npz.load_npz_arrays(npz_with_label(tmp_path / "d.npz", label))
 
 
 @pytest.mark.parametrize("label,match", [
@@ -128,11 +88,11 @@ def _csv(path, label):
 ])
 def test_csv_labels_out_of_bounds_are_refused(tmp_path, label, match):
     if label.startswith("0"):  # leading zeros: a small label, accepted
-        names, arrays, _ = own_files.list_csv_table(_csv(tmp_path / "t.csv", label))
+        names, arrays, _ = own_files.list_csv_table(csv_with_label(tmp_path / "t.csv", label))
         assert names == ("0", "1") and 1 in arrays["train"][1]
         return
     with pytest.raises(DataUnavailableError, match=match) as e:
-        own_files.list_csv_table(_csv(tmp_path / "t.csv", label))
+        own_files.list_csv_table(csv_with_label(tmp_path / "t.csv", label))
     assert "\n" not in str(e.value)
 
 
@@ -142,10 +102,7 @@ def test_csv_labels_out_of_bounds_are_refused(tmp_path, label, match):
 ])
 def test_a_weight_function_holding_nan_or_inf_is_refused_with_that_reason(tmp_path, value,
                                                                            match):
-    net = build_weight_net(seed=0)
-    kernel = net.trainable_variables[0]
-    kernel.assign(np.where(np.arange(100)[None, :] == 7, value, kernel.numpy()))
-    path = export.export_weight_fn(net, str(tmp_path / "wfn"))
+    path = weight_fn_with(tmp_path / "wfn", value)
     with pytest.raises(WeightFnError, match=r"variable of shape \[1, 100\] " + match):
         export.read_weight_net(path)
     good = build_weight_net(seed=0)

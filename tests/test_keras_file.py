@@ -2,7 +2,6 @@
 (`mwnet_tf.keras_file`): nothing it names is imported, a model of the project's own layers
 loads, a model with two inputs or outputs is refused up front."""
 
-import json
 import os
 import subprocess
 import sys
@@ -11,55 +10,15 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from hostile_files import PLANTED, plant_function, plant_module, plant_tfsm, rewrite_config
+from hostile_files import dense_model as _dense_model
 
 from mwnet_tf import keras_file, predict
 from mwnet_tf.models import build_classifier
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PLANTED = '''import os
-open(os.environ["MARKER"], "w").write("imported")
-'''
-
-
-def _dense_model(path, outputs=3):
-    inputs = keras.Input((5,))
-    keras.Model(inputs, keras.layers.Dense(outputs)(keras.layers.Dense(4)(inputs))).save(path)
-
-
-def _rewrite(path, edit):
-    """The .keras at `path` with its config.json passed through `edit(config)`."""
-    with zipfile.ZipFile(path) as zf:
-        members = {n: zf.read(n) for n in zf.namelist()}
-    config = json.loads(members["config.json"])
-    edit(config)
-    members["config.json"] = json.dumps(config).encode()
-    with zipfile.ZipFile(path, "w") as zf:
-        for n, b in members.items():
-            zf.writestr(n, b)
-
-
-def _layers(config):
-    return config["config"]["layers"]
-
-
-def _plant_module(config):
-    """The first Dense layer names the planted module (as CVE-2025-1550's files do)."""
-    layer = _layers(config)[1]
-    layer["module"], layer["class_name"], layer["registered_name"] = (
-        "planted_mod", "Evil", "Evil")
-
-
-def _plant_function(config):
-    """A Lambda-free call of keras.models.load_model (CVE-2025-9906's gadget), as an
-    activation."""
-    _layers(config)[1]["config"]["activation"] = {
-        "module": "keras.models", "class_name": "function", "config": "load_model",
-        "registered_name": "function"}
-
-
-def _plant_tfsm(config):
-    layer = _layers(config)[1]
-    layer["class_name"] = "TFSMLayer"
+_rewrite = rewrite_config
+_plant_module, _plant_function, _plant_tfsm = plant_module, plant_function, plant_tfsm
 
 
 @pytest.mark.parametrize("name,shape", [("mlp", (8,)), ("cnn", (8, 8, 3)),
@@ -75,7 +34,7 @@ def test_the_projects_own_models_pass_the_check(tmp_path, name, shape):
 
 @pytest.mark.parametrize("edit,match", [
     (_plant_module, "names planted_mod.Evil"),
-    (_plant_function, "names keras.models.function"),
+    (_plant_function, "names the function keras.models.load_model"),
     (_plant_tfsm, "names keras.layers.TFSMLayer"),
 ])
 def test_a_config_naming_other_code_is_refused_before_keras_reads_it(tmp_path, edit, match):
