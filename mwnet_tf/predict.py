@@ -13,8 +13,9 @@ read from files, or float features [N, ...]; or a folder of images searched recu
 JPEG, BMP, GIF: the first frame), each decoded, converted to the data set's channels and
 resized to its images (data read from files: as the test set's, `pipeline.decode_image` for
 own image folders, resized and center-cropped for Clothing1M). The inputs are then normalized
-as in training. The classifier is read with `keras.saving.load_model(..., safe_mode=True)`: no
-SavedModel graph and no Python code from the file are run.
+as in training. The classifier's config is checked as data (`keras_file`), then it is read with
+`keras.saving.load_model(..., safe_mode=True)`: no SavedModel graph and no Python code from the
+file are run.
 
 Writes `--out` (replaced atomically, never half-written): `index` (npz) or `path` (relative to
 the folder), `predicted_label`, `predicted_class` (the name in classifier.json) and
