@@ -126,6 +126,37 @@ def test_a_planted_module_is_never_imported_by_train_or_predict(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: ") and "planted_mod" in lines[0]
     assert not marker.exists()
     assert not (tmp_path / "run").exists()
+    # predict: a run folder whose classifier.keras is the planted file
+    run = tmp_path / "exported"
+    _export_run(run)
+    _rewrite(str(run / "classifier.keras"), _plant_module)
+    np.savez(tmp_path / "in.npz", x=np.zeros((2, 5), np.float32))
+    out = tmp_path / "p.csv"
+    proc = subprocess.run([sys.executable, "-m", "mwnet_tf.predict", str(run), "--data_dir",
+                           str(tmp_path / "in.npz"), "--out", str(out)], env=env,
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert len(errors) == 1 and "planted_mod" in errors[0] and "Traceback" not in proc.stderr
+    assert not marker.exists() and not out.exists()
+
+
+def _export_run(folder):
+    """A run folder with classifier.keras and classifier.json of a 5-feature model."""
+    from mwnet_tf import serving
+    from mwnet_tf.data import Dataset, make_biased_data
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 8)
+    ds = Dataset(name="synthetic", train_x=rng.normal(size=(len(y), 5)).astype(np.float32),
+                 train_y=y.astype(np.int64), test_x=np.zeros((3, 5), np.float32),
+                 test_y=np.arange(3, dtype=np.int64), num_classes=3, mean=(0.0,) * 5,
+                 std=(1.0,) * 5, augment=False)
+    data = make_biased_data(ds, noise="uniform", rate=0.0, meta_per_class=2, seed=0)
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(4)(inputs)))
+    folder.mkdir()
+    serving.export_classifier(model, data, str(folder), class_names=["a", "b", "c"],
+                              serving=False)
 
 
 def test_predict_refuses_a_classifier_naming_a_planted_module(tmp_path, monkeypatch):
