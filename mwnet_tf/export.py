@@ -56,7 +56,8 @@ def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
     of the SavedModel at `path`, read as data: its graph is not loaded or run.
 
     The SavedModel must hold exactly one value of each shape of the weight net's variables
-    ([1, h], [h], [h, 1], [1], float); anything else is a `WeightFnError`.
+    ([1, h], [h], [h, 1], [1], float), every value finite; anything else is a
+    `WeightFnError`.
     """
     index = os.path.join(path, "variables", "variables.index")
     if not os.path.isfile(os.path.join(path, "saved_model.pb")) or not os.path.isfile(index):
@@ -78,13 +79,21 @@ def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
         shape = tuple(var.shape)
         found = values.get(shape, [])
         distinct = [v for i, v in enumerate(found)
-                    if not any(np.array_equal(v, w) for w in found[:i])]
+                    if not any(np.array_equal(v, w, equal_nan=True) for w in found[:i])]
         if len(distinct) != 1:
             have = ", ".join(f"{list(s)} x{len(v)}" for s, v in sorted(values.items())) or "none"
             raise WeightFnError(
                 f"{path} does not hold a 1-{hidden}-1 weight function: it needs one float "
                 f"variable of shape {list(shape)}, it has {len(distinct)} (variables: {have})")
-        assigned.append((var, distinct[0]))
+        value = np.asarray(distinct[0])
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            kinds = " and ".join(k for k, n in (("NaN", np.isnan(value).sum()),
+                                                ("inf", np.isinf(value).sum())) if n)
+            raise WeightFnError(
+                f"{path}: its weight function's variable of shape {list(shape)} holds {kinds} "
+                f"({bad} of {np.size(value)} values): a weight function needs finite values")
+        assigned.append((var, value))
     for var, value in assigned:
         var.assign(value.astype(var.dtype))
     return net

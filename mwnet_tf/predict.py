@@ -13,8 +13,9 @@ read from files, or float features [N, ...]; or a folder of images searched recu
 JPEG, BMP, GIF: the first frame), each decoded, converted to the data set's channels and
 resized to its images (data read from files: as the test set's, `pipeline.decode_image` for
 own image folders, resized and center-cropped for Clothing1M). The inputs are then normalized
-as in training. The classifier is read with `keras.saving.load_model(..., safe_mode=True)`: no
-SavedModel graph and no Python code from the file are run.
+as in training. The classifier's config is checked as data (`keras_file`), then it is read with
+`keras.saving.load_model(..., safe_mode=True)`: no SavedModel graph and no Python code from the
+file are run.
 
 Writes `--out` (replaced atomically, never half-written): `index` (npz) or `path` (relative to
 the folder), `predicted_label`, `predicted_class` (the name in classifier.json) and
@@ -120,17 +121,16 @@ def read_spec(run: str) -> dict:
 
 
 def load_classifier(run: str, spec: dict):
-    """classifier.keras, loaded in Keras' safe mode (no Python code from the file)."""
-    import keras
-
-    import mwnet_tf.models  # noqa: F401  (registers the project's layers)
-    from mwnet_tf import serving
+    """classifier.keras, its config checked as data and then loaded in Keras' safe mode (no
+    Python code from the file, `keras_file.load_keras_file`)."""
+    from mwnet_tf import keras_file, serving
 
     path = os.path.join(run, serving.CLASSIFIER)
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:  # Keras raises many types for a damaged or foreign file
-        raise PredictError(f"{path}: cannot load the classifier ({_first(e)})") from None
+        model = keras_file.load_keras_file(path, path)
+        keras_file.check_single_io(model, path)
+    except ValueError as e:
+        raise PredictError(f"cannot load the classifier {e}") from None
     if [int(d) for d in model.input_shape[1:]] != list(spec["input_shape"]):
         raise PredictError(f"{path} takes inputs of shape {list(model.input_shape[1:])}, "
                            f"but classifier.json says {spec['input_shape']}")
@@ -155,7 +155,10 @@ def read_npz(path: str, spec: dict):
     """(ids, array of raw inputs) from an .npz file, checked against the spec."""
     import numpy as np
 
+    from mwnet_tf.data.npy_check import check_npz
+
     try:
+        check_npz(path)  # the sizes its arrays declare, before NumPy allocates them
         with np.load(path, allow_pickle=False) as f:
             key = next((k for k in NPZ_KEYS if k in f.files), None)
             if key is None:

@@ -91,6 +91,7 @@ E2E_TESTS = {
     "test_example.py": ("test_the_worked_example_runs_as_the_docs_write_it",),
     "test_figures.py": ("test_plot_command_writes_every_figure",
                         "test_a_run_missing_what_a_figure_needs_is_one_line"),
+    "test_keras_file.py": ("test_a_planted_module_is_never_imported_by_train_or_predict",),
     "test_keras_model.py": ("test_fit_takes_the_same_steps_as_the_projects_step",
                             "test_keras_callbacks_run"),
     "test_methods_confident_learning.py": (

@@ -220,6 +220,11 @@ def _predict_case(what, extra, code, expect, setup=None, watch="{base}/run"):
                 expect, setup=setup, watch=watch, module="mwnet_tf.predict")
 
 
+def _hostile(base, kind):
+    import hostile_files
+    hostile_files.catalogue_setup(base, kind)
+
+
 def _cases() -> list[Case]:
     t = TINY
     # Human noise on a tiny CIFAR-10 folder (not smoke.cfg: its --rate does not apply).
@@ -469,6 +474,31 @@ def _cases() -> list[Case]:
              setup=lambda b: _own(b, "folder", "few trusted")),
         Case("flag", "--meta_seed with Clothing1M (its meta set is fixed)",
              [*c1m, "--meta_seed=1"], 2, "--meta_seed does not apply to --dataset=clothing1m"),
+        # hostile model and array files (tests/hostile_files.py): refused before anything runs
+        *[Case(kind, what, argv, code, expect, setup=lambda b, k=key: _hostile(b, k))
+          for kind, what, argv, code, expect, key in [
+              ("model file", "a .keras whose config names a module of its own (never imported)",
+               [*arrays, "--model={base}/net.keras"], 2, "names planted_mod.Evil",
+               "planted module"),
+              ("model file", "a .keras calling keras.models.load_model as an activation",
+               [*arrays, "--model={base}/net.keras"], 2,
+               "names the function keras.models.load_model", "function gadget"),
+              ("model file", "a .keras model with two inputs",
+               [*arrays, "--model={base}/net.keras"], 2, "has 2 input(s)", "two inputs"),
+              ("model file", "a .keras model with two outputs",
+               [*arrays, "--model={base}/net.keras"], 2, "2 output(s)", "two outputs"),
+              ("own data", "an npz member whose header declares 10^12 rows", arrays, 1,
+               "its header declares shape [1000000000000, 5]", "huge header"),
+              ("own data", "an npz label of 2^40", arrays, 1, "holds label 1099511627776",
+               "huge npz label"),
+              ("own data", "a negative npz label", arrays, 1, "no negative labels",
+               "negative npz label"),
+              ("own data", "a CSV label of 10^12", table, 1, "label '1000000000000'",
+               "huge csv label"),
+              ("weight_fn", "a weight function holding inf", [*t, "--weight_fn={base}/wfn"], 2,
+               "holds inf", "inf weight_fn"),
+              ("weight_fn", "a weight function holding NaN", [*t, "--weight_fn={base}/wfn"], 2,
+               "holds NaN", "nan weight_fn")]],
     ]
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from mwnet_tf.data import safe_pickle
 from mwnet_tf.data.datasets import Dataset
+from mwnet_tf.data.npy_check import check_npy
 from mwnet_tf.errors import DataUnavailableError
 
 # --noise_label_set -> key in the published file, per data set.
@@ -120,6 +121,7 @@ def _as_labels(path: str, what: str, values) -> np.ndarray:
 def _read_plain(path: str) -> np.ndarray:
     if path.lower().endswith(".npy"):
         try:
+            check_npy(path)  # the size its header declares, before NumPy allocates it
             values = np.load(path, allow_pickle=False)
         except OSError as e:
             raise _error(path, f"cannot read: {e.strerror or e}") from None

@@ -37,6 +37,10 @@ DEFAULT_TEST_FRACTION = 0.5
 DEFAULT_SPLIT_SEED = 0  # fixed, not the run seed: every run of a data set tests on the same set
 OWN_NOISES = ("none", "uniform", "flip", "flip1", "instance")
 
+# the most classes own data may have: labels are class indices 0..C-1, and every class gets a
+# name, a logit and a row of the noise-transition matrices, so a label of 10^12 is a mistake
+MAX_CLASSES = 100_000
+
 
 def error(what: str, problem: str) -> DataUnavailableError:
     """A one-line `DataUnavailableError`: "WHAT: PROBLEM" (whitespace collapsed)."""

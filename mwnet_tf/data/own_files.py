@@ -36,7 +36,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, OwnData, error, hold_out
+from mwnet_tf.data.own import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TEST_FRACTION,
+    MAX_CLASSES,
+    OwnData,
+    error,
+    hold_out,
+)
 from mwnet_tf.errors import DataUnavailableError
 
 DEFAULT_IMAGE_SIZE = 32
@@ -193,6 +200,11 @@ def _label_kind(values: Sequence[str]) -> bool:
     raise ValueError(next(v for v, i in zip(values, ints) if i))
 
 
+def _int(label: str) -> int:
+    """An integer label's value (leading zeros do not count against Python's digit limit)."""
+    return int(label.lstrip("0") or "0")
+
+
 def _read_csv_rows(csv_path: str, training: bool) -> tuple[list[str], list]:
     """(header, [(line number, row dict)]) of a CSV table, its columns checked."""
     if not os.path.isfile(csv_path):
@@ -248,18 +260,31 @@ def _csv_classes(csv_path: str, records: list, classes, has_true: bool):
     except ValueError as e:
         raise error(csv_path, f"labels mix integers (e.g. {str(e)!r}) and class names: use one "
                     "kind") from None
+    if integers:
+        for line, _, label, _, true in records:
+            for value in (label, true) if has_true else (label,):
+                if value.startswith("-"):
+                    raise error(f"{csv_path} line {line}", f"label {value[:40]!r}: labels are "
+                                "class indices 0, 1, ... (no negative labels)")
+                if len(value.lstrip("0")) > 6 or _int(value) >= MAX_CLASSES:
+                    raise error(f"{csv_path} line {line}", f"label {value[:40]!r}: integer "
+                                f"labels are class indices below {MAX_CLASSES} (at most "
+                                f"{MAX_CLASSES} classes)")
     if classes is not None:
         names = tuple(str(c) for c in classes)
     elif integers:
-        names = tuple(str(k) for k in range(max(int(r[2]) for r in records
+        names = tuple(str(k) for k in range(max(_int(r[2]) for r in records
                                                 if r[3] == "train") + 1))
     else:
         names = tuple(sorted({r[2] for r in records if r[3] == "train"}))
+        if len(names) > MAX_CLASSES:
+            raise error(csv_path, f"{len(names)} class names, more than the {MAX_CLASSES} "
+                        "classes own data may have")
     # integer labels index the classes, names name them
     index = {(str(k) if integers else n): k for k, n in enumerate(names)}
 
     def label_of(value, line) -> int:
-        key = str(int(value)) if integers else value
+        key = str(_int(value)) if integers else value
         if key not in index:
             raise error(f"{csv_path} line {line}", f"label {value!r} is not one of the "
                         f"{len(names)} classes ({_short(names)})")

@@ -19,7 +19,15 @@ import zipfile
 
 import numpy as np
 
-from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, OwnData, error, hold_out
+from mwnet_tf.data.npy_check import check_npz
+from mwnet_tf.data.own import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TEST_FRACTION,
+    MAX_CLASSES,
+    OwnData,
+    error,
+    hold_out,
+)
 from mwnet_tf.errors import DataUnavailableError
 
 REQUIRED = ("x_train", "y_train", "x_meta", "y_meta")
@@ -55,6 +63,10 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
     """The named arrays of the .npz at `path` (allow_pickle=False), required ones checked."""
     if not os.path.isfile(path):
         raise DataUnavailableError(f"{path}: no such file (the .npz file of the data)")
+    try:
+        check_npz(path)  # the sizes its members declare, before NumPy allocates them
+    except ValueError as e:
+        raise error(path, str(e)) from None
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
@@ -116,9 +128,19 @@ def _split_arrays(path: str, arrays: dict) -> tuple[dict, dict]:
 def _class_names(path: str, arrays: dict, ys: dict) -> tuple[str, ...]:
     """The class names (`class_names`, or "0".."C-1"), every label checked against them and
     every class present in the training and trusted rows."""
+    for s, y in ys.items():
+        if y is not None and len(y) and int(y.min()) < 0:
+            raise error(path, f"y_{s} holds label {int(y.min())}: labels are class indices "
+                        "0, 1, ... (no negative labels)")
+        if y is not None and len(y) and int(y.max()) >= MAX_CLASSES:
+            raise error(path, f"y_{s} holds label {int(y.max())}: labels are class indices "
+                        f"below {MAX_CLASSES} (at most {MAX_CLASSES} classes)")
     top = max(int(y.max()) for y in ys.values() if y is not None)
     if "class_names" in arrays:
         names = arrays["class_names"]
+        if names.ndim == 1 and len(names) > MAX_CLASSES:
+            raise error(path, f"class_names holds {len(names)} names, more than the "
+                        f"{MAX_CLASSES} classes own data may have")
         if names.dtype.kind not in "US" or names.ndim != 1:
             raise error(path, f"class_names must be strings [C], got dtype {names.dtype} "
                         f"shape {names.shape}")

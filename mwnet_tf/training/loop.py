@@ -17,7 +17,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from mwnet_tf import methods, optim, precision, serving, steps, takehome
+from mwnet_tf import keras_file, methods, optim, precision, serving, steps, takehome
 from mwnet_tf.config import AUTO_MODEL, Config, is_model_file, is_own_dataset
 from mwnet_tf.data import BiasedData, DataUnavailableError, load_dataset, make_biased_data
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
@@ -126,27 +126,14 @@ def auto_model(data: BiasedData) -> str:
     return "mlp" if len(data.input_shape) == 1 else "cnn"
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:300]
-
-
 def load_model_file(path: str, data: BiasedData) -> keras.Model:
-    """`--model=PATH.keras`: the model in safe mode (a Lambda layer's code is refused),
-    checked against the data: its input takes the data's shape, its output has one logit per
-    class. Every problem is a one-line `ValueError`."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--model={path}: no such file")
-    try:
-        model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    except Exception as e:  # noqa: BLE001 (Keras raises many kinds)
-        text = str(e)
-        if "Lambda" in text or "safe_mode" in text:
-            raise ValueError(f"--model={path}: holds a Lambda layer, whose Python code is not "
-                             "loaded (safe mode): rebuild the model without Lambda layers, or "
-                             "with a registered custom layer") from None
-        raise ValueError(f"--model={path}: cannot be loaded as a Keras 3 model "
-                         f"({_first_line(e)})") from None
+    """`--model=PATH.keras`: the model, its config checked as data first and then loaded in
+    safe mode (`keras_file.load_keras_file`), checked against the data: one input, of the
+    data's shape, and one output, one logit per class. Every problem is a one-line
+    `ValueError`."""
+    what = f"--model={path}"
+    model = keras_file.load_keras_file(path, what)
+    keras_file.check_single_io(model, what)
     shape = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     want = tuple(data.input_shape)
     if shape is None or len(shape) != len(want) or any(
