@@ -271,6 +271,20 @@ def _method_errors(c: Config) -> list[str]:
                      if (e := p.check(c.method_params.get(p.name, p.default)))]
 
 
+def _own_seed_errors(c: Config) -> list[str]:
+    """Own data: the part seeds of draws it does not make."""
+    if not is_own_dataset(c.dataset):
+        return []
+    errors = []
+    if c.noise_seed is not None and c.noise == "none":
+        errors.append("--noise_seed seeds a synthetic --noise: with --noise=none your own "
+                      "data's labels are used as given")
+    if c.meta_seed is not None and c.meta_per_class is None and not c.dataset.startswith("tfds:"):
+        errors.append("--meta_seed seeds the draw of --meta_per_class trusted images per "
+                      "class: without it every trusted image of your data is used")
+    return errors
+
+
 def validate(c: Config) -> list[str]:
     """Returns one message per invalid field (empty when the config is valid)."""
     checks = [
@@ -326,14 +340,7 @@ def validate(c: Config) -> list[str]:
                                       ("meta_seed", c.meta_seed is not None),
                                       ("noise_seed", c.noise_seed is not None)) if v]
         errors += [not_for_clothing1m(given)] if given else []
-    if is_own_dataset(c.dataset):  # the seeds of draws own data does not make
-        if c.noise_seed is not None and c.noise == "none":
-            errors.append("--noise_seed seeds a synthetic --noise: with --noise=none your "
-                          "own data's labels are used as given")
-        if (c.meta_seed is not None and c.meta_per_class is None
-                and not c.dataset.startswith("tfds:")):
-            errors.append("--meta_seed seeds the draw of --meta_per_class trusted images per "
-                          "class: without it every trusted image of your data is used")
+    errors += _own_seed_errors(c)
     if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     return errors + _method_errors(c)

@@ -266,13 +266,7 @@ def main(argv: list[str]) -> None:
             print(note, file=sys.stderr)
         print(config_to_flagfile(config, workdir), end="")
         return
-    # Before TensorFlow loads and before the run folder is made: a wrong path answers at once.
-    missing = data_dir_check.problem(config.dataset, config.data_dir)
-    if missing:
-        fail(missing, 1)
-    inside = data_dir_check.workdir_problem(config.dataset, config.data_dir, workdir)
-    if inside:
-        fail(inside, 2)
+    _check_paths(config, workdir)
     task = None
     if config.strategy == "multi_worker":
         try:
@@ -317,6 +311,17 @@ def main(argv: list[str]) -> None:
         fail(str(e), 2)
     folder.release()
     _print_results(results, workdir, task)
+
+
+def _check_paths(config: config_lib.Config, workdir: str) -> None:
+    """--data_dir, and a run folder inside it, before TensorFlow loads and before the run
+    folder is made: a wrong path answers at once."""
+    missing = data_dir_check.problem(config.dataset, config.data_dir)
+    if missing:
+        fail(missing, 1)
+    inside = data_dir_check.workdir_problem(config.dataset, config.data_dir, workdir)
+    if inside:
+        fail(inside, 2)
 
 
 def _stop_on_signals() -> list[int]:
