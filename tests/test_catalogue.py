@@ -191,9 +191,9 @@ def _keras_model(base, kind):
     keras.Model(inputs, keras.layers.Dense(5 if kind == "outputs" else 3)(x)).save(
         f"{base}/net.keras")
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(30, 5)), np.arange(30) % 3
+    x, y, xm = rng.normal(size=(30, 5)), np.arange(30) % 3, rng.normal(size=(30, 5))
     os.makedirs(f"{base}/data")
-    np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=x, y_meta=y)
+    np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=xm, y_meta=y)
 
 
 def _cases() -> list[Case]:
