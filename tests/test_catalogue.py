@@ -196,6 +196,36 @@ def _keras_model(base, kind):
     np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=xm, y_meta=y)
 
 
+def _own_start(base, case, folder_argv=()):
+    """Own data in base/data that a run must refuse before it starts: meta/ hard links to
+    train/, one class (folder or npz), or a finished run in base/run whose two class folders
+    are then swapped (`folder_argv`: its command line)."""
+    import pathlib
+
+    import numpy as np
+    import test_own_data as own
+    root = pathlib.Path(base) / "data"
+    if case == "meta is train":
+        own.make_folder(root, {"train": 4, "test": 1})
+        shutil.copytree(root / "train", root / "meta", copy_function=os.link)
+    elif case == "one class":
+        own.make_folder(root, {"train": 4, "meta": 2, "test": 1}, classes=("cat",))
+    elif case == "one class npz":
+        x = np.random.default_rng(0).normal(size=(12, 3))
+        root.mkdir()
+        np.savez(root / "data.npz", x_train=x, y_train=np.zeros(12, int), x_meta=x[:4] + 9,
+                 y_meta=np.zeros(4, int))
+    else:  # swapped classes
+        own.make_folder(root, {"train": 4, "meta": 2, "test": 1})
+        proc = _SESSION[0].run(*[a.format(base=base) for a in folder_argv],
+                               f"--workdir={base}/run")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        train = root / "train"
+        os.rename(train / "cat", train / "swap")
+        os.rename(train / "dog", train / "cat")
+        os.rename(train / "swap", train / "dog")
+
+
 def _cases() -> list[Case]:
     t = TINY
     # Human noise on a tiny CIFAR-10 folder (not smoke.cfg: its --rate does not apply).
@@ -400,6 +430,18 @@ def _cases() -> list[Case]:
         Case("model file", "a .keras model file that does not exist",
              [*arrays, "--model={base}/none.keras"], 2, "no such file",
              setup=lambda b: _keras_model(b, "outputs")),
+        # own data and run folders checked before a run starts
+        Case("own data", "meta/ holding the images of train/ (hard links)", folder, 1,
+             "are also training images", setup=lambda b: _own_start(b, "meta is train")),
+        Case("own data", "an image folder of one class", folder, 1, "a single class",
+             setup=lambda b: _own_start(b, "one class")),
+        Case("own data", "npz labels of one class", arrays, 1, "a single class",
+             setup=lambda b: _own_start(b, "one class npz")),
+        Case("run folder", "a meta batch larger than the trusted set (no folder left)",
+             [*folder, "--meta_batch_size=64"], 2, "smaller than one meta batch",
+             setup=lambda b: _own(b, "folder", "few trusted")),
+        Case("run folder", "a finished run rerun with two class folders swapped", folder, 2,
+             "started on other data", setup=lambda b: _own_start(b, "swapped", folder)),
     ]
 
 
