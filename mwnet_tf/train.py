@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import signal
 import sys
 
@@ -191,12 +192,12 @@ def write_flagfile(workdir: str, text: str) -> None:
 
 
 def _remove_fresh_workdir(workdir: str) -> None:
-    """Removes a run folder this run created, if it holds nothing but its flags.cfg."""
-    names = os.listdir(workdir)
-    if set(names) <= {"flags.cfg"}:
-        for name in names:
-            os.remove(os.path.join(workdir, name))
-        os.rmdir(workdir)
+    """Removes a run folder this command created, with all that its start wrote (flags.cfg,
+    classes.json, empty TensorBoard logs), unless it holds a checkpoint."""
+    ckpts = os.path.join(workdir, run_folder.CHECKPOINTS)
+    if os.path.isdir(ckpts) and os.listdir(ckpts):
+        return
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 class _RunFolder:
@@ -227,8 +228,9 @@ class _RunFolder:
             fail(str(e), 2)
 
     def abandon(self) -> None:
-        """The lock released, a folder this command created removed if it holds nothing but
-        its flags.cfg."""
+        """The lock released, a folder this command created removed if it holds no
+        checkpoint (a folder that existed before is left to `on_start`: nothing is written
+        into it before the run has started)."""
         self.release()
         if self.chief and self.new and os.path.isdir(self.workdir):
             _remove_fresh_workdir(self.workdir)

@@ -193,9 +193,39 @@ def _keras_model(base, kind):
     keras.Model(inputs, keras.layers.Dense(5 if kind == "outputs" else 3)(x)).save(
         f"{base}/net.keras")
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(30, 5)), np.arange(30) % 3
+    x, y, xm = rng.normal(size=(30, 5)), np.arange(30) % 3, rng.normal(size=(30, 5))
     os.makedirs(f"{base}/data")
-    np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=x, y_meta=y)
+    np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=xm, y_meta=y)
+
+
+def _own_start(base, case, folder_argv=()):
+    """Own data in base/data that a run must refuse before it starts: meta/ hard links to
+    train/, one class (folder or npz), or a finished run in base/run whose two class folders
+    are then swapped (`folder_argv`: its command line)."""
+    import pathlib
+
+    import numpy as np
+    import test_own_data as own
+    root = pathlib.Path(base) / "data"
+    if case == "meta is train":
+        own.make_folder(root, {"train": 4, "test": 1})
+        shutil.copytree(root / "train", root / "meta", copy_function=os.link)
+    elif case == "one class":
+        own.make_folder(root, {"train": 4, "meta": 2, "test": 1}, classes=("cat",))
+    elif case == "one class npz":
+        x = np.random.default_rng(0).normal(size=(12, 3))
+        root.mkdir()
+        np.savez(root / "data.npz", x_train=x, y_train=np.zeros(12, int), x_meta=x[:4] + 9,
+                 y_meta=np.zeros(4, int))
+    else:  # swapped classes
+        own.make_folder(root, {"train": 4, "meta": 2, "test": 1})
+        proc = _SESSION[0].run(*[a.format(base=base) for a in folder_argv],
+                               f"--workdir={base}/run")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        train = root / "train"
+        os.rename(train / "cat", train / "swap")
+        os.rename(train / "dog", train / "cat")
+        os.rename(train / "swap", train / "dog")
 
 
 def _predict_run(base, spec=None, link=None):
@@ -499,6 +529,18 @@ def _cases() -> list[Case]:
                "holds inf", "inf weight_fn"),
               ("weight_fn", "a weight function holding NaN", [*t, "--weight_fn={base}/wfn"], 2,
                "holds NaN", "nan weight_fn")]],
+        # own data and run folders checked before a run starts
+        Case("own data", "meta/ holding the images of train/ (hard links)", folder, 1,
+             "are also training images", setup=lambda b: _own_start(b, "meta is train")),
+        Case("own data", "an image folder of one class", folder, 1, "a single class",
+             setup=lambda b: _own_start(b, "one class")),
+        Case("own data", "npz labels of one class", arrays, 1, "a single class",
+             setup=lambda b: _own_start(b, "one class npz")),
+        Case("run folder", "a meta batch larger than the trusted set (no folder left)",
+             [*folder, "--meta_batch_size=64"], 2, "smaller than one meta batch",
+             setup=lambda b: _own(b, "folder", "few trusted")),
+        Case("run folder", "a finished run rerun with two class folders swapped", folder, 2,
+             "started on other data", setup=lambda b: _own_start(b, "swapped", folder)),
     ]
 
 

@@ -130,8 +130,8 @@ def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_p
     _assert_same_run(_results(chief_dir), one_process_run)
     assert sorted(os.listdir(chief_dir)) == [
         "checkpoints", "classes.json", "classifier.json", "classifier.keras",
-        "classifier_serving", "flags.cfg", "history.json", "label_issues.csv", "results.json",
-        "test", "train", "weight_fn"]
+        "classifier_serving", "data.json", "flags.cfg", "history.json", "label_issues.csv",
+        "results.json", "test", "train", "weight_fn"]
     assert not worker_dir.parent.exists()  # the other worker wrote nothing
     assert os.listdir(scratch) == []  # and removed its temporary checkpoints
 

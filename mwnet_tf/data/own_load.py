@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from mwnet_tf.data import own_files, own_npz, own_tfds
-from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, OwnData
+from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, OwnData, error
 from mwnet_tf.errors import DataUnavailableError
 
 OWN_DATASETS = ("folder", "csv", "npz", "tfds:NAME")
@@ -30,15 +32,16 @@ def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None 
     if test_fraction is not None:
         split["test_fraction"] = test_fraction
     if dataset.startswith("tfds:"):
-        return own_tfds.load_tfds_dataset(dataset[5:], data_dir, image_key, label_key,
-                                          image_size=image_size, augment=augment, **split)
+        return check_classes(own_tfds.load_tfds_dataset(
+            dataset[5:], data_dir, image_key, label_key, image_size=image_size,
+            augment=augment, **split))
     if data_dir is None:
         raise DataUnavailableError(f"--dataset={dataset} needs --data_dir=" + {
             "folder": "DIR, the folder holding train/ and meta/ (and maybe test/)",
             "csv": "FILE.csv, the table of path,label[,split][,true_label] rows",
             "npz": "FILE.npz, the arrays x_train, y_train, x_meta, y_meta"}[dataset])
     if dataset == "npz":
-        return own_npz.load_npz_arrays(data_dir, augment=augment, **split)
+        return check_classes(own_npz.load_npz_arrays(data_dir, augment=augment, **split))
     files = dict(split, verify=verify)
     if image_size is not None:
         files["image_size"] = image_size
@@ -48,5 +51,16 @@ def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None 
         if os.path.isdir(data_dir):
             raise DataUnavailableError(f"--data_dir={data_dir} is a folder: --dataset=csv "
                                        "needs the .csv file itself")
-        return own_files.load_csv_table(data_dir, **files)
-    return own_files.load_image_folder(data_dir, **files)
+        return check_classes(own_files.load_csv_table(data_dir, **files))
+    return check_classes(own_files.load_image_folder(data_dir, **files))
+
+
+def check_classes(own: OwnData) -> OwnData:
+    """`own` if its training labels hold at least two classes: with one, every prediction
+    is right and the run would report 100% while learning nothing."""
+    present = np.unique(own.train_y)
+    if len(present) < 2:
+        only = (repr(own.class_names[int(present[0])]) if len(present) else "none")
+        raise error(own.source, f"the training labels hold a single class ({only}): a "
+                    "classifier needs at least two, else it is right on every image")
+    return own

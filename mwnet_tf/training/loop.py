@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from mwnet_tf import keras_file, methods, optim, precision, serving, steps, takehome
 from mwnet_tf.config import AUTO_MODEL, Config, is_model_file, is_own_dataset
-from mwnet_tf.data import BiasedData, DataUnavailableError, load_dataset, make_biased_data
+from mwnet_tf.data import BiasedData, DataUnavailableError, content, load_dataset, make_biased_data
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
 from mwnet_tf.data.data_dir import data_root
 from mwnet_tf.data.human_noise import load_human_labels
@@ -33,7 +33,7 @@ from mwnet_tf.training import tracking
 from mwnet_tf.training.checkpointer import Checkpointer
 from mwnet_tf.training.epoch import Epochs, epoch_lr, reading_images, train_epoch
 from mwnet_tf.training.evaluation import Evaluation, epoch_line
-from mwnet_tf.training.run_folder import remove_leftovers, write_json
+from mwnet_tf.training.run_folder import DATA, check_same_data, remove_leftovers, write_json
 
 CLASSES = "classes.json"  # the class names of the run, label k is the k-th
 
@@ -88,12 +88,15 @@ def load_own(config: Config) -> OwnData:
                          image_key=config.image_key, label_key=config.label_key)
 
 
-def _load_data(config: Config, log=None) -> tuple[BiasedData, OwnData | None]:
-    """The run's data, and own data as loaded (None for the built-in data sets)."""
+def _load_data(config: Config, log=None,
+               hasher: content.Hasher | None = None) -> tuple[BiasedData, OwnData | None]:
+    """The run's data, and own data as loaded (None for the built-in data sets); own data
+    whose trusted set is mostly training images is refused (`content.check_overlap`)."""
     if is_own_dataset(config.dataset):
         own = load_own(config)
         if log is not None:
             log(own.describe())
+        content.check_overlap(own, log, hasher)
         data = make_own_biased_data(own, noise=config.noise, rate=config.rate,
                                     imbalance=config.imbalance,
                                     meta_per_class=config.meta_per_class, seed=config.seed,
@@ -192,12 +195,12 @@ def _prepare(config: Config, strategy: tf.distribute.Strategy | None) -> tf.dist
     return strategy
 
 
-def _load(config: Config, data: BiasedData | None, replicas: int, log):
+def _load(config: Config, data: BiasedData | None, replicas: int, log, hasher=None):
     """The run's data (loaded unless given), own data as loaded (or None), the config with
     --model=auto resolved, and the method class, checked and described."""
     own = None
     if data is None:
-        data, own = _load_data(config, log)
+        data, own = _load_data(config, log, hasher)
     if config.model == AUTO_MODEL:
         config = config.replace(model=auto_model(data))
         log(f"--model=auto: {config.model} for inputs of shape {tuple(data.input_shape)}")
@@ -216,6 +219,16 @@ def _load(config: Config, data: BiasedData | None, replicas: int, log):
     if own is not None:
         log(f"classes: {', '.join(own.class_names)}")
     return config, data, own, method_cls
+
+
+def check_start(config: Config, data: BiasedData, method: methods.Method) -> None:
+    """The check of the meta batches that the first epoch of a stage would otherwise make
+    only once the run folder has changed: a `ValueError` before anything is written."""
+    for stage in method.stages():
+        if method.meta_batches(stage) and len(data.meta_y) < config.meta_batch_size:
+            raise ValueError(f"the meta set ({len(data.meta_y)} images) is smaller than one "
+                             f"meta batch ({config.meta_batch_size}): lower the meta batch "
+                             "size or raise meta_per_class")
 
 
 @dataclasses.dataclass
@@ -327,18 +340,24 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     and save their own copies to a temporary folder they remove.
     """
     strategy = _prepare(config, strategy)
-    config, data, own, method_cls = _load(config, data, strategy.num_replicas_in_sync, log)
+    hasher = content.Hasher()
+    config, data, own, method_cls = _load(config, data, strategy.num_replicas_in_sync, log,
+                                          hasher)
     class_names = (list(own.class_names) if own is not None
                    else serving.default_class_names(config.dataset, data.num_classes))
     chief = _is_chief(strategy)
     if chief:
+        prints = content.fingerprint(data, contents=own is not None, hasher=hasher)
+        check_same_data(workdir, prints)  # a resumed run: the data it started on
         os.makedirs(workdir, exist_ok=True)
     parts = _build(config, data, method_cls, strategy, workdir, chief, log, stop_requested)
+    check_start(config, data, parts.method)
     if chief:  # the run has started: the run folder may change from here on
         remove_leftovers(workdir)
         if on_start is not None:
             on_start()
         write_json(os.path.join(workdir, CLASSES), class_names)
+        write_json(os.path.join(workdir, DATA), prints)
     distributed = (strategy.num_replicas_in_sync > 1
                    or config.strategy in ("mirrored", "multi_worker"))
     epochs = Epochs(config, data, parts.method, classifier=parts.classifier,

@@ -30,6 +30,7 @@ from mwnet_tf.errors import TrainingError
 from mwnet_tf.training import faults
 
 CHECKPOINTS = "checkpoints"
+DATA = "data.json"  # the fingerprint of the data the run started on (`content.fingerprint`)
 # the temporary names of `atomic_file` and `atomic_folder`, and of the versions before them
 # (`NAME.tmp-PID` files, `.weight_fn-XXXXXXXX` export folders); `atomic_path`'s keep the
 # file's extension (`.STEM.tmp-PID.EXT`), which some writers need (Keras' `.keras`)
@@ -199,3 +200,26 @@ def prune_progress(ckpt_dir: str, kept: list[str]) -> None:
     for name in os.listdir(ckpt_dir):
         if name.startswith("progress-") and name.endswith(".json") and name not in keep:
             os.remove(os.path.join(ckpt_dir, name))
+
+
+def check_same_data(workdir: str, prints: dict[str, str]) -> None:
+    """A run folder holding checkpoints resumes only on the data it started on: a
+    `ValueError` when its `data.json` (written when it started) names other fingerprints
+    (`prints`, per split). A folder without checkpoints starts afresh, one without
+    `data.json` (written before it existed) is not checked."""
+    path = os.path.join(workdir, DATA)
+    ckpts = os.path.join(workdir, CHECKPOINTS)
+    if not (os.path.isfile(path) and os.path.isdir(ckpts) and os.listdir(ckpts)):
+        return
+    try:
+        with open(path) as f:
+            old = json.load(f)
+        changed = [k for k in prints if old.get(k) != prints[k]]
+    except (OSError, ValueError, AttributeError):
+        raise ValueError(f"cannot read {path}, the fingerprint of the data the run in "
+                         f"{workdir} started on; pass another --workdir") from None
+    if changed:
+        names = [{"train": "training", "meta": "trusted"}.get(k, k) for k in changed]
+        raise ValueError(
+            f"{workdir} holds a run started on other data (its {' and '.join(names)} images "
+            "or labels differ); pass another --workdir or give it the data it started on")
