@@ -22,6 +22,10 @@ import json
 import os
 import zipfile
 
+import keras
+
+import mwnet_tf.models  # noqa: F401  (registers the project's layers)
+
 CONFIG = "config.json"
 MAX_CONFIG_BYTES = 64 << 20  # ResNet-50's config is well under 1 MB
 MAX_DEPTH = 200  # nesting of the config's objects (a ResNet-50 nests about 10 deep)
@@ -42,9 +46,6 @@ PLAIN = frozenset({"__keras_tensor__", "__tensor__", "__numpy__"})
 
 def _project_classes() -> dict[str, type]:
     """This project's registered Keras classes by registered name ("mwnet_tf>Name")."""
-    import keras
-
-    import mwnet_tf.models  # noqa: F401  (registers the project's layers)
     return {k: v for k, v in keras.saving.get_custom_objects().items()
             if k.startswith("mwnet_tf>")}
 
@@ -149,7 +150,6 @@ def load_keras_file(path: str, what: str, *, compile: bool = False):
     `check_config`), then loaded by Keras in safe mode. Problems are one-line `ValueError`s
     naming `what`."""
     check_config(read_config(path, what), what)
-    import keras
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=compile)
     except Exception as e:  # noqa: BLE001 (Keras raises many kinds for a damaged file)
