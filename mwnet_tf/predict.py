@@ -316,8 +316,11 @@ def main(argv: list[str]) -> None:
               "--data_dir=FILE.npz|FOLDER --out predictions.csv", file=sys.stderr)
         sys.exit(2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from mwnet_tf.commandline import quiet_stderr
+
     try:
-        n = predict(argv[1], FLAGS.data_dir, FLAGS.out, FLAGS.batch_size)
+        with quiet_stderr():  # TensorFlow's C++ start-up lines, as train silences them
+            n = predict(argv[1], FLAGS.data_dir, FLAGS.out, FLAGS.batch_size)
     except PredictError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -31,11 +31,23 @@ class Case:
     `setup(base)`, the exit status and a piece of the message expected, the folder the
     command must leave as it found it (`watch`, default the run folder)."""
 
-    def __init__(self, kind, what, argv, code, expect, setup=None, env=None, watch="{base}/run"):
-        if not any(a.startswith("--workdir=") for a in argv):
+    def __init__(self, kind, what, argv, code, expect, setup=None, env=None, watch="{base}/run",
+                 command="train"):
+        if command == "train" and not any(a.startswith("--workdir=") for a in argv):
             argv = [*argv, "--workdir={base}/run"]  # never the default folder under runs/
         self.kind, self.what, self.argv, self.code, self.expect = kind, what, argv, code, expect
-        self.setup, self.env, self.watch = setup, env or {}, watch
+        self.setup, self.env, self.watch, self.command = setup, env or {}, watch, command
+
+
+def _run_command(case: Case, argv: list[str]):
+    """`python -m mwnet_tf.train` through the session, other commands in a process of their
+    own (timed out: a hang fails the case instead of the whole run)."""
+    if case.command == "train":
+        return _SESSION[0].run(*argv, **case.env)
+    import subprocess
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **case.env}
+    return subprocess.run([sys.executable, "-m", f"mwnet_tf.{case.command}", *argv], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=180)
 
 
 def _write(path, data=b"", mode="wb"):
@@ -194,6 +206,27 @@ def _keras_model(base, kind):
     x, y = rng.normal(size=(30, 5)), np.arange(30) % 3
     os.makedirs(f"{base}/data")
     np.savez(f"{base}/data/data.npz", x_train=x, y_train=y, x_meta=x, y_meta=y)
+
+
+def _walk(base, case, command="train"):
+    """An image folder in base/data with one problem of tests/test_image_files.py (in
+    train/cat); for predict a folder base/inputs with it, a classifier in base/model and an
+    empty base/out."""
+    import pathlib
+
+    import test_image_files as walk
+    if command == "train":
+        walk.make_layout_bad(pathlib.Path(base) / "data", case)
+        return
+    import test_predict
+    from test_own_data import write_image
+    if "predict" not in _FINISHED:  # one classifier for every case, copied
+        _FINISHED["predict"] = os.path.join(tempfile.mkdtemp(prefix="catalogue-model-"), "m")
+        test_predict._export(test_predict._data((6, 5, 3)), pathlib.Path(_FINISHED["predict"]))
+    shutil.copytree(_FINISHED["predict"], os.path.join(base, "model"))
+    write_image(os.path.join(base, "inputs", "ok.png"))
+    walk.make_bad(os.path.join(base, "inputs"), case)
+    os.makedirs(os.path.join(base, "out"))
 
 
 def _cases() -> list[Case]:
@@ -400,6 +433,26 @@ def _cases() -> list[Case]:
         Case("model file", "a .keras model file that does not exist",
              [*arrays, "--model={base}/none.keras"], 2, "no such file",
              setup=lambda b: _keras_model(b, "outputs")),
+        # folder walks and image files, train (--dataset=folder) and predict (a folder)
+        Case("image files", "a FIFO named x.png in a class folder", folder, 1,
+             "named pipe (FIFO)", setup=lambda b: _walk(b, "fifo")),
+        Case("image files", "two symlink loops in a class folder", folder, 1, "symlink loop",
+             setup=lambda b: _walk(b, "symlink loops")),
+        Case("image files", "a class folder symlinked outside --data_dir", folder, 1,
+             "leads out of the data folder", setup=lambda b: _walk(b, "class outside")),
+        Case("image files", "a PNG header declaring 100000 x 100000 pixels", folder, 1,
+             "too large", setup=lambda b: _walk(b, "bomb")),
+        Case("image files", "a notes.txt in a class folder", folder, 1, "notes.txt",
+             setup=lambda b: _walk(b, "not an image")),
+        *(Case("image files", f"predict: {what}", ["{base}/model", "--data_dir={base}/inputs",
+                                                   "--out={base}/out/p.csv"], 1, expect,
+               setup=lambda b, c=case: _walk(b, c, "predict"), watch="{base}/out",
+               command="predict")
+          for what, case, expect in (
+              ("a FIFO named x.png in the input folder", "fifo", "named pipe (FIFO)"),
+              ("two symlink loops in the input folder", "symlink loops", "symlink loop"),
+              ("a notes.txt in the input folder", "not an image", "notes.txt"),
+              ("a PNG header declaring 100000 x 100000 pixels", "bomb", "too large"))),
     ]
 
 
@@ -430,7 +483,7 @@ def run_catalogue(base: str) -> list[dict]:
                 case.setup(folder)
             watch = case.watch.format(base=folder)
             snap = _snapshot(watch)
-            out = _SESSION[0].run(*[a.format(base=folder) for a in case.argv], **case.env)
+            out = _run_command(case, [a.format(base=folder) for a in case.argv])
             lines = [line for line in out.stderr.splitlines() if line.strip()]
             message = lines[-1] if lines else ""
             rows.append({"case": case, "code": out.returncode, "lines": lines,
