@@ -6,6 +6,7 @@ opened) fails the test instead of hanging it."""
 
 import json
 import os
+import pathlib
 import struct
 import subprocess
 import sys
@@ -74,6 +75,10 @@ def make_layout_bad(root, case):
         write_image(os.path.join(outside, "0.png"))
         os.symlink(outside, os.path.join(root, "train", "cow"))
         return root, [os.path.join(root, "train", "cow"), "leads out of the data folder"]
+    if case == "split outside":
+        outside = make_folder(pathlib.Path(f"{root.rstrip(os.sep)}_elsewhere"), {"test": 1})
+        os.symlink(os.path.join(outside, "test"), os.path.join(root, "test"))
+        return root, [os.path.join(root, "test"), "leads out of the data folder"]
     if case == "twice":
         os.symlink(os.path.join("..", "dog"), os.path.join(cat, "more"))
         return root, [os.path.join(cat, "more"), "again", os.path.join(root, "train", "dog")]
@@ -100,6 +105,8 @@ def test_a_symlink_inside_the_data_folder_is_followed(tmp_path):
     write_image(tmp_path / "extra" / "e.png")
     os.symlink(tmp_path / "extra", tmp_path / "train" / "cat" / "more")
     os.symlink(tmp_path / "extra" / "e.png", tmp_path / "meta" / "dog" / "link.png")
+    (tmp_path / "train" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # hidden, in a split
+    (tmp_path / "meta" / ".thumbs").mkdir()
     names, splits = list_image_folder(root)
     assert names == ("cat", "dog")
     assert len(splits["train"][0]) == 5 and len(splits["meta"][0]) == 5
@@ -107,7 +114,7 @@ def test_a_symlink_inside_the_data_folder_is_followed(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["symlink loops", "not an image", "bomb", "large",
-                                  "broken symlink", "class outside", "twice"])
+                                  "broken symlink", "class outside", "split outside", "twice"])
 def test_bad_files_in_a_class_folder_are_one_line_errors_for_train(tmp_path, case):
     root, parts = make_layout_bad(tmp_path / "data", case)
     one_line_error(load_image_folder, root, image_size=8, match=parts)
@@ -136,11 +143,13 @@ def test_the_pixel_bound_is_checked_from_the_header_and_an_image_at_the_bound_pa
 CHILD = """
 import json, sys
 from mwnet_tf import predict
-from mwnet_tf.data.own_files import load_image_folder
+from mwnet_tf.data.own_files import load_csv_table, load_image_folder
 from mwnet_tf.errors import DataUnavailableError
 try:
     if sys.argv[1] == "train":
         load_image_folder(sys.argv[2], image_size=8)
+    elif sys.argv[1] == "csv":
+        load_csv_table(sys.argv[2], image_size=8)
     elif sys.argv[1] == "predict":
         predict.read_inputs(sys.argv[2], json.loads(sys.argv[3]))
     else:
@@ -163,6 +172,15 @@ def test_a_fifo_in_a_class_folder_is_refused_for_train_without_opening_it(tmp_pa
     root, parts = make_layout_bad(tmp_path / "data", "fifo")
     message = _child("train", root)
     assert "\n" not in message and all(p in message for p in parts), message
+
+
+def test_a_fifo_named_by_a_csv_table_is_refused_without_opening_it(tmp_path):
+    write_image(tmp_path / "img" / "a.png")
+    os.mkfifo(tmp_path / "img" / "x.png")
+    (tmp_path / "data.csv").write_text("path,label,split\nimg/a.png,cat,train\n"
+                                       "img/x.png,cat,meta\n")
+    message = _child("csv", str(tmp_path / "data.csv"))
+    assert "line 3" in message and "img/x.png" in message and "not a file" in message, message
 
 
 def test_a_fifo_in_predicts_folder_or_named_directly_is_refused_without_opening_it(tmp_path):
