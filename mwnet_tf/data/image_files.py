@@ -115,7 +115,13 @@ def walk_images(folder: str, root: str | None = None, seen: dict | None = None) 
         for entry in entries:
             if entry.is_symlink():
                 resolved_inside(entry.path, root, real_root)
-            mode = _stat(entry.path).st_mode
+                mode = _stat(entry.path).st_mode
+            elif entry.is_dir(follow_symlinks=False):  # the listing's type: no stat needed
+                mode = stat.S_IFDIR
+            elif entry.is_file(follow_symlinks=False):
+                mode = stat.S_IFREG
+            else:
+                mode = _stat(entry.path).st_mode
             if stat.S_ISDIR(mode):
                 folders.append(entry.path)
             elif not stat.S_ISREG(mode):
