@@ -10,12 +10,14 @@ folder in the training layout (`train/`, `meta/`, optional `test/` class folders
 and `given_class`; an .npz file with an array `x` (or `x_test`): uint8
 images [N, H, W, C] of the data set's shape ([N, H, W] for one channel), any size for data
 read from files, or float features [N, ...]; or a folder of images searched recursively (PNG,
-JPEG, BMP, GIF: the first frame), each decoded, converted to the data set's channels and
-resized to its images (data read from files: as the test set's, `pipeline.decode_image` for
-own image folders, resized and center-cropped for Clothing1M). The inputs are then normalized
-as in training. The classifier's config is checked as data (`keras_file`), then it is read with
-`keras.saving.load_model(..., safe_mode=True)`: no SavedModel graph and no Python code from the
-file are run.
+JPEG, BMP, GIF: the first frame; hidden files and folders ignored, any other file that is not
+a regular image file an error, as for `--dataset=folder`: `data.image_files`), each decoded,
+converted to the data set's channels and resized to its images (data read from files: as
+the test set's, `pipeline.decode_image` for own image folders, resized and center-cropped for
+Clothing1M). The inputs are then normalized
+as in training. The classifier's config is checked as data (`keras_file`), then it is
+read with `keras.saving.load_model(..., safe_mode=True)`: no SavedModel graph and no Python
+code from the file are run.
 
 Writes `--out` (replaced atomically, never half-written): `index` (npz) or `path` (relative to
 the folder), `predicted_label`, `predicted_class` (the name in classifier.json) and
@@ -37,7 +39,6 @@ from absl import flags
 from mwnet_tf import commandline
 
 FLAGS = flags.FLAGS
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NPZ_KEYS = ("x", "x_test")
 
 
@@ -191,14 +192,16 @@ def read_npz(path: str, spec: dict):
 
 
 def image_files(folder: str) -> list[str]:
-    """The image files under `folder` (recursively, by extension), sorted, relative."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in files:
-            if name.lower().endswith(IMAGE_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(root, name), folder))
-    return sorted(found)
+    """The image files under `folder` (recursively, `image_files.walk_images`: the rule of
+    `train`'s image folders), sorted, relative."""
+    from mwnet_tf.data.image_files import walk_images
+    from mwnet_tf.errors import DataUnavailableError
+
+    try:
+        found = walk_images(folder)
+    except DataUnavailableError as e:
+        raise PredictError(str(e)) from None
+    return sorted(os.path.relpath(p, folder) for p in found)
 
 
 def read_image(path: str, spec: dict):
@@ -209,8 +212,14 @@ def read_image(path: str, spec: dict):
     reads own image files (which it is, for those)."""
     import tensorflow as tf
 
+    from mwnet_tf.data.image_files import read_header
     from mwnet_tf.data.pipeline import decode_image
+    from mwnet_tf.errors import DataUnavailableError
 
+    try:  # a regular image file of at most MAX_PIXELS pixels, before anything is decoded
+        read_header(path)
+    except DataUnavailableError as e:
+        raise PredictError(str(e)) from None
     channels = int(spec["raw_shape"][-1])
     if spec.get("resize"):
         size = (int(spec["resize"]),) * 2
@@ -251,6 +260,7 @@ def read_folder(folder: str, spec: dict):
                            "an .npz file")
     names = image_files(folder)
     if not names:
+        from mwnet_tf.data.image_files import IMAGE_EXTENSIONS
         raise PredictError(f"{folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     images = [read_image(os.path.join(folder, n), spec) for n in names]
     return names, np.stack(images)
@@ -317,6 +327,8 @@ def read_inputs(source: str, spec: dict, check=None):
         return (*read_folder(source, spec), "path", {})
     if not os.path.exists(source):
         raise PredictError(f"{source}: no such file or folder")
+    if not os.path.isfile(source):  # a FIFO, socket or device is never opened
+        raise PredictError(f"{source}: not a regular file or a folder")
     if source.lower().endswith(".csv"):
         ids, x, extra = _labeled(source, spec, check)
         return ids, x, "path", extra

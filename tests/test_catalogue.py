@@ -255,6 +255,27 @@ def _hostile(base, kind):
     hostile_files.catalogue_setup(base, kind)
 
 
+def _walk(base, case, command="train"):
+    """An image folder in base/data with one problem of tests/test_image_files.py (in
+    train/cat); for predict a folder base/inputs with it, a classifier in base/model and an
+    empty base/out."""
+    import pathlib
+
+    import test_image_files as walk
+    if command == "train":
+        walk.make_layout_bad(pathlib.Path(base) / "data", case)
+        return
+    import test_predict
+    from test_own_data import write_image
+    if "predict" not in _FINISHED:  # one classifier for every case, copied
+        _FINISHED["predict"] = os.path.join(tempfile.mkdtemp(prefix="catalogue-model-"), "m")
+        test_predict._export(test_predict._data((6, 5, 3)), pathlib.Path(_FINISHED["predict"]))
+    shutil.copytree(_FINISHED["predict"], os.path.join(base, "model"))
+    write_image(os.path.join(base, "inputs", "ok.png"))
+    walk.make_bad(os.path.join(base, "inputs"), case)
+    os.makedirs(os.path.join(base, "out"))
+
+
 def _cases() -> list[Case]:
     t = TINY
     # Human noise on a tiny CIFAR-10 folder (not smoke.cfg: its --rate does not apply).
@@ -541,6 +562,26 @@ def _cases() -> list[Case]:
              setup=lambda b: _own(b, "folder", "few trusted")),
         Case("run folder", "a finished run rerun with two class folders swapped", folder, 2,
              "started on other data", setup=lambda b: _own_start(b, "swapped", folder)),
+        # folder walks and image files, train (--dataset=folder) and predict (a folder)
+        Case("image files", "a FIFO named x.png in a class folder", folder, 1,
+             "named pipe (FIFO)", setup=lambda b: _walk(b, "fifo")),
+        Case("image files", "two symlink loops in a class folder", folder, 1, "symlink loop",
+             setup=lambda b: _walk(b, "symlink loops")),
+        Case("image files", "a class folder symlinked outside --data_dir", folder, 1,
+             "leads out of the data folder", setup=lambda b: _walk(b, "class outside")),
+        Case("image files", "a PNG header declaring 100000 x 100000 pixels", folder, 1,
+             "too large", setup=lambda b: _walk(b, "bomb")),
+        Case("image files", "a notes.txt in a class folder", folder, 1, "notes.txt",
+             setup=lambda b: _walk(b, "not an image")),
+        *(Case("image files", f"predict: {what}", ["{base}/model", "--data_dir={base}/inputs",
+                                                   "--out={base}/out/p.csv"], 1, expect,
+               setup=lambda b, c=case: _walk(b, c, "predict"), watch="{base}/out",
+               module="mwnet_tf.predict")
+          for what, case, expect in (
+              ("a FIFO named x.png in the input folder", "fifo", "named pipe (FIFO)"),
+              ("two symlink loops in the input folder", "symlink loops", "symlink loop"),
+              ("a notes.txt in the input folder", "not an image", "notes.txt"),
+              ("a PNG header declaring 100000 x 100000 pixels", "bomb", "too large"))),
     ]
 
 

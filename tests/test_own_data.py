@@ -26,8 +26,8 @@ from mwnet_tf.data import (
     make_own_biased_data,
 )
 from mwnet_tf.data.bias import BiasedData
+from mwnet_tf.data.image_files import read_header
 from mwnet_tf.data.own import hold_out
-from mwnet_tf.data.own_files import image_format
 from mwnet_tf.data.pipeline import (
     find_undecodable,
     make_test_dataset,
@@ -136,7 +136,7 @@ def test_four_formats_and_mixed_channels_go_through_the_pipeline(tmp_path, gray_
     own = load_image_folder(str(tmp_path), image_size=12)
     channels = 1 if gray_only else 3
     assert own.channels == channels and len(own.mean) == channels
-    formats = {image_format(p) for p in own.train_x}
+    formats = {read_header(p)[0] for p in own.train_x}
     assert formats == set(FORMATS) - ({"GIF"} if gray_only else set())
     data = make_own_biased_data(own, seed=0)
     assert data.from_files and not data.resize_crop and data.input_shape == (12, 12, channels)

@@ -109,7 +109,7 @@ def test_a_folder_of_images_recursively_each_format(color, tmp_path):
     _save(same, folder / "sub" / "b.bmp", "BMP")
     _save(bigger, folder / "sub" / "deeper" / "c.GIF", "GIF")
     _save(bigger, folder / "d.jpg", "JPEG")
-    (folder / "notes.txt").write_text("not an image")
+    (folder / ".DS_Store.png").write_text("hidden: ignored")  # (other files: test_image_files)
     out = tmp_path / "p.csv"
     assert predict.predict(str(run), str(folder), str(out)) == 4
     rows = _read(out)
@@ -217,7 +217,7 @@ def test_bad_input_is_one_line_and_leaves_the_output_alone(gray, tmp_path):
     bad_images = tmp_path / "imgs"
     _save(np.zeros((6, 5, 1), np.uint8), bad_images / "ok.png", "PNG")
     (bad_images / "broken.png").write_bytes(b"\x89PNG but not really")
-    _fails("broken.png: cannot decode the image", run, bad_images, out)
+    _fails("broken.png: not an image", run, bad_images, out)
     (tmp_path / "no_images").mkdir()
     _fails("holds no image files", run, tmp_path / "no_images", out)
     _fails("no such folder", run, good, tmp_path / "nowhere" / "p.csv")

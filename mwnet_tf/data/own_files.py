@@ -9,7 +9,10 @@ Folder layout::
     DIR/test/<class>/...    optional; without it a stratified part of meta/ is held out
 
 Class names are the sorted folder names of train/; meta/ (and test/) must have the same ones.
-Images may sit in sub-folders of a class folder; hidden files (`.name`) are skipped.
+Images may sit in sub-folders of a class folder. The folders are walked by
+`image_files.walk_images` (the rule `predict` also follows): hidden files and folders
+(`.name`) are ignored, every other file must be a regular image file by its extension,
+symlinks may not lead out of the data folder, and no folder is entered twice.
 
 Table: a CSV with a header and the columns `path` and `label`, optional `split` (train, meta
 or test) and `true_label`. A table without a `split` column is refused: MW-Net needs a
@@ -18,7 +21,8 @@ noisy labels would make the "trusted" set as noisy as the rest).
 
 Images: JPEG, PNG, BMP or GIF (first frame), recognized by their first bytes when the files
 are listed (a file that is not one of them is an error naming it). Their headers are read
-(PIL) to choose the channels: 3 if any image has color (a GIF counts as color), else 1.
+(PIL, `image_files.read_header`: at most `image_files.MAX_PIXELS` pixels) to choose the
+channels: 3 if any image has color (a GIF counts as color), else 1.
 When the data set holds at most `VERIFY_LIMIT` files every image is also decoded once at
 load time (the decoder of training), so a damaged one is named before the run starts; for
 larger sets `pipeline.name_unreadable` finds it after TensorFlow's error.
@@ -36,6 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mwnet_tf.data.image_files import is_hidden, read_header, resolved_inside, walk_images
 from mwnet_tf.data.own import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_FRACTION,
@@ -51,56 +56,27 @@ VERIFY_LIMIT = 10_000
 STATS_SAMPLE = 512
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SPLITS = ("train", "meta", "test")
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
-          (b"GIF89a", "GIF"), (b"BM", "BMP"))
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 
 
-def image_format(path: str) -> str | None:
-    """"JPEG", "PNG", "GIF" or "BMP" by the file's first bytes, else None."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
-
-
 def image_has_color(path: str) -> bool:
-    """Whether an image file has color (its header, read by PIL); a file that is not a
-    JPEG, PNG, BMP or GIF, or whose header is damaged, is a `DataUnavailableError`."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        fmt = image_format(path)
-    except OSError as e:
-        raise error(path, f"cannot be read ({e.strerror or e})") from None
-    if fmt is None:
-        raise error(path, "not an image: not a JPEG, PNG, BMP or GIF file by its first bytes")
-    try:
-        with Image.open(path) as image:
-            mode = image.mode
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise error(path, f"damaged {fmt} image: its header cannot be read ({e})") from None
+    """Whether an image file has color (its header, `image_files.read_header`); a file that is
+    not a regular JPEG, PNG, BMP or GIF file, whose header is damaged or that declares more than
+    `image_files.MAX_PIXELS` pixels, is a `DataUnavailableError`."""
+    fmt, mode, _ = read_header(path)
     return fmt == "GIF" or mode not in _GRAY_MODES
 
 
-def _files_under(folder: str) -> list[str]:
-    """Every file under `folder` (sub-folders included, hidden ones skipped), sorted."""
-    out = []
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
-    return out
-
-
-def _class_folders(split_dir: str) -> dict[str, list[str]]:
-    """{class name: its files} of one split folder."""
+def _class_folders(split_dir: str, root: str, seen: dict) -> dict[str, list[str]]:
+    """{class name: its files} of one split folder (`image_files.walk_images`)."""
     classes = {}
     for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
-        if entry.name.startswith("."):
+        if is_hidden(entry.name):
             continue
         if not entry.is_dir():
             raise error(entry.path, f"a file directly in {split_dir}: images go into class "
                         "folders, <split>/<class>/<image>")
-        files = _files_under(entry.path)
+        files = walk_images(entry.path, root, seen)
         if not files:
             raise error(entry.path, "empty class folder (no image in it)")
         classes[entry.name] = files
@@ -117,12 +93,15 @@ def list_image_folder(data_dir: str) -> tuple[tuple[str, ...], dict]:
         raise DataUnavailableError(f"--data_dir={data_dir} does not exist or is not a folder")
     present = {s: os.path.join(data_dir, s) for s in SPLITS
                if os.path.isdir(os.path.join(data_dir, s))}
+    for split_dir in present.values():
+        resolved_inside(split_dir, data_dir)
     for needed in ("train", "meta"):
         if needed not in present:
             raise error(os.path.join(data_dir, needed),
                         "missing: an image folder needs train/<class>/ (labels as given) and "
                         "meta/<class>/ (the trusted set), test/<class>/ optional")
-    folders = {s: _class_folders(d) for s, d in present.items()}
+    seen: dict = {}  # the folders entered: none twice, across the splits
+    folders = {s: _class_folders(d, data_dir, seen) for s, d in present.items()}
     names = tuple(folders["train"])
     for split in ("meta", "test"):
         if split not in folders:
