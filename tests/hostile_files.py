@@ -75,7 +75,7 @@ def npy_bytes(shape, descr="<f8", payload=b"\0" * 64) -> bytes:
 def arrays(n=30, d=5, classes=3):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(n, d)), np.arange(n) % classes
-    return dict(x_train=x, y_train=y, x_meta=x, y_meta=y)
+    return dict(x_train=x, y_train=y, x_meta=rng.normal(size=(n, d)), y_meta=y)
 
 
 def huge_npz(path, key="x_train", rows=10 ** 12, compress=zipfile.ZIP_STORED):

@@ -95,7 +95,8 @@ def test_two_inputs_or_two_outputs_are_refused(tmp_path):
 def _npz(path):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(30, 5)).astype(np.float32), np.arange(30) % 3
-    np.savez(path, x_train=x, y_train=y, x_meta=x, y_meta=y)
+    np.savez(path, x_train=x, y_train=y, x_meta=rng.normal(size=(30, 5)).astype(np.float32),
+             y_meta=y)
 
 
 def test_a_planted_module_is_never_imported_by_train_or_predict(tmp_path):
