@@ -1,23 +1,29 @@
 """Chooses MW-Net's weight-net settings for own data on evidence: own-data files made from a
 built-in set, a validation part held out of its training data, each candidate setting run
-through the real CLI (`python -m mwnet_tf.train --dataset=npz`).
+through the real CLI (`python -m mwnet_tf.train --dataset=npz`, own-data defaults otherwise).
 
     python benchmarks/own_data_defaults.py --out=/tmp/own_defaults \\
-        --json=benchmarks/own_data_defaults.json
+        --json=benchmarks/own_data_defaults_digits.json
+    python benchmarks/own_data_defaults.py --dataset=fashion_mnist --train_per_class=200 \\
+        --cases=flip0.3,clean --candidates=adam1e-3,sgd1e-5 --seeds=0 --out=/tmp/own_defaults \\
+        --json=benchmarks/own_data_defaults_fashion.json
 
-For each case (`--cases`: flip0.3, clean, longtail10) and seed, it writes OUT/data/CASE-sS.npz:
-the digits training split (1,297 images; the digits test set is never touched) less a stratified,
-seeded validation part of `--val_per_class` clean images per class, which the npz holds as its
-test split (`x_test`, `y_test`: the run's "test accuracy" is a validation accuracy); of the rest,
-`--meta_per_class` clean images per class are the trusted set (`x_meta`), and the training
-labels are biased on the file's side (`mwnet_tf.data.make_biased_data`: flip noise, or a long
+For each case (`--cases`: flip0.3, clean, longtail10) and seed it writes
+OUT/data/DATASET-CASE-sS.npz: the set's training split (digits: 1,297 images; the set's own test
+split is never touched) less a stratified, seeded validation part of `--val_per_class` clean
+images per class, which the npz holds as its test split (`x_test`, `y_test`: the run's "test
+accuracy" is a validation accuracy); of the rest (`--train_per_class` per class, if given),
+`--meta_per_class` clean images per class are the trusted set (`x_meta`) and the labels of the
+others are biased on the file's side (`mwnet_tf.data.make_biased_data`: flip noise, or a long
 tail), with `y_train_true` beside them so that the run measures how well its ranking finds the
-wrong labels. Each candidate (`--candidates`, `CANDIDATES` below) then trains MW-Net on the file
-with the own-data defaults and only the weight-net flags set, one run folder OUT/runs/CASE-CAND-sS;
-the JSON collects per run: final and best validation accuracy, the detection AUROC of the run's
-ranking (`label_issue_detection.auroc`, MW-Net's learned weights) and of the plain loss, the
-mean weight of clean and of corrupted training samples, and the learned weight curve.
-A run whose results are already in the JSON is skipped (rerun to resume).
+wrong labels. Digits are written as feature vectors [N, 64] (the own-data model is then the
+MLP), Fashion-MNIST as uint8 images (the CNN). Each candidate (`CANDIDATES` below) then trains
+MW-Net on the file with only the five weight-net flags set, in OUT/runs/DATASET-CASE-CAND-sS.
+The JSON keeps per run: final and best validation accuracy, the detection AUROC of the run's
+ranking (`label_issue_detection.auroc`: by MW-Net's learned weight) and of the plain loss, the
+last epoch's mean weight of clean and of corrupted training samples, and the learned weight
+curve; the script ends with a table of means over seeds. A run already in the JSON is skipped
+(rerun the same command to resume or to print the table).
 """
 
 from __future__ import annotations
@@ -131,19 +137,22 @@ def _rise(run: dict) -> float | None:
 
 
 def table(runs: dict) -> str:
-    """Means (± sample std) over seeds, one line per data set, case and candidate."""
-    lines = ["dataset       case        candidate  seeds  val acc (%)     weight AUROC   "
-             "loss AUROC  w(8)-w(0)"]
+    """A markdown table of means (± sample std) over seeds, one row per data set, case and
+    candidate."""
+    lines = ["| data set | case | weight net | seeds | val. acc. (%) | AUROC by weight | "
+             "AUROC by loss | w(8) - w(0) |", "|---|---|---|---:|---:|---:|---:|---:|"]
     groups: dict = {}
     for r in runs.values():
         groups.setdefault((r.get("dataset", "digits"), r["case"], r["candidate"]), []).append(r)
     for (dataset, case, cand), g in sorted(groups.items()):
         acc = _mean_std(r["val_accuracy"] for r in g)
         auc = _mean_std(r["weight_auroc"] for r in g)
-        lines.append(f"{dataset:<13} {case:<11} {cand:<10} {len(g):>5}  "
-                     f"{acc[0]:6.2f} ± {acc[1]:4.2f}  {auc[0]:6.3f} ± {auc[1]:5.3f}  "
-                     f"{_mean_std(r['loss_auroc'] for r in g)[0]:10.3f}  "
-                     f"{_mean_std(_rise(r) for r in g)[0]:+9.3f}")
+        loss_auc = _mean_std(r["loss_auroc"] for r in g)[0]
+        rise = _mean_std(_rise(r) for r in g)[0]
+        aucs = ("-", "-") if np.isnan(auc[0]) else (f"{auc[0]:.3f} ± {auc[1]:.3f}",
+                                                     f"{loss_auc:.3f}")
+        lines.append(f"| {dataset} | {case} | {cand} | {len(g)} | {acc[0]:.2f} ± {acc[1]:.2f} | "
+                     f"{aucs[0]} | {aucs[1]} | {rise:+.3f} |")
     return "\n".join(lines)
 
 

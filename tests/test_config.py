@@ -217,6 +217,7 @@ def test_own_data_takes_its_weight_net_and_the_paper_flagfiles_keep_theirs(cli):
                  ("--dataset=npz", "--data_dir=t.npz", "--imbalance=10"),
                  ("--dataset=tfds:mnist", "--noise=uniform", "--rate=0.4")):
         assert weight_net(*args) == OWN_DATA_WEIGHT_NET, args
+    assert OWN_DATA_WEIGHT_NET["meta_optimizer"] == "sgd"  # not the base default's Adam
     # a weight-net flag given still wins over the own-data default
     given = weight_net("--dataset=npz", "--data_dir=t.npz", "--meta_optimizer=sgd",
                        "--meta_lr=1e-5")
