@@ -137,7 +137,7 @@ def _rise(run: dict) -> float | None:
 
 
 def table(runs: dict) -> str:
-    """A markdown table of means (± sample std) over seeds, one row per data set, case and
+    """A markdown table of means (sample std) over seeds, one row per data set, case and
     candidate."""
     lines = ["| data set | case | weight net | seeds | val. acc. (%) | AUROC by weight | "
              "AUROC by loss | w(8) - w(0) |", "|---|---|---|---:|---:|---:|---:|---:|"]
@@ -149,9 +149,9 @@ def table(runs: dict) -> str:
         auc = _mean_std(r["weight_auroc"] for r in g)
         loss_auc = _mean_std(r["loss_auroc"] for r in g)[0]
         rise = _mean_std(_rise(r) for r in g)[0]
-        aucs = ("-", "-") if np.isnan(auc[0]) else (f"{auc[0]:.3f} ± {auc[1]:.3f}",
+        aucs = ("-", "-") if np.isnan(auc[0]) else (f"{auc[0]:.3f} (sd {auc[1]:.3f})",
                                                      f"{loss_auc:.3f}")
-        lines.append(f"| {dataset} | {case} | {cand} | {len(g)} | {acc[0]:.2f} ± {acc[1]:.2f} | "
+        lines.append(f"| {dataset} | {case} | {cand} | {len(g)} | {acc[0]:.2f} (sd {acc[1]:.2f}) | "
                      f"{aucs[0]} | {aucs[1]} | {rise:+.3f} |")
     return "\n".join(lines)
 
