@@ -349,6 +349,11 @@ def validate(c: Config) -> list[str]:
 # The class-imbalance code's weight-net optimizer (Table 1).
 TABLE1_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9,
                          meta_nesterov=True, meta_weight_decay=5e-4)
+# Own data's weight-net optimizer, whatever its noise or imbalance: Table 1's SGD 1e-5, chosen
+# on held-out validation data over the noisy-label tables' Adam 1e-3 as the safer of the two
+# (docs/data.md, "The weight net's default"; benchmarks/own_data_defaults.py).
+OWN_DATA_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9,
+                           meta_nesterov=True, meta_weight_decay=5e-4)
 
 
 def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
@@ -379,7 +384,8 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
     elif is_own_dataset(dataset):  # modest: small data sets, the model chosen by the input
         d.update(noise="none", rate=0.0, model=AUTO_MODEL, epochs=20, lr_decay_epochs=(15,),
                  batch_size=32, meta_batch_size=32, lr=0.05,
-                 meta_per_class=10 if dataset.startswith("tfds:") else None)
+                 meta_per_class=10 if dataset.startswith("tfds:") else None,
+                 **OWN_DATA_WEIGHT_NET)
     elif dataset == "fashion_mnist":
         d.update(model="cnn", epochs=12, lr_decay_epochs=(8, 10), meta_per_class=100)
         if imbalance > 1:  # a long tail has ~1/4 of the images: twice the epochs

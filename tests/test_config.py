@@ -190,3 +190,45 @@ def test_own_data_values_and_their_checks():
     for message, values in bad.items():
         with pytest.raises(ValueError, match=re.escape(message)):
             Config(**values)
+
+
+def test_own_data_takes_its_weight_net_and_the_paper_flagfiles_keep_theirs(cli):
+    from mwnet_tf.config import OWN_DATA_WEIGHT_NET, TABLE1_WEIGHT_NET
+
+    def weight_net(*args):
+        """The five weight-net values the command resolves, typed as in the config."""
+        proc = cli.run("--dry_run", *args)
+        assert proc.returncode == 0, proc.stderr
+        got = {}
+        for line in proc.stdout.splitlines():
+            name, _, value = line[2:].partition("=")
+            if name.removeprefix("no") == "meta_nesterov":
+                got["meta_nesterov"] = not name.startswith("no")
+            elif name in OWN_DATA_WEIGHT_NET:
+                got[name] = value if name == "meta_optimizer" else float(value)
+        return got
+
+    def flagfile(name):
+        return f"--flagfile={os.path.join(REPO, 'flags', name)}"
+
+    # own data without weight-net flags, in every format, with noise or a long tail on top
+    for args in (("--dataset=npz", "--data_dir=t.npz"), ("--dataset=folder", "--data_dir=pets"),
+                 ("--dataset=csv", "--data_dir=t.csv", "--noise=flip", "--rate=0.3"),
+                 ("--dataset=npz", "--data_dir=t.npz", "--imbalance=10"),
+                 ("--dataset=tfds:mnist", "--noise=uniform", "--rate=0.4")):
+        assert weight_net(*args) == OWN_DATA_WEIGHT_NET, args
+    assert OWN_DATA_WEIGHT_NET["meta_optimizer"] == "sgd"  # not the base default's Adam
+    # a weight-net flag given still wins over the own-data default
+    given = weight_net("--dataset=npz", "--data_dir=t.npz", "--meta_optimizer=sgd",
+                       "--meta_lr=1e-5")
+    assert (given["meta_optimizer"], given["meta_lr"]) == ("sgd", 1e-5)
+    # the built-in paper flagfiles keep their own: Table 1's SGD 1e-5 (also the digits long
+    # tail's), Table 2's (uniform) SGD 1e-3, Table 3's Adam 1e-3
+    assert weight_net(flagfile("table1_cifar10_longtail100.cfg")) == TABLE1_WEIGHT_NET
+    assert weight_net(flagfile("digits_longtail20.cfg")) == TABLE1_WEIGHT_NET
+    table2 = weight_net(flagfile("table2_cifar10_uniform0.4.cfg"))
+    assert (table2["meta_optimizer"], table2["meta_lr"], table2["meta_nesterov"]) == (
+        "sgd", 1e-3, True)
+    table3 = weight_net(flagfile("table3_cifar10_flip0.4.cfg"))
+    assert (table3["meta_optimizer"], table3["meta_lr"], table3["meta_nesterov"]) == (
+        "adam", 1e-3, False)
