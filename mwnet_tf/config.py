@@ -11,6 +11,7 @@ module does not import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -401,16 +402,21 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
 MIN_DECAY_EPOCHS = 3
 
 
-def scaled_schedule(decay_epochs, base_epochs: int, epochs: int) -> tuple[int, ...]:
-    """The decay epochs of a `base_epochs` run moved to the same fractions of an `epochs` run:
-    rounded (half up), kept within 1..epochs - 1, duplicates dropped; none for a run of fewer
-    than `MIN_DECAY_EPOCHS` epochs."""
-    if epochs == base_epochs:
+def scaled_decay_epochs(decay_epochs, epochs: int, stage_epochs: int) -> tuple[int, ...]:
+    """The decay epochs of an `epochs` run moved in proportion to a stage (or run) of
+    `stage_epochs` epochs (rounded half up; those landing on 0 or on the end dropped)."""
+    if stage_epochs == epochs:
         return tuple(decay_epochs)
-    if epochs < MIN_DECAY_EPOCHS:
+    moved = {math.floor(d * stage_epochs / epochs + 0.5) for d in decay_epochs}
+    return tuple(sorted(d for d in moved if 0 < d < stage_epochs))
+
+
+def scaled_schedule(decay_epochs, base_epochs: int, epochs: int) -> tuple[int, ...]:
+    """The decay epochs of a `base_epochs` run moved to the same fractions of an `epochs` run
+    (`scaled_decay_epochs`); none for a run of fewer than `MIN_DECAY_EPOCHS` epochs."""
+    if epochs != base_epochs and epochs < MIN_DECAY_EPOCHS:
         return ()
-    moved = {int(d * epochs / base_epochs + 0.5) for d in decay_epochs}
-    return tuple(sorted(d for d in moved if 0 < d < epochs))
+    return scaled_decay_epochs(decay_epochs, base_epochs, epochs)
 
 
 def run_name(c: Config) -> str:

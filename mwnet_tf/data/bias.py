@@ -86,6 +86,16 @@ class BiasedData:
         return self.train_y != self.train_clean_y
 
 
+def part_rngs(seed: int, meta_seed: int | None = None, noise_seed: int | None = None):
+    """The generators of the meta draw, the long-tail cut and the noise, spawned from `seed`;
+    a part's own seed (None: `seed`) in place of `seed`'s for the meta draw and the noise."""
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
+    for part, own_seed in ((0, meta_seed), (2, noise_seed)):
+        if own_seed is not None and own_seed != seed:
+            rngs[part] = np.random.default_rng(np.random.SeedSequence(own_seed).spawn(3)[part])
+    return rngs
+
+
 def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float = 1.0,
                      meta_per_class: int, seed: int, meta_seed: int | None = None,
                      noise_seed: int | None = None,
@@ -115,12 +125,7 @@ def make_biased_data(ds: Dataset, *, noise: str, rate: float, imbalance: float =
         human_labels: int [len(ds.train_y)] noisy label of every training image of `ds`, in
             its order; required by, and only by, `noise="human"`.
     """
-    meta_rng, tail_rng, noise_rng = (np.random.default_rng(s)
-                                     for s in np.random.SeedSequence(seed).spawn(3))
-    if meta_seed is not None and meta_seed != seed:
-        meta_rng = np.random.default_rng(np.random.SeedSequence(meta_seed).spawn(3)[0])
-    if noise_seed is not None and noise_seed != seed:
-        noise_rng = np.random.default_rng(np.random.SeedSequence(noise_seed).spawn(3)[2])
+    meta_rng, tail_rng, noise_rng = part_rngs(seed, meta_seed, noise_seed)
     meta_index, rest = meta_split(ds.train_y, meta_per_class, meta_rng)
     train_index = rest[long_tail_indices(ds.train_y[rest], imbalance, tail_rng)]
     clean = ds.train_y[train_index].astype(np.int64)

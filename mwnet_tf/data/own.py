@@ -23,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from mwnet_tf.data.bias import BiasedData
+from mwnet_tf.data.bias import BiasedData, part_rngs
 from mwnet_tf.data.imbalance import long_tail_indices
 from mwnet_tf.data.instance_noise import instance_noisy_labels
 from mwnet_tf.data.noise import corrupt_labels, empirical_transition, transition_matrix
@@ -170,16 +170,6 @@ def _per_class(labels: np.ndarray, meta_per_class: int, class_names, rng: np.ran
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def _part_rngs(seed: int, meta_seed: int | None, noise_seed: int | None):
-    """The generators of the trusted draw, the long-tail cut and the noise, as
-    `bias.make_biased_data` spawns them (a part's own seed in place of `seed`'s)."""
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)]
-    for part, own_seed in ((0, meta_seed), (2, noise_seed)):
-        if own_seed is not None and own_seed != seed:
-            rngs[part] = np.random.default_rng(np.random.SeedSequence(own_seed).spawn(3)[part])
-    return rngs
-
-
 def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0,
                          imbalance: float = 1.0, meta_per_class: int | None = None,
                          seed: int = 0, meta_seed: int | None = None,
@@ -208,7 +198,7 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
     if noise == "instance" and own.from_files:
         raise ValueError("instance-dependent noise needs the images in memory; own image "
                          "folders and tables are read from files: use uniform, flip or flip1")
-    meta_rng, tail_rng, noise_rng = _part_rngs(seed, meta_seed, noise_seed)
+    meta_rng, tail_rng, noise_rng = part_rngs(seed, meta_seed, noise_seed)
     names = own.class_names
     if own.meta_x is None:
         if meta_per_class is None:

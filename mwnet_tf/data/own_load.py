@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from mwnet_tf.data import own_files, own_npz, own_tfds
+from mwnet_tf.data.data_dir import problem as data_dir_problem
 from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, OwnData, error
 from mwnet_tf.errors import DataUnavailableError
 
@@ -36,10 +37,7 @@ def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None 
             dataset[5:], data_dir, image_key, label_key, image_size=image_size,
             augment=augment, **split))
     if data_dir is None:
-        raise DataUnavailableError(f"--dataset={dataset} needs --data_dir=" + {
-            "folder": "DIR, the folder holding train/ and meta/ (and maybe test/)",
-            "csv": "FILE.csv, the table of path,label[,split][,true_label] rows",
-            "npz": "FILE.npz, the arrays x_train, y_train, x_meta, y_meta"}[dataset])
+        raise DataUnavailableError(data_dir_problem(dataset, None))
     if dataset == "npz":
         return check_classes(own_npz.load_npz_arrays(data_dir, augment=augment, **split))
     files = dict(split, verify=verify)
@@ -49,8 +47,7 @@ def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None 
         files["augment"] = augment
     if dataset == "csv":
         if os.path.isdir(data_dir):
-            raise DataUnavailableError(f"--data_dir={data_dir} is a folder: --dataset=csv "
-                                       "needs the .csv file itself")
+            raise DataUnavailableError(data_dir_problem(dataset, data_dir))
         return check_classes(own_files.load_csv_table(data_dir, **files))
     return check_classes(own_files.load_image_folder(data_dir, **files))
 

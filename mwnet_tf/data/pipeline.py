@@ -290,6 +290,14 @@ def _meta_stream(data: BiasedData, meta_batch_size: int, seed: int, epoch: int,
                     deterministic=True)
 
 
+def check_meta_batch(meta_size: int, meta_batch_size: int) -> None:
+    """A `ValueError` when a meta set of `meta_size` images cannot fill one meta batch."""
+    if meta_size < meta_batch_size:
+        raise ValueError(f"the meta set ({meta_size} images) is smaller than one meta batch "
+                         f"({meta_batch_size}): lower the meta batch size or raise "
+                         "meta_per_class")
+
+
 def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: int, seed: int,
                        epoch: int, with_meta: bool = True,
                        input_context: tf.distribute.InputContext | None = None,
@@ -318,10 +326,8 @@ def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: in
     if n < batch_size:
         raise ValueError(f"the training set ({n} images) is smaller than one batch "
                          f"({batch_size}): lower the batch size")
-    if with_meta and m < meta_batch_size:
-        raise ValueError(f"the meta set ({m} images) is smaller than one meta batch "
-                         f"({meta_batch_size}): lower the meta batch size or raise "
-                         "meta_per_class")
+    if with_meta:
+        check_meta_batch(m, meta_batch_size)
     rng = np.random.default_rng(np.random.SeedSequence([seed, epoch, _TRAIN_ORDER]))
     order = rng.permutation(n)
     shard, local_batch = _sharding(input_context, batch_size)

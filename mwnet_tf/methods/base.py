@@ -28,13 +28,13 @@ of each epoch, evaluation, summaries, checkpoints and the run folder.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from mwnet_tf.config import scaled_decay_epochs  # noqa: F401  (the methods' stages use it)
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import eval_images, normalize
 from mwnet_tf.methods.registry import Param
@@ -212,15 +212,6 @@ def predict_probabilities(model: keras.Model, data: BiasedData, x: np.ndarray,
     if not out:
         return np.zeros((0, data.num_classes))
     return np.concatenate(out)
-
-
-def scaled_decay_epochs(decay_epochs, epochs: int, stage_epochs: int) -> tuple[int, ...]:
-    """The run's decay epochs moved in proportion to a stage of `stage_epochs` epochs (rounded
-    half up; those landing on 0 or on the stage's end dropped)."""
-    if stage_epochs == epochs:
-        return tuple(decay_epochs)
-    moved = {math.floor(d * stage_epochs / epochs + 0.5) for d in decay_epochs}
-    return tuple(sorted(d for d in moved if 0 < d < stage_epochs))
 
 
 def reinitialize(model: keras.Model, fresh: keras.Model) -> None:

@@ -22,9 +22,11 @@ from mwnet_tf.config import AUTO_MODEL, Config, is_model_file, is_own_dataset
 from mwnet_tf.data import BiasedData, DataUnavailableError, content, load_dataset, make_biased_data
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
 from mwnet_tf.data.data_dir import data_root
+from mwnet_tf.data.data_dir import problem as data_dir_problem
 from mwnet_tf.data.human_noise import load_human_labels
 from mwnet_tf.data.own import OwnData, make_own_biased_data
 from mwnet_tf.data.own_load import load_own_data
+from mwnet_tf.data.pipeline import check_meta_batch
 from mwnet_tf.errors import Interrupted, TrainingError
 from mwnet_tf.models import build_classifier
 from mwnet_tf.models.pretrained import check_file, load_pretrained
@@ -105,9 +107,7 @@ def _load_data(config: Config, log=None,
         return data, own
     if config.dataset == "clothing1m":
         if config.data_dir is None:
-            raise DataUnavailableError(
-                "--dataset=clothing1m needs --data_dir=DIR, the folder holding Clothing1M's "
-                "annotation files and images/ (this program never downloads)")
+            raise DataUnavailableError(data_dir_problem(config.dataset, None))
         return load_clothing1m(config.data_dir, config.image_size or CROP), None
     ds = load_dataset(config.dataset, config.data_dir)
     human = (load_human_labels(config.noise_labels, config.noise_label_set, ds)
@@ -224,11 +224,8 @@ def _load(config: Config, data: BiasedData | None, replicas: int, log, hasher=No
 def check_start(config: Config, data: BiasedData, method: methods.Method) -> None:
     """The check of the meta batches that the first epoch of a stage would otherwise make
     only once the run folder has changed: a `ValueError` before anything is written."""
-    for stage in method.stages():
-        if method.meta_batches(stage) and len(data.meta_y) < config.meta_batch_size:
-            raise ValueError(f"the meta set ({len(data.meta_y)} images) is smaller than one "
-                             f"meta batch ({config.meta_batch_size}): lower the meta batch "
-                             "size or raise meta_per_class")
+    if any(method.meta_batches(stage) for stage in method.stages()):
+        check_meta_batch(len(data.meta_y), config.meta_batch_size)
 
 
 @dataclasses.dataclass
