@@ -38,7 +38,7 @@ import time
 import numpy as np
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf.cli import commandline
 
 FLAGS = flags.FLAGS
 

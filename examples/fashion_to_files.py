@@ -23,7 +23,7 @@ import os
 import numpy as np
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf.cli import commandline
 
 FLAGS = flags.FLAGS
 

@@ -16,7 +16,7 @@ import time
 
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf.cli import commandline
 
 FLAGS = flags.FLAGS
 
@@ -32,8 +32,8 @@ def define_flags() -> None:
 
 def measure(dataset: str, data_dir: str, *, image_size: int | None, batch_size: int,
             meta_batch_size: int, passes: int) -> dict:
-    from mwnet_tf.data.own import make_own_biased_data
-    from mwnet_tf.data.own_load import load_own_data
+    from mwnet_tf.data.custom.biased import make_own_biased_data
+    from mwnet_tf.data.custom.load import load_own_data
     from mwnet_tf.data.pipeline import make_train_dataset
 
     own = load_own_data(dataset, data_dir, image_size=image_size, augment=False, verify=False)

@@ -25,11 +25,11 @@ import time
 
 from absl import app, flags
 
-from mwnet_tf import commandline
+from mwnet_tf import files
 from mwnet_tf.benchmarking import trace
 from mwnet_tf.benchmarking.variants import DEFAULT_SHAPES, VARIANTS
+from mwnet_tf.cli import commandline
 from mwnet_tf.config import MIXED_PRECISION, MODELS
-from mwnet_tf.training import run_folder
 
 FLAGS = flags.FLAGS
 
@@ -98,7 +98,7 @@ def main(argv: list[str]) -> None:
         r["environment"] = {k: os.environ[k] for k in ("TF_NUM_INTEROP_THREADS",
                                                        "TF_NUM_INTRAOP_THREADS") if k in os.environ}
         r["date"] = time.strftime("%Y-%m-%d %H:%M")
-        run_folder.write_text(FLAGS.json, json.dumps(r, indent=2))
+        files.write_text(FLAGS.json, json.dumps(r, indent=2))
 
 
 def _print_times(r: dict) -> None:

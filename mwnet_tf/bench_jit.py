@@ -19,9 +19,9 @@ import time
 
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf import files
 from mwnet_tf.benchmarking.variants import VARIANTS
-from mwnet_tf.training import run_folder
+from mwnet_tf.cli import commandline
 
 FLAGS = flags.FLAGS
 
@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
         r["command"] = " ".join(["python -m mwnet_tf.bench_jit"] + [
             a for a in sys.argv[1:] if not a.startswith("--json")])
         r["date"] = time.strftime("%Y-%m-%d %H:%M")
-        run_folder.write_text(FLAGS.json, json.dumps(r, indent=2))
+        files.write_text(FLAGS.json, json.dumps(r, indent=2))
 
 
 def run() -> None:

@@ -18,7 +18,7 @@ import tempfile
 
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf.cli import commandline
 
 FLAGS = flags.FLAGS
 

@@ -11,20 +11,18 @@ module does not import TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import types
 import typing
 
+from mwnet_tf.data.custom.biased import OWN_NOISES
 from mwnet_tf.data.datasets import DATASETS
 from mwnet_tf.data.human_noise import ALL_LABEL_SETS, check_settings
 from mwnet_tf.data.noise import LABEL_NOISES
-from mwnet_tf.data.own import OWN_NOISES
 from mwnet_tf.methods.registry import FLOAT16_METHODS, METHODS, PARAMS
 
 # The classifiers (`mwnet_tf.models` builds them).
 MODELS = ("resnet32", "wrn28_10", "resnet50", "mlp", "cnn", "tiny")
-# Own data (`mwnet_tf.data.own_load`): an image folder, a CSV table, an .npz of arrays, or any
+# Own data (`mwnet_tf.data.custom.load`): an image folder, a CSV table, an .npz of arrays, or any
 # data set prepared for tensorflow-datasets (tfds:NAME).
 OWN_DATASETS = ("folder", "csv", "npz")
 # --model=auto (own data's default): mlp for feature vectors [N, D], cnn for images.
@@ -42,7 +40,7 @@ def is_model_file(name: str) -> bool:
 META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
-# How a batch's weighted losses are reduced (`mwnet_tf.steps`).
+# How a batch's weighted losses are reduced (`mwnet_tf.methods.steps`).
 WEIGHT_NORMS = ("none", "batch")
 _ALWAYS = object()  # `added`: the field existed when the first runs were kept
 
@@ -345,95 +343,3 @@ def validate(c: Config) -> list[str]:
     if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     return errors + _method_errors(c)
-
-
-# The class-imbalance code's weight-net optimizer (Table 1).
-TABLE1_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9,
-                         meta_nesterov=True, meta_weight_decay=5e-4)
-# Own data's weight-net optimizer, whatever its noise or imbalance: Table 1's SGD 1e-5, chosen
-# on held-out validation data over the noisy-label tables' Adam 1e-3 as the safer of the two
-# (docs/data.md, "The weight net's default"; benchmarks/own_data_defaults.py).
-OWN_DATA_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9,
-                           meta_nesterov=True, meta_weight_decay=5e-4)
-
-
-def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
-    """The values a setting fixes unless flags say otherwise: the paper's protocol for the
-    CIFAR tables (1: long tail, 2: uniform noise, 3: other noise, human included) and Table 4
-    (Clothing1M), this project's for digits and Fashion-MNIST (reference/official_settings.md
-    gives the sources). A long tail takes Table 1's meta set and weight-net optimizer.
-    """
-    d = dict(batch_size=100, meta_batch_size=100, lr=0.1, momentum=0.9, weight_decay=5e-4,
-             nesterov=False, meta_lr=1e-3, meta_optimizer="adam", meta_momentum=0.9,
-             meta_nesterov=False, meta_weight_decay=1e-4, weight_norm="batch")
-    if dataset == "clothing1m":  # weight net: the noisy-label script's Adam (none published)
-        d.update(noise="none", rate=0.0, model="resnet50", epochs=10, lr_decay_epochs=(5,),
-                 batch_size=32, meta_batch_size=32, eval_batch_size=100, lr=0.01,
-                 weight_decay=1e-3)
-    elif dataset in ("cifar10", "cifar100"):
-        classes = 10 if dataset == "cifar10" else 100
-        if imbalance > 1:
-            d.update(model="resnet32", epochs=100, lr_decay_epochs=(80, 90), meta_per_class=10,
-                     **TABLE1_WEIGHT_NET)
-        elif noise == "uniform":
-            d.update(model="wrn28_10", epochs=40, lr_decay_epochs=(36, 38),
-                     meta_per_class=1000 // classes, nesterov=True, meta_optimizer="sgd",
-                     meta_nesterov=True, meta_weight_decay=5e-4)
-        else:
-            d.update(model="resnet32", epochs=60, lr_decay_epochs=(40, 50),
-                     meta_per_class=1000 // classes)
-    elif is_own_dataset(dataset):  # modest: small data sets, the model chosen by the input
-        d.update(noise="none", rate=0.0, model=AUTO_MODEL, epochs=20, lr_decay_epochs=(15,),
-                 batch_size=32, meta_batch_size=32, lr=0.05,
-                 meta_per_class=10 if dataset.startswith("tfds:") else None,
-                 **OWN_DATA_WEIGHT_NET)
-    elif dataset == "fashion_mnist":
-        d.update(model="cnn", epochs=12, lr_decay_epochs=(8, 10), meta_per_class=100)
-        if imbalance > 1:  # a long tail has ~1/4 of the images: twice the epochs
-            d.update(epochs=24, lr_decay_epochs=(16, 20), meta_per_class=10, **TABLE1_WEIGHT_NET)
-    else:  # digits
-        d.update(model="mlp", epochs=30, lr_decay_epochs=(20, 25), meta_per_class=10)
-        if imbalance > 1:
-            d.update(epochs=60, lr_decay_epochs=(40, 50), **TABLE1_WEIGHT_NET)
-    return d
-
-
-# A run this short has no step decay: its schedule scaled down would leave no room for one.
-MIN_DECAY_EPOCHS = 3
-
-
-def scaled_decay_epochs(decay_epochs, epochs: int, stage_epochs: int) -> tuple[int, ...]:
-    """The decay epochs of an `epochs` run moved in proportion to a stage (or run) of
-    `stage_epochs` epochs (rounded half up; those landing on 0 or on the end dropped)."""
-    if stage_epochs == epochs:
-        return tuple(decay_epochs)
-    moved = {math.floor(d * stage_epochs / epochs + 0.5) for d in decay_epochs}
-    return tuple(sorted(d for d in moved if 0 < d < stage_epochs))
-
-
-def scaled_schedule(decay_epochs, base_epochs: int, epochs: int) -> tuple[int, ...]:
-    """The decay epochs of a `base_epochs` run moved to the same fractions of an `epochs` run
-    (`scaled_decay_epochs`); none for a run of fewer than `MIN_DECAY_EPOCHS` epochs."""
-    if epochs != base_epochs and epochs < MIN_DECAY_EPOCHS:
-        return ()
-    return scaled_decay_epochs(decay_epochs, base_epochs, epochs)
-
-
-def run_name(c: Config) -> str:
-    """A folder name that says the setting, e.g. `cifar100-flip0.4-mwnet-s0`."""
-    if c.dataset == "clothing1m":  # its own noisy labels: no bias to name
-        return f"clothing1m-{c.method}-s{c.seed}"
-    bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "clean"
-    if is_own_dataset(c.dataset):
-        name = c.dataset.replace(":", "_")
-        bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "given"
-        return f"{name}-{bias}-{c.method}-s{c.seed}"
-    if c.noise == "human":  # cifar10-human_worst-..., or -human_file- for a .npy / .csv
-        bias = f"human_{c.noise_label_set or 'file'}"
-    if c.imbalance > 1:
-        bias += f"-lt{c.imbalance:g}"
-    return f"{c.dataset}-{bias}-{c.method}-s{c.seed}"
-
-
-def default_workdir(c: Config, root: str = "runs") -> str:
-    return os.path.join(root, run_name(c))

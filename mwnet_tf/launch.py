@@ -25,7 +25,7 @@ import time
 
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf.cli import commandline
 
 FLAGS = flags.FLAGS
 

@@ -28,9 +28,9 @@ import sys
 
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf import files
+from mwnet_tf.cli import commandline
 from mwnet_tf.errors import PlotError
-from mwnet_tf.training import run_folder
 
 FLAGS = flags.FLAGS
 NEEDED = ("history", "confusion_matrix")
@@ -81,7 +81,7 @@ def plot(folders: list[str], out: str) -> list[str]:
 
     def save(fig, name):
         path = os.path.join(out, name)
-        run_folder.write_bytes(path, figures.to_png(fig))
+        files.write_bytes(path, figures.to_png(fig))
         written.append(path)
 
     hist = [(lab, [row["epoch"] for row in r["history"]],

@@ -36,7 +36,7 @@ import zipfile
 
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf.cli import commandline
 
 FLAGS = flags.FLAGS
 NPZ_KEYS = ("x", "x_test")
@@ -99,8 +99,7 @@ def check_out(out: str, run: str, source: str, listed=()) -> None:
 
 def read_spec(run: str) -> dict:
     """The run's classifier.json, checked."""
-    from mwnet_tf import serving
-
+    from mwnet_tf.outputs import serving
     if not os.path.isdir(run):
         raise PredictError(f"{run}: no such run folder")
     for name in (serving.CLASSIFIER, serving.SPEC):
@@ -124,8 +123,8 @@ def read_spec(run: str) -> dict:
 def load_classifier(run: str, spec: dict):
     """classifier.keras, its config checked as data and then loaded in Keras' safe mode (no
     Python code from the file, `keras_file.load_keras_file`)."""
-    from mwnet_tf import keras_file, serving
-
+    from mwnet_tf.models import keras_file
+    from mwnet_tf.outputs import serving
     path = os.path.join(run, serving.CLASSIFIER)
     try:
         model = keras_file.load_keras_file(path, path)
@@ -269,11 +268,11 @@ def read_folder(folder: str, spec: dict):
 def _labeled(source: str, spec: dict, check=None):
     """A training layout (train/ and meta/ class folders, optional test/) or a CSV table
     (path,label[,split] rows, paths relative to it), listed by the own-data code
-    (`own_files.list_image_folder`, `list_csv_table`): (paths relative to the folder or
+    (`from_files.list_image_folder`, `list_csv_table`): (paths relative to the folder or
     table, uint8 images, {"split": [...], "label": [...]})."""
     import numpy as np
 
-    from mwnet_tf.data.own_files import list_csv_table, list_image_folder
+    from mwnet_tf.data.custom.from_files import list_csv_table, list_image_folder
     from mwnet_tf.errors import DataUnavailableError
 
     if spec["kind"] != "images":
@@ -342,8 +341,8 @@ def predict(run: str, source: str, out: str, batch_size: int = 256) -> int:
     number of rows. Bad input raises `PredictError`."""
     import numpy as np
 
-    from mwnet_tf import serving
-    from mwnet_tf.training.run_folder import write_csv
+    from mwnet_tf.files import write_csv
+    from mwnet_tf.outputs import serving
 
     if batch_size < 1:
         raise PredictError("--batch_size must be >= 1")

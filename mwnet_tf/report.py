@@ -47,7 +47,8 @@ from collections import Counter
 
 from absl import flags
 
-from mwnet_tf import commandline
+from mwnet_tf import files
+from mwnet_tf.cli import commandline
 from mwnet_tf.reporting import bench_tables, detection, memorization, spread, tables
 from mwnet_tf.reporting.tables import ReportError
 
@@ -57,7 +58,6 @@ from mwnet_tf.reporting.tables import _method_order as _method_order
 from mwnet_tf.reporting.tables import paper_tables as paper_tables
 from mwnet_tf.reporting.tables import setting as setting
 from mwnet_tf.reporting.tables import setting_label as setting_label
-from mwnet_tf.training import run_folder
 
 KEPT_FILES = ("results.json", "flags.cfg")
 FLAGS = flags.FLAGS
@@ -152,7 +152,7 @@ def write_readme(path: str, reference: str) -> bool:
     old = _read_text(path)
     new = regenerate(old, reference)
     if new != old:
-        run_folder.write_bytes(path, new.encode())
+        files.write_bytes(path, new.encode())
     return new != old
 
 
@@ -182,7 +182,7 @@ def keep(run_dirs: list[str], table: str, reference: str) -> tuple[list[str], li
         for f in KEPT_FILES:
             if os.path.exists(os.path.join(run, f)):
                 with open(os.path.join(run, f), "rb") as src:
-                    run_folder.write_bytes(os.path.join(dest, f), src.read())
+                    files.write_bytes(os.path.join(dest, f), src.read())
             elif os.path.exists(os.path.join(dest, f)):
                 os.remove(os.path.join(dest, f))  # a stale copy from an earlier run
         kept.append(dest)

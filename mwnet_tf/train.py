@@ -5,7 +5,7 @@
     python -m mwnet_tf.train --flagfile=flags/quickstart.cfg
     mwnet-train --flagfile=smoke --workdir=runs/smoke   # the installed console script
 
-Flags left unset take the paper's value for the chosen setting (`config.paper_defaults`);
+Flags left unset take the paper's value for the chosen setting (`protocols.paper_defaults`);
 any flag given overrides it. `--epochs` given without `--lr_decay_epochs` scales the
 setting's (or the flagfile's) decay epochs to the same fractions of the run (none under 3
 epochs); the log says so. `--flagfile=NAME` (a bare name) reads the flagfile NAME.cfg shipped
@@ -23,150 +23,23 @@ import sys
 
 from absl import flags
 
-from mwnet_tf import commandline
 from mwnet_tf import config as config_lib
-from mwnet_tf.commandline import fail
+from mwnet_tf import files, protocols
+from mwnet_tf.cli import commandline
+from mwnet_tf.cli.commandline import fail
+from mwnet_tf.cli.train_flags import (
+    config_from_flags,
+    config_to_flagfile,
+    define_flags,
+    flag_values,
+)
 from mwnet_tf.data import data_dir as data_dir_check
-from mwnet_tf.data import human_noise
 from mwnet_tf.errors import DataUnavailableError, Interrupted, TrainingError
-from mwnet_tf.methods import registry
-from mwnet_tf.training import cluster, run_folder, runlock
+from mwnet_tf.training import cluster, runlock
 
 FLAGS = flags.FLAGS
 # Flags that may change when a run is resumed in the same folder.
 RESUMABLE = (*config_lib.RESUMABLE, "workdir")
-
-
-def define_flags() -> None:
-    """One flag per Config field (help, choices and bounds from its metadata; a field the
-    setting decides has no default of its own), the run folder, --dry_run, and one flag per
-    method hyperparameter. Called by `run`, not at import."""
-    for f in config_lib.flag_fields():
-        m = f.metadata
-        _define(f.name, config_lib.field_type(f), None if m["by_setting"] else f.default,
-                m["help"], m["choices"], m["lower"], m["upper"])
-    flags.DEFINE_string("workdir", None, "Run folder (default: runs/<setting>).")
-    flags.DEFINE_bool("dry_run", False, "Print the resolved settings as a flagfile and exit.")
-    for name, (method, p) in registry.all_params().items():
-        _define(name, p.kind, p.default, f"[{method}] {p.help}", p.choices, p.lower, p.upper)
-
-
-def _define(name, kind, default, help, choices=None, lower=None, upper=None) -> None:
-    if choices is not None:
-        flags.DEFINE_enum(name, default, choices, help)
-    elif kind is bool:
-        flags.DEFINE_bool(name, default, help)
-    elif kind is str:
-        flags.DEFINE_string(name, default, help)
-    elif kind is tuple:
-        flags.DEFINE_list(name, default, help)
-    else:
-        define = flags.DEFINE_integer if kind is int else flags.DEFINE_float
-        define(name, default, help, lower_bound=lower, upper_bound=upper)
-
-
-def config_from_flags(fv: flags.FlagValues, sources: list[dict[str, str]] | None = None,
-                      notes: list[str] | None = None) -> config_lib.Config:
-    """Paper defaults for the setting, overridden by every flag given explicitly; the rules
-    are `config.validate`'s, but for those below that only a flag's presence can tell.
-
-    sources: where each flag was set (`commandline.flag_sources`; None: every flag given on
-        the command line), for the learning-rate schedule (`_decay_schedule`).
-    notes: receives one line per default derived from the flags (the log prints them).
-    """
-    values = config_lib.paper_defaults(fv.dataset, fv.noise, fv.imbalance)
-    for name in (f.name for f in config_lib.flag_fields()):
-        if fv[name].present or name not in values:  # given, or no setting default
-            value = fv[name].value
-            if value is not None or name == "data_dir":
-                values[name] = value
-    # Every Config has a meta_per_class, which Clothing1M ignores (its meta set is its clean
-    # validation images): only the flag given says the user meant one.
-    if values["dataset"] == "clothing1m" and fv["meta_per_class"].present:
-        raise ValueError(config_lib.not_for_clothing1m(["--meta_per_class"]))
-    # The flag --rate always has a value: without noise (none, human) only a given one counts.
-    if values.get("noise") in ("none", "human") and not fv["rate"].present:
-        values["rate"] = 0.0
-    if values.get("noise") == "human" and values.get("noise_label_set") is None:
-        values["noise_label_set"] = human_noise.default_label_set(
-            values["dataset"], values.get("noise_labels"))
-    # The method's hyperparameters, and another method's when given (Config rejects those).
-    values["method_params"] = {
-        name: fv[name].value for name, (owner, _) in registry.all_params().items()
-        if fv[name].present or (owner == values["method"] and fv[name].value is not None)}
-    decay = values.get("lr_decay_epochs") or ()
-    try:
-        values["lr_decay_epochs"] = tuple(int(e) for e in decay if str(e).strip())
-    except ValueError:
-        raise ValueError("lr_decay_epochs must be a comma-separated list of integers") from None
-    note = _decay_schedule(fv, values, sources)
-    if note and notes is not None:
-        notes.append(note)
-    return config_lib.Config(**values)
-
-
-def _decay_schedule(fv: flags.FlagValues, values: dict, sources) -> str | None:
-    """--epochs given without a schedule of its own: the schedule it would have run with (the
-    setting's default, or a flagfile's written for its own --epochs) moves to the same
-    fractions of the new run (`config.scaled_schedule`), in `values`. A schedule given with or
-    after --epochs is the user's and stays as given. Returns the line saying what was done."""
-    if not fv["epochs"].present:
-        return None
-    if sources is None:
-        sources = [{"epochs": str(fv.epochs),
-                    **({"lr_decay_epochs": ""} if fv["lr_decay_epochs"].present else {})}]
-    named = [i for i, s in enumerate(sources) if "epochs" in s]
-    decay_at = [i for i, s in enumerate(sources) if "lr_decay_epochs" in s]
-    if not named:
-        return None
-    if decay_at and (decay_at[-1] >= named[-1] or "epochs" not in sources[decay_at[-1]]):
-        return None  # given with the epochs, or after them
-    epochs = values["epochs"]
-    if decay_at:
-        base_epochs, decay = int(sources[decay_at[-1]]["epochs"]), values["lr_decay_epochs"]
-        whose = "the flagfile's"
-    else:
-        paper = config_lib.paper_defaults(values["dataset"], values["noise"], values["imbalance"])
-        base_epochs, decay = paper["epochs"], tuple(paper.get("lr_decay_epochs", ()))
-        whose = "the setting's"
-    if not decay or base_epochs == epochs:
-        return None
-    values["lr_decay_epochs"] = new = config_lib.scaled_schedule(decay, base_epochs, epochs)
-    was = f"{whose} decay after epochs {','.join(map(str, decay))} of {base_epochs}"
-    if not new:
-        return (f"lr schedule: constant lr (--epochs={epochs} leaves no room for {was}; "
-                "--lr_decay_epochs sets one)")
-    return (f"lr schedule: decay after epochs {','.join(map(str, new))} ({was}, scaled to "
-            f"--epochs={epochs}; --lr_decay_epochs sets another)")
-
-
-def config_to_flagfile(config: config_lib.Config, workdir: str) -> str:
-    lines = []
-    for name, value in config.to_dict().items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            lines.append(f"--{name}" if value else f"--no{name}")
-        elif isinstance(value, list):
-            lines.append(f"--{name}={','.join(str(v) for v in value)}")
-        else:
-            lines.append(f"--{name}={value}")
-    lines.append(f"--workdir={workdir}")
-    return "\n".join(lines) + "\n"
-
-
-def _flag_values(text: str) -> dict[str, str]:
-    """`--name=value` lines as a dict (`--noname` as "False")."""
-    out = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("--"):
-            key, _, value = line[2:].partition("=")
-            fields = config_lib.Config.__dataclass_fields__
-            if not value and key.startswith("no") and key[2:] in fields:
-                key, value = key[2:], "False"
-            out[key] = value or "True"
-    return out
 
 
 def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
@@ -176,8 +49,8 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
     new = config_to_flagfile(config, workdir)
     if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
         with open(path) as f:
-            old = _flag_values(f.read())
-        changed = sorted(k for k, v in _flag_values(new).items()
+            old = flag_values(f.read())
+        changed = sorted(k for k, v in flag_values(new).items()
                          if k not in RESUMABLE and old.get(k) != v)
         if changed:
             raise ValueError(f"{workdir} holds a run with other settings ({', '.join(changed)}); "
@@ -188,13 +61,13 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
 
 def write_flagfile(workdir: str, text: str) -> None:
     """flags.cfg, atomically (an equal file is left untouched)."""
-    run_folder.write_text(os.path.join(workdir, "flags.cfg"), text, keep_equal=True)
+    files.write_text(os.path.join(workdir, "flags.cfg"), text, keep_equal=True)
 
 
 def _remove_fresh_workdir(workdir: str) -> None:
     """Removes a run folder this command created, with all that its start wrote (flags.cfg,
     classes.json, empty TensorBoard logs), unless it holds a checkpoint."""
-    ckpts = os.path.join(workdir, run_folder.CHECKPOINTS)
+    ckpts = os.path.join(workdir, files.CHECKPOINTS)
     if os.path.isdir(ckpts) and os.listdir(ckpts):
         return
     shutil.rmtree(workdir, ignore_errors=True)
@@ -262,7 +135,7 @@ def main(argv: list[str]) -> None:
         config = config_from_flags(FLAGS, commandline.flag_sources(sys.argv), notes)
     except ValueError as e:
         fail(str(e), 2)
-    workdir = FLAGS.workdir or config_lib.default_workdir(config)
+    workdir = FLAGS.workdir or protocols.default_workdir(config)
     if FLAGS.dry_run:
         for note in notes:  # stdout is the flagfile
             print(note, file=sys.stderr)

@@ -114,7 +114,7 @@ E2E_TESTS = {
                         "test_bad_flags_are_one_line_exit_2_and_a_run_prints_no_start_up"),
     "test_serving.py": (
         "test_export_writes_the_keras_file_the_spec_and_a_saved_model_served_by_the_cli",),
-    "test_takehome.py": ("test_finish_run_after_a_run_then_predict_the_test_set",),
+    "test_finish.py": ("test_finish_run_after_a_run_then_predict_the_test_set",),
     "test_steps.py": ("test_xla_compiled_step_matches_the_plain_graph_step",),
     "test_own_data.py": ("test_distribute_datasets_from_function_under_mirrored_strategy",),
     "test_jit.py": ("test_xla_step_matches_the_graph_step[mwnet-cnn]",),

@@ -110,12 +110,11 @@ def csv_with_label(path, label, touch=True):
 
 def weight_fn_with(path, value):
     """An exported 1-100-1 weight function one of whose first-layer weights is `value`."""
-    from mwnet_tf import export
-    from mwnet_tf.models import build_weight_net
+    from mwnet_tf.models import build_weight_net, weight_function
     net = build_weight_net(seed=0)
     kernel = net.trainable_variables[0]
     kernel.assign(np.where(np.arange(100)[None, :] == 7, value, kernel.numpy()))
-    return export.export_weight_fn(net, str(path))
+    return weight_function.export_weight_fn(net, str(path))
 
 
 def catalogue_setup(base, kind):

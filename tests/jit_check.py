@@ -32,8 +32,8 @@ def steps(model: str, method: str, jit: bool, strategy=None):
     trainer's optimizers: (variables of classifier and weight net, metrics of the last step)."""
     import keras
 
-    from mwnet_tf import optim
-    from mwnet_tf import steps as steps_lib
+    from mwnet_tf.methods import optim
+    from mwnet_tf.methods import steps as steps_lib
     from mwnet_tf.models import build_classifier, build_weight_net
 
     shape = MODELS[model]

@@ -32,7 +32,7 @@ keras.config.set_floatx("float64")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mwnet_tf import optim, steps  # noqa: E402
+from mwnet_tf.methods import optim, steps  # noqa: E402
 from mwnet_tf.methods.l2rw import l2rw_step  # noqa: E402
 from mwnet_tf.models import build_classifier, build_weight_net  # noqa: E402
 

@@ -39,7 +39,7 @@ def test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call(tmp_pa
 
 def test_the_variants_are_the_trainers_steps():
     """Bench builds each variant through the methods registry, as the trainer does."""
-    from mwnet_tf import optim
+    from mwnet_tf.methods import optim
     b = bench.Bench("mwnet_interval", "tiny", 20, 10, (8, 8, 1), meta_interval=4)
     assert b.method.hp["meta_interval"] == 4 and b.unit == 4
     assert isinstance(b.method.ctx.optimizer, optim.TorchSGD)

@@ -21,9 +21,10 @@ from cifar_files import (
     write_cifar_n,
 )
 
-from mwnet_tf.config import Config, run_name
+from mwnet_tf.config import Config
 from mwnet_tf.data import DataUnavailableError, load_dataset, make_biased_data, safe_pickle
 from mwnet_tf.data.human_noise import load_human_labels
+from mwnet_tf.protocols import run_name
 
 
 class _Evil:

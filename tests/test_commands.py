@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mwnet_tf import commandline
+from mwnet_tf.cli import commandline
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # command -> (flags its --help must list, a misspelled flag, a bad value)

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from mwnet_tf.config import Config, paper_defaults, run_name
+from mwnet_tf.config import Config
+from mwnet_tf.protocols import paper_defaults, run_name
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -193,8 +194,7 @@ def test_own_data_values_and_their_checks():
 
 
 def test_own_data_takes_its_weight_net_and_the_paper_flagfiles_keep_theirs(cli):
-    from mwnet_tf.config import OWN_DATA_WEIGHT_NET, TABLE1_WEIGHT_NET
-
+    from mwnet_tf.protocols import OWN_DATA_WEIGHT_NET, TABLE1_WEIGHT_NET
     def weight_net(*args):
         """The five weight-net values the command resolves, typed as in the config."""
         proc = cli.run("--dry_run", *args)

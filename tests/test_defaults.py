@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from mwnet_tf.config import scaled_schedule
+from mwnet_tf.protocols import scaled_schedule
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = os.path.join(REPO, "mwnet_tf", "flagfiles")
@@ -18,7 +18,8 @@ FLAGFILES = os.path.join(REPO, "mwnet_tf", "flagfiles")
 _PARSE = """
 import json, sys
 from absl import flags
-from mwnet_tf import commandline, train
+from mwnet_tf import train
+from mwnet_tf.cli import commandline
 train.define_flags()
 out = []
 for argv in json.loads(sys.stdin.read()):
@@ -165,7 +166,8 @@ def test_own_data_honours_the_seeds_of_its_trusted_draw_and_its_noise():
     (dict(dataset="csv", meta_seed=1), "--meta_seed seeds the draw of --meta_per_class"),
 ])
 def test_seeds_without_a_draw_to_seed_are_refused(values, message):
-    from mwnet_tf.config import Config, paper_defaults
+    from mwnet_tf.config import Config
+    from mwnet_tf.protocols import paper_defaults
     defaults = paper_defaults(values["dataset"], "none", 1.0)
     with pytest.raises(ValueError, match=message):
         Config(**{**defaults, "dataset": values["dataset"], "model": "cnn",

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from mwnet_tf.data import load_dataset, make_biased_data
-from mwnet_tf.data.own_npz import is_image_array
+from mwnet_tf.data.custom.from_npz import is_image_array
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

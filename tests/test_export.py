@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import export
-from mwnet_tf.models import build_weight_net
+from mwnet_tf.models import build_weight_net, weight_function
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -21,7 +20,7 @@ BIN = os.path.dirname(sys.executable)
 
 def test_saved_model_cli_runs_the_export(tmp_path):
     net = build_weight_net(seed=5)
-    path = export.export_weight_fn(net, str(tmp_path / "weight_fn"))
+    path = weight_function.export_weight_fn(net, str(tmp_path / "weight_fn"))
     proc = subprocess.run(
         [os.path.join(BIN, "saved_model_cli"), "run", "--dir", path, "--tag_set", "serve",
          "--signature_def", "serving_default", "--input_exprs", "losses=[[0.1],[3.0]]"],
@@ -40,12 +39,12 @@ def test_saved_model_cli_runs_the_export(tmp_path):
 
 def test_read_weight_net_takes_the_exported_values(tmp_path):
     net = build_weight_net(seed=9)
-    path = export.export_weight_fn(net, str(tmp_path / "weight_fn"))
-    back = export.read_weight_net(path)
+    path = weight_function.export_weight_fn(net, str(tmp_path / "weight_fn"))
+    back = weight_function.read_weight_net(path)
     for a, b in zip(net.trainable_variables, back.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     losses = np.linspace(0, 8, 17)
-    np.testing.assert_allclose(export.load_weight_fn(path)(losses),
+    np.testing.assert_allclose(weight_function.load_weight_fn(path)(losses),
                                net(losses[:, None].astype(np.float32)).numpy()[:, 0])
 
 
@@ -74,7 +73,7 @@ def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path, cli)
     path = str(tmp_path / "hostile")
     tf.saved_model.save(module, path, signatures={"serving_default": module.__call__})
     assert not os.path.exists(marker)
-    net = export.read_weight_net(path)
+    net = weight_function.read_weight_net(path)
     assert not os.path.exists(marker)
     x = np.array([[0.5], [2.0]], np.float32)
     np.testing.assert_allclose(net(x).numpy(), module(tf.constant(x))["weights"].numpy(),
@@ -87,7 +86,7 @@ def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path, cli)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not os.path.exists(marker)
     results = json.loads((work / "results.json").read_text())
-    curve = export.weight_curve(net)
+    curve = weight_function.weight_curve(net)
     assert results["weight_curve"] == pytest.approx(curve, abs=1e-6)  # frozen: unchanged
 
 
@@ -96,7 +95,7 @@ def test_frozen_weight_function_trains_without_meta_step_or_meta_set(tmp_path, m
     from mwnet_tf.training import epoch, loop
 
     source = build_weight_net(seed=11)
-    path = export.export_weight_fn(source, str(tmp_path / "source"))
+    path = weight_function.export_weight_fn(source, str(tmp_path / "source"))
     seen = []
     real = epoch.make_train_dataset
     monkeypatch.setattr(epoch, "make_train_dataset",
@@ -106,7 +105,7 @@ def test_frozen_weight_function_trains_without_meta_step_or_meta_set(tmp_path, m
                     method_params={"weight_fn": path})
     results = loop.train_and_evaluate(config, str(tmp_path / "run"), log=lambda s: None)
     assert seen == [False]
-    assert results["weight_curve"] == pytest.approx(export.weight_curve(source), abs=1e-6)
+    assert results["weight_curve"] == pytest.approx(weight_function.weight_curve(source), abs=1e-6)
     assert results["train"]["meta_loss"] == 0.0
     assert 0 < results["test_accuracy"] <= 100
 
@@ -114,14 +113,14 @@ def test_frozen_weight_function_trains_without_meta_step_or_meta_set(tmp_path, m
 @pytest.mark.parametrize("make, needle", [
     (lambda p: None, "is not a SavedModel with variables"),
     (lambda p: os.makedirs(p), "is not a SavedModel with variables"),
-    (lambda p: export.export_weight_fn(build_weight_net(hidden=50, seed=0), p),
+    (lambda p: weight_function.export_weight_fn(build_weight_net(hidden=50, seed=0), p),
      "does not hold a 1-100-1 weight function"),
 ])
 def test_bad_weight_fn_paths_are_one_line_errors_with_exit_2(tmp_path, make, needle, cli):
     path = str(tmp_path / "wfn")
     make(path)
-    with pytest.raises(export.WeightFnError, match=needle):
-        export.read_weight_net(path)
+    with pytest.raises(weight_function.WeightFnError, match=needle):
+        weight_function.read_weight_net(path)
     work = tmp_path / "run"
     proc = cli.run("--flagfile=flags/smoke.cfg", "--model=tiny", f"--weight_fn={path}",
                    f"--workdir={work}")

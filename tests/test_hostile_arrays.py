@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from hostile_files import csv_with_label, huge_npz, npy_bytes, npz_with_label, weight_fn_with
 
-from mwnet_tf import export, predict
-from mwnet_tf.data import human_noise, npy_check, own_files, own_npz
-from mwnet_tf.data.own import MAX_CLASSES
+from mwnet_tf import predict
+from mwnet_tf.data import human_noise, npy_check
+from mwnet_tf.data.custom import from_files, from_npz
+from mwnet_tf.data.custom.biased import MAX_CLASSES
 from mwnet_tf.errors import DataUnavailableError, WeightFnError
-from mwnet_tf.models import build_weight_net
+from mwnet_tf.models import build_weight_net, weight_function
 
 
 @pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
@@ -21,7 +22,7 @@ def test_a_header_declaring_10_to_the_12_rows_is_refused_before_allocating(tmp_p
     with pytest.raises(DataUnavailableError, match=r"x_train: its header declares shape "
                        r"\[1000000000000, 5\] of float64 \(40000000000000 bytes\), more than "
                        r"the 64 bytes it holds") as e:
-        own_npz.load_npz_arrays(path)
+        from_npz.load_npz_arrays(path)
     assert "\n" not in str(e.value) and str(e.value).startswith(path)
     with pytest.raises(predict.PredictError, match="x_train: its header declares"):
         predict.read_npz(huge_npz(tmp_path / "in.npz", "x_train"), {})
@@ -76,7 +77,7 @@ def test_a_huge_npy_of_human_labels_is_refused(tmp_path):
 ])
 def test_npz_labels_out_of_bounds_are_refused(tmp_path, label, match):
     with pytest.raises(DataUnavailableError, match=match):
-        own_npz.load_npz_arrays(npz_with_label(tmp_path / "d.npz", label))
+        from_npz.load_npz_arrays(npz_with_label(tmp_path / "d.npz", label))
 
 
 @pytest.mark.parametrize("label,match", [
@@ -88,11 +89,11 @@ def test_npz_labels_out_of_bounds_are_refused(tmp_path, label, match):
 ])
 def test_csv_labels_out_of_bounds_are_refused(tmp_path, label, match):
     if label.startswith("0"):  # leading zeros: a small label, accepted
-        names, arrays, _ = own_files.list_csv_table(csv_with_label(tmp_path / "t.csv", label))
+        names, arrays, _ = from_files.list_csv_table(csv_with_label(tmp_path / "t.csv", label))
         assert names == ("0", "1") and 1 in arrays["train"][1]
         return
     with pytest.raises(DataUnavailableError, match=match) as e:
-        own_files.list_csv_table(csv_with_label(tmp_path / "t.csv", label))
+        from_files.list_csv_table(csv_with_label(tmp_path / "t.csv", label))
     assert "\n" not in str(e.value)
 
 
@@ -104,6 +105,6 @@ def test_a_weight_function_holding_nan_or_inf_is_refused_with_that_reason(tmp_pa
                                                                            match):
     path = weight_fn_with(tmp_path / "wfn", value)
     with pytest.raises(WeightFnError, match=r"variable of shape \[1, 100\] " + match):
-        export.read_weight_net(path)
+        weight_function.read_weight_net(path)
     good = build_weight_net(seed=0)
-    export.read_weight_net(export.export_weight_fn(good, str(tmp_path / "good")))
+    weight_function.read_weight_net(weight_function.export_weight_fn(good, str(tmp_path / "good")))

@@ -16,8 +16,8 @@ import pytest
 from test_own_data import make_folder, one_line_error, write_image  # (tests/)
 
 from mwnet_tf import predict
+from mwnet_tf.data.custom.from_files import list_image_folder, load_image_folder
 from mwnet_tf.data.image_files import MAX_PIXELS, read_header, walk_images
-from mwnet_tf.data.own_files import list_image_folder, load_image_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = {"kind": "images", "raw_shape": [6, 5, 3], "class_names": ["cat", "dog"]}
@@ -143,7 +143,7 @@ def test_the_pixel_bound_is_checked_from_the_header_and_an_image_at_the_bound_pa
 CHILD = """
 import json, sys
 from mwnet_tf import predict
-from mwnet_tf.data.own_files import load_csv_table, load_image_folder
+from mwnet_tf.data.custom.from_files import load_csv_table, load_image_folder
 from mwnet_tf.errors import DataUnavailableError
 try:
     if sys.argv[1] == "train":

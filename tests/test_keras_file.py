@@ -1,5 +1,5 @@
 """A `.keras` file from elsewhere is checked as data before Keras sees it
-(`mwnet_tf.keras_file`): nothing it names is imported, a model of the project's own layers
+(`mwnet_tf.models.keras_file`): nothing it names is imported, a model of the project's own layers
 loads, a model with two inputs or outputs is refused up front."""
 
 import os
@@ -13,8 +13,8 @@ import pytest
 from hostile_files import PLANTED, plant_function, plant_module, plant_tfsm, rewrite_config
 from hostile_files import dense_model as _dense_model
 
-from mwnet_tf import keras_file, predict
-from mwnet_tf.models import build_classifier
+from mwnet_tf import predict
+from mwnet_tf.models import build_classifier, keras_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _rewrite = rewrite_config
@@ -144,8 +144,8 @@ def test_a_planted_module_is_never_imported_by_train_or_predict(tmp_path):
 
 def _export_run(folder):
     """A run folder with classifier.keras and classifier.json of a 5-feature model."""
-    from mwnet_tf import serving
     from mwnet_tf.data import Dataset, make_biased_data
+    from mwnet_tf.outputs import serving
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(3), 8)
     ds = Dataset(name="synthetic", train_x=rng.normal(size=(len(y), 5)).astype(np.float32),

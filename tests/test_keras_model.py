@@ -1,5 +1,5 @@
-"""MW-Net through Keras' `fit` (`mwnet_tf.keras_model`): the same steps as the project's own,
-and Keras' callbacks."""
+"""MW-Net through Keras' `fit` (`mwnet_tf.methods.keras_model`): the same steps as the
+project's own, and Keras' callbacks."""
 
 import os
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import export, optim, steps
-from mwnet_tf.keras_model import MetaWeightNetModel
-from mwnet_tf.models import build_classifier, build_weight_net
+from mwnet_tf.methods import optim, steps
+from mwnet_tf.methods.keras_model import MetaWeightNetModel
+from mwnet_tf.models import build_classifier, build_weight_net, weight_function
 
 N, C, SHAPE = 16, 4, (6,)
 
@@ -86,7 +86,7 @@ def test_keras_callbacks_run(tmp_path):
     assert scores["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == y)))
     assert history.history["val_loss"][-1] > 0
     path = model.export_weight_fn(str(tmp_path / "weight_fn"))
-    read = export.read_weight_net(path)
+    read = weight_function.read_weight_net(path)
     losses = np.array([[0.1], [3.0]], "float32")
     np.testing.assert_allclose(read(losses).numpy(), wnet(losses).numpy(), rtol=1e-6)
 

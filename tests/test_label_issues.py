@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mwnet_tf import label_issues as li
-from mwnet_tf import methods, steps
+from mwnet_tf import methods
 from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import make_biased_data
-from mwnet_tf.methods import Context
+from mwnet_tf.methods import Context, steps
 from mwnet_tf.models import build_classifier
+from mwnet_tf.outputs import label_issues as li
 from mwnet_tf.training import loop
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
@@ -222,7 +222,7 @@ def test_a_failed_write_leaves_the_old_csv(tmp_path):
     def rows():
         yield [1]
         raise OSError("disk full")
-    from mwnet_tf.training.run_folder import write_csv
+    from mwnet_tf.files import write_csv
     with pytest.raises(OSError):
         write_csv(str(path), ["a"], rows())
     assert path.read_text() == "old\n" and len(list(tmp_path.iterdir())) == 1

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from mwnet_tf.config import METHODS
-from mwnet_tf.label_issues import auroc
+from mwnet_tf.outputs.label_issues import auroc
 
 # The own-data defaults in fewer epochs: --epochs alone (the decay moves with it); no
 # TensorBoard images (output only).

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import steps
 from mwnet_tf.config import Config
 from mwnet_tf.data import make_biased_data
-from mwnet_tf.methods import Context, co_teaching, glc
-from mwnet_tf.methods.base import scaled_decay_epochs
+from mwnet_tf.methods import Context, co_teaching, glc, steps
 from mwnet_tf.models import build_classifier
+from mwnet_tf.protocols import scaled_decay_epochs
 from mwnet_tf.training import loop
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, batch_size=100,

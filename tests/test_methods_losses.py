@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import methods, optim, steps
+from mwnet_tf import methods
 from mwnet_tf.config import Config
+from mwnet_tf.methods import optim, steps
 from mwnet_tf.methods.base import Context
 from mwnet_tf.methods.class_balanced import class_balanced_weights
 from mwnet_tf.methods.focal import focal_loss

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import optim, steps
-from mwnet_tf.config import Config, paper_defaults
+from mwnet_tf.config import Config
 from mwnet_tf.data.pipeline import normalize
-from mwnet_tf.methods import Context
+from mwnet_tf.methods import Context, optim, steps
 from mwnet_tf.methods.fine_tune import FineTune
 from mwnet_tf.methods.l2rw import l2rw_batch_weights, l2rw_step, l2rw_weights
 from mwnet_tf.models import build_classifier
+from mwnet_tf.protocols import paper_defaults
 from mwnet_tf.training import epoch, loop
 
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3

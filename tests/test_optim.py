@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf.optim import TorchAdam, TorchSGD
+from mwnet_tf.methods.optim import TorchAdam, TorchSGD
 
 SHAPES = [(2, 3), (3,)]
 STEPS, BOUNDARY = 10, 4  # steps 0..4 use LRS[0], steps 5..9 LRS[1]

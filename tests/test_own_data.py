@@ -1,4 +1,5 @@
-"""Own data: image folders, CSV tables, .npz arrays, tfds sets by name (`mwnet_tf.data.own*`).
+"""Own data: image folders, CSV tables, .npz arrays, tfds sets by name
+(`mwnet_tf.data.custom`).
 
 Every test writes the tiny files it needs into tmp_path (PIL, NumPy); no network.
 """
@@ -26,8 +27,8 @@ from mwnet_tf.data import (
     make_own_biased_data,
 )
 from mwnet_tf.data.bias import BiasedData
+from mwnet_tf.data.custom.biased import hold_out
 from mwnet_tf.data.image_files import read_header
-from mwnet_tf.data.own import hold_out
 from mwnet_tf.data.pipeline import (
     find_undecodable,
     make_test_dataset,
@@ -665,5 +666,5 @@ def test_load_own_data_dispatches_and_names_what_is_missing(tmp_path):
     one_line_error(load_own_data, "csv", root, match=["is a folder"])
     with pytest.raises(ValueError, match="unknown own data set"):
         load_own_data("tfds:", root)
-    with unittest.mock.patch("mwnet_tf.data.own_files.VERIFY_LIMIT", 0):
+    with unittest.mock.patch("mwnet_tf.data.custom.from_files.VERIFY_LIMIT", 0):
         assert not load_own_data("folder", root, image_size=8).verified

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import optim, precision, steps
 from mwnet_tf.config import Config
+from mwnet_tf.methods import optim, precision, steps
 from mwnet_tf.models import build_classifier, build_weight_net
 
 N, C, SHAPE = 32, 4, (6,)

@@ -13,10 +13,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from mwnet_tf import predict, serving
+from mwnet_tf import predict
 from mwnet_tf.data import Dataset, make_biased_data
 from mwnet_tf.data.pipeline import load_images, normalize
 from mwnet_tf.models import build_classifier
+from mwnet_tf.outputs import serving
 
 NAMES = ["ant", "bee", "cat"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}

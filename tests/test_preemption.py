@@ -88,14 +88,13 @@ def _one_error_line(proc, *texts):
 
 def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, uninterrupted,
                                                                       cli):
-    """ENOSPC / EACCES injected inside the writers (`mwnet_tf.training.faults`): a checkpoint, the
+    """ENOSPC / EACCES injected inside the writers (`mwnet_tf.faults`): a checkpoint, the
     weight function, results.json. Each ends in one line naming what is kept; what was
     written before stays readable; the same command then resumes and ends as if nothing
     happened."""
     import tensorflow as tf
 
-    from mwnet_tf import export
-
+    from mwnet_tf.models import weight_function
     work = tmp_path / "run"
     ckpts = work / "checkpoints"
     # the second checkpoint (step 6, inside epoch 1) cannot be written
@@ -116,7 +115,7 @@ def test_a_full_disk_or_unwritable_folder_while_writing_loses_nothing(tmp_path, 
     proc = _run(cli, work, fault="results:1:enospc")
     _one_error_line(proc, "could not write", "results.json", "No space left on device")
     assert not (work / "results.json").exists() and _leftovers(work) == []
-    export.read_weight_net(str(work / "weight_fn"))  # complete and readable
+    weight_function.read_weight_net(str(work / "weight_fn"))  # complete and readable
     assert (work / "flags.cfg").read_bytes() == flags_cfg
     proc = _run(cli, work)
     assert proc.returncode == 0, proc.stderr[-3000:]

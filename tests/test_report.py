@@ -313,9 +313,10 @@ def test_only_mwnet_builds_a_weight_net_so_its_flags_may_differ_for_other_method
     """tables.WEIGHT_NET is ignored when grouping other methods' runs: that is right only while
     no other method builds the weight-net ("meta") optimizer or reads weight_norm."""
     methods_dir = os.path.join(os.path.dirname(os.path.dirname(__file__)), "mwnet_tf", "methods")
-    for name in os.listdir(methods_dir):
-        if name.endswith(".py") and name not in ("mwnet.py", "base.py"):
-            with open(os.path.join(methods_dir, name)) as f:
+    from mwnet_tf.methods import registry
+    for name in registry.METHODS:
+        if name != "mwnet":
+            with open(os.path.join(methods_dir, name + ".py")) as f:
                 text = f.read()
             assert 'new_optimizer("meta")' not in text, name
             assert "options.weight_norm" not in text and "normalized(" not in text, name

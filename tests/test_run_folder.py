@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from mwnet_tf import files
 from mwnet_tf.errors import TrainingError
 from mwnet_tf.training import run_folder
 
@@ -15,9 +16,9 @@ def _names(folder):
 
 def test_a_write_replaces_the_file_and_leaves_no_temporary_file(tmp_path):
     path = tmp_path / "a.json"
-    run_folder.write_json(str(path), {"b": 1, "a": [1, 2]})
+    files.write_json(str(path), {"b": 1, "a": [1, 2]})
     assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
-    run_folder.write_json(str(path), {"a": 3})
+    files.write_json(str(path), {"a": 3})
     assert json.loads(path.read_text()) == {"a": 3}
     assert _names(tmp_path) == ["a.json"]
 
@@ -26,7 +27,7 @@ def test_a_write_failing_half_way_leaves_the_old_file_intact_and_no_temporary_fi
     path = tmp_path / "results.json"
     path.write_text("old")
     with pytest.raises(RuntimeError, match="disk gone"):
-        with run_folder.atomic_file(str(path), "w") as f:
+        with files.atomic_file(str(path), "w") as f:
             f.write("half of the new")
             raise RuntimeError("disk gone")
     assert path.read_text() == "old"
@@ -36,52 +37,52 @@ def test_a_write_failing_half_way_leaves_the_old_file_intact_and_no_temporary_fi
 def test_a_fault_after_the_temporary_file_is_written_keeps_the_old_file(tmp_path, monkeypatch):
     """The "results" fault point sits between the temporary file and the rename."""
     monkeypatch.setenv("MWNET_TF_FAULT", "results:1:enospc")
-    monkeypatch.setattr(run_folder.faults, "_counts", {})
+    monkeypatch.setattr(files.faults, "_counts", {})
     path = tmp_path / "results.json"
     path.write_text("old")
     with pytest.raises(OSError, match="No space left"):
-        run_folder.write_json(str(path), {"new": True}, fault="results")
+        files.write_json(str(path), {"new": True}, fault="results")
     assert path.read_text() == "old"
     assert _names(tmp_path) == ["results.json"]
 
 
 def test_the_temporary_file_is_hidden_beside_the_file_and_named_a_leftover(tmp_path):
-    tmp = run_folder.temporary_name(str(tmp_path / "flags.cfg"))
+    tmp = files.temporary_name(str(tmp_path / "flags.cfg"))
     assert os.path.dirname(tmp) == str(tmp_path)
     assert os.path.basename(tmp) == f".flags.cfg.tmp-{os.getpid()}"
-    assert run_folder.is_leftover(os.path.basename(tmp))
+    assert files.is_leftover(os.path.basename(tmp))
     for name in ("results.json", "flags.cfg", "ckpt-3.index", "progress-3.json", "weight_fn"):
-        assert not run_folder.is_leftover(name), name
+        assert not files.is_leftover(name), name
 
 
 def test_an_equal_file_is_left_untouched_with_keep_equal(tmp_path):
     path = tmp_path / "flags.cfg"
     path.write_text("--seed=1\n")
     os.utime(path, (1_000_000, 1_000_000))
-    assert not run_folder.write_text(str(path), "--seed=1\n", keep_equal=True)
+    assert not files.write_text(str(path), "--seed=1\n", keep_equal=True)
     assert os.stat(path).st_mtime == 1_000_000
-    assert run_folder.write_text(str(path), "--seed=2\n", keep_equal=True)
+    assert files.write_text(str(path), "--seed=2\n", keep_equal=True)
     assert path.read_text() == "--seed=2\n"
-    assert run_folder.write_text(str(path), "--seed=2\n")  # without it: always written
+    assert files.write_text(str(path), "--seed=2\n")  # without it: always written
 
 
 def test_a_replaced_file_keeps_its_permissions(tmp_path):
     path = tmp_path / "README.md"
     path.write_text("old")
     os.chmod(path, 0o600)
-    run_folder.write_bytes(str(path), b"new")
+    files.write_bytes(str(path), b"new")
     assert path.read_bytes() == b"new"
     assert os.stat(path).st_mode & 0o777 == 0o600
 
 
 def test_the_folder_variant_replaces_a_folder_whole(tmp_path):
     path = tmp_path / "weight_fn"
-    with run_folder.atomic_folder(str(path)) as tmp:
+    with files.atomic_folder(str(path)) as tmp:
         assert os.path.dirname(tmp) == str(tmp_path) and _names(tmp) == []
         (tmp_path / os.path.basename(tmp) / "saved_model.pb").write_text("one")
         (tmp_path / os.path.basename(tmp) / "extra").write_text("one")
     assert _names(path) == ["extra", "saved_model.pb"]
-    with run_folder.atomic_folder(str(path)) as tmp:
+    with files.atomic_folder(str(path)) as tmp:
         (tmp_path / os.path.basename(tmp) / "saved_model.pb").write_text("two")
     assert _names(path) == ["saved_model.pb"]  # nothing of the old folder is left
     assert (path / "saved_model.pb").read_text() == "two"
@@ -93,7 +94,7 @@ def test_a_folder_write_failing_half_way_leaves_the_old_folder_intact(tmp_path):
     path.mkdir()
     (path / "saved_model.pb").write_text("old")
     with pytest.raises(RuntimeError):
-        with run_folder.atomic_folder(str(path)) as tmp:
+        with files.atomic_folder(str(path)) as tmp:
             (tmp_path / os.path.basename(tmp) / "saved_model.pb").write_text("half")
             raise RuntimeError("killed")
     assert (path / "saved_model.pb").read_text() == "old"
@@ -124,8 +125,8 @@ def test_progress_files_are_read_and_pruned(tmp_path):
     ckpts = str(tmp_path)
     assert run_folder.read_progress(ckpts, None) == {}
     assert run_folder.read_progress(ckpts, os.path.join(ckpts, "ckpt-7")) == {}
-    run_folder.write_json(run_folder.progress_path(ckpts, 7), {"sums": {"loss_sum": 1.5}})
-    run_folder.write_json(run_folder.progress_path(ckpts, 9), {"sums": {}})
+    files.write_json(run_folder.progress_path(ckpts, 7), {"sums": {"loss_sum": 1.5}})
+    files.write_json(run_folder.progress_path(ckpts, 9), {"sums": {}})
     assert run_folder.read_progress(ckpts, os.path.join(ckpts, "ckpt-7")) == {"loss_sum": 1.5}
     run_folder.prune_progress(ckpts, [os.path.join(ckpts, "ckpt-9")])
     assert _names(tmp_path) == ["progress-9.json"]
@@ -146,4 +147,4 @@ def test_a_killed_classifier_export_leaves_nothing_the_next_run_keeps(tmp_path):
     (tmp_path / "classifier.keras").write_text("kept")
     run_folder.remove_leftovers(str(tmp_path))
     assert _names(tmp_path) == ["classifier.keras", "classifier_serving"]
-    assert not run_folder.is_leftover("classifier.keras")
+    assert not files.is_leftover("classifier.keras")

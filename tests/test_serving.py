@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import serving
 from mwnet_tf.data import make_biased_data
 from mwnet_tf.data.pipeline import normalize
 from mwnet_tf.models import build_classifier
+from mwnet_tf.outputs import serving
 
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_own_data import image_rows, make_folder, write_csv, write_npz
 
-from mwnet_tf import train
+from mwnet_tf import files, train
 from mwnet_tf.data import DataUnavailableError, content, load_own_data, make_own_biased_data
 from mwnet_tf.training import run_folder
 
@@ -117,7 +117,7 @@ def _run_folder(path, prints, checkpoint=True):
     os.makedirs(path / "checkpoints")
     if checkpoint:
         (path / "checkpoints" / "checkpoint").write_text("model_checkpoint_path: 'ckpt-1'\n")
-    (path / run_folder.DATA).write_text(json.dumps(prints))
+    (path / files.DATA).write_text(json.dumps(prints))
 
 
 def test_a_resumed_run_on_other_data_is_refused_in_one_line(tmp_path):
@@ -130,7 +130,7 @@ def test_a_resumed_run_on_other_data_is_refused_in_one_line(tmp_path):
     _run_folder(tmp_path / "fresh", prints, checkpoint=False)
     run_folder.check_same_data(str(tmp_path / "fresh"), {**prints, "train": "z"})
     run_folder.check_same_data(str(tmp_path / "nowhere"), prints)
-    (tmp_path / "run" / run_folder.DATA).write_text("{not json")
+    (tmp_path / "run" / files.DATA).write_text("{not json")
     with pytest.raises(ValueError, match="cannot read"):
         run_folder.check_same_data(str(tmp_path / "run"), prints)
 

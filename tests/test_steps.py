@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import optim, steps
+from mwnet_tf.methods import optim, steps
 from mwnet_tf.models import build_classifier, build_weight_net
 
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3

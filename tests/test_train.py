@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mwnet_tf import export
 from mwnet_tf.config import Config
+from mwnet_tf.models import weight_function
 from mwnet_tf.training import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +78,7 @@ def test_run_writes_results_weight_fn_checkpoints_and_summaries(tmp_path):
     assert len(saved["weight_function"]["losses"]) == len(saved["weight_function"]["weights"])
     hist = saved["weight_histogram"]
     assert sum(hist["clean"]) + sum(hist["corrupted"]) == min(2000, 1197)
-    fn = export.load_weight_fn(str(tmp_path / "weight_fn"))
+    fn = weight_function.load_weight_fn(str(tmp_path / "weight_fn"))
     np.testing.assert_allclose(fn([1.0, 8.0]), [saved["weight_curve"]["1"],
                                                 saved["weight_curve"]["8"]], atol=1e-5)
 

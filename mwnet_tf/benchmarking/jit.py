@@ -14,9 +14,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import steps
 from mwnet_tf.benchmarking.steps import Bench, random_batch
 from mwnet_tf.benchmarking.variants import DEFAULT_SHAPES
+from mwnet_tf.methods import steps
 
 
 def split_cpu(replicas: int) -> None:

@@ -21,12 +21,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import methods, precision, steps
+from mwnet_tf import methods
 from mwnet_tf.benchmarking import trace
 from mwnet_tf.benchmarking.variants import LABELS, VARIANTS
 from mwnet_tf.config import Config
 from mwnet_tf.data import Dataset, make_biased_data
 from mwnet_tf.data.pipeline import make_train_dataset
+from mwnet_tf.methods import precision, steps
 from mwnet_tf.methods.base import Context
 from mwnet_tf.models import build_classifier
 from mwnet_tf.training import loop as training_loop

@@ -2,8 +2,8 @@
 that the run folder is not inside it.
 
 The commands call these before TensorFlow is imported, so that a mistyped path answers at once;
-the messages are the loaders' own (`datasets`, `clothing1m`, `own_load`, `own_files`,
-`own_npz`), which still check when called from Python. Imports nothing heavy.
+the messages are the loaders' own (`datasets`, `clothing1m`, `custom.load`, `custom.from_files`,
+`custom.from_npz`), which still check when called from Python. Imports nothing heavy.
 """
 
 from __future__ import annotations

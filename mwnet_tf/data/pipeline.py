@@ -10,10 +10,10 @@ resized to a square of `resize_for(image_size)` (256 for 224: the paper's "resiz
 256x256"), then randomly cropped to `image_size` and flipped for training, center-cropped for
 the meta and test sets (the paper's "crop the middle 224x224").
 
-An own image folder or table (`BiasedData.resize_crop` False, `mwnet_tf.data.own`) takes the
-image branch: JPEG, PNG, BMP or GIF (first frame) decoded by `decode_image`, resized straight to
-`image_size`, then augmented as in-memory images (reflect-pad `image_size // 8`, crop, flip)
-when `augment`, for the training and the meta set.
+An own image folder or table (`BiasedData.resize_crop` False, `mwnet_tf.data.custom.biased`)
+takes the image branch: JPEG, PNG, BMP or GIF (first frame) decoded by `decode_image`,
+resized straight to `image_size`, then augmented as in-memory images (reflect-pad
+`image_size // 8`, crop, flip) when `augment`, for the training and the meta set.
 
 Under multi-worker training, `make_train_dataset(..., input_context=ctx)` is the function for
 `strategy.distribute_datasets_from_function`: each worker keeps its share of the elements

@@ -34,7 +34,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf.config import scaled_decay_epochs  # noqa: F401  (the methods' stages use it)
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import eval_images, normalize
 from mwnet_tf.methods.registry import Param

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mwnet_tf import steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 
 

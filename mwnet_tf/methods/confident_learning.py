@@ -49,17 +49,16 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import steps
+from mwnet_tf import files
 from mwnet_tf.data import BiasedData
-from mwnet_tf.methods import registry
+from mwnet_tf.methods import registry, steps
 from mwnet_tf.methods.base import (
     Method,
     Stage,
     predict_probabilities,
-    scaled_decay_epochs,
     training_subset,
 )
-from mwnet_tf.training import run_folder
+from mwnet_tf.protocols import scaled_decay_epochs
 
 _FOLD_STREAM = 0xC1F0  # this method's own random stream, beside the data pipeline's
 FINAL_STAGE = "train on kept"
@@ -216,7 +215,7 @@ class ConfidentLearning(Method):
             return
         data = self.ctx.data
         path = os.path.join(workdir, "label_issues.npz")
-        with run_folder.atomic_file(path) as f:
+        with files.atomic_file(path) as f:
             np.savez(f, train_index=data.train_index, fold=self.folds,
                      out_of_fold_probs=self.out_of_fold.numpy(),
                      label_issue=~self.kept.numpy(), noisy_label=data.train_y,

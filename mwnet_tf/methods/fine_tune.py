@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 
-from mwnet_tf import steps
-from mwnet_tf.methods import registry
+from mwnet_tf.methods import registry, steps
 from mwnet_tf.methods.base import Method, Stage
 
 # The official L2RW fine-tuning baseline (uber-research/learning-to-reweight-examples,

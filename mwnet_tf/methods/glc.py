@@ -37,9 +37,9 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import steps
-from mwnet_tf.methods import registry
-from mwnet_tf.methods.base import Method, Stage, predict_probabilities, scaled_decay_epochs
+from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods.base import Method, Stage, predict_probabilities
+from mwnet_tf.protocols import scaled_decay_epochs
 
 LOG_FLOOR = 1e-12
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import steps
 from mwnet_tf.data.pipeline import load_images, normalize
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 
 

@@ -7,10 +7,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import export, steps
-from mwnet_tf.methods import registry
+from mwnet_tf.methods import registry, steps
 from mwnet_tf.methods.base import Method
-from mwnet_tf.models import build_weight_net
+from mwnet_tf.models import build_weight_net, weight_function
 
 
 class MetaWeightNet(Method):
@@ -27,7 +26,7 @@ class MetaWeightNet(Method):
 
     `--weight_fn=PATH` trains with a frozen weight function (a `weight_fn/` this project
     exported): `steps.weighted_step` on every step, about the cost of cross-entropy. Its
-    variables are read as data (`export.read_weight_net`), its graph is never run."""
+    variables are read as data (`weight_function.read_weight_net`), its graph is never run."""
 
     name = "mwnet"
     uses_meta = True
@@ -44,7 +43,7 @@ class MetaWeightNet(Method):
             if self.hp["meta_scope"] != "full" or self.hp["meta_interval"] != 1:
                 raise ValueError("--weight_fn trains with a frozen weight function: "
                                  "--meta_scope and --meta_interval do not apply")
-            loaded = export.read_weight_net(self.hp["weight_fn"])
+            loaded = weight_function.read_weight_net(self.hp["weight_fn"])
             for var, value in zip(self.weight_net.trainable_variables,
                                   loaded.trainable_variables):
                 var.assign(tf.cast(value, var.dtype))
@@ -89,10 +88,10 @@ class MetaWeightNet(Method):
         return self.weight_net(x, training=False).numpy()[:, 0].astype(np.float64)
 
     def results(self):
-        return {"weight_curve": export.weight_curve(self.weight_net)}
+        return {"weight_curve": weight_function.weight_curve(self.weight_net)}
 
     def export(self, workdir):
-        export.export_weight_fn(self.weight_net, os.path.join(workdir, "weight_fn"))
+        weight_function.export_weight_fn(self.weight_net, os.path.join(workdir, "weight_fn"))
 
     def label_scores(self, losses, probabilities, labels):
         """The learned weight function's weight of each sample's loss; a low weight is

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mwnet_tf import steps
-from mwnet_tf.methods import registry
+from mwnet_tf.methods import registry, steps
 from mwnet_tf.methods.base import Method
 
 

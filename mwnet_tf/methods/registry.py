@@ -12,7 +12,7 @@ import dataclasses
 
 METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune", "l2rw",
            "glc", "co_teaching", "confident_learning", "mwnet")
-# float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.steps); the
+# float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.methods.steps); the
 # others (l2rw, glc, co_teaching) write their own gradient steps without it.
 FLOAT16_METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune",
                    "confident_learning", "mwnet")

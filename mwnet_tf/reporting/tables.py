@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from mwnet_tf import config as config_lib
+from mwnet_tf import protocols
 from mwnet_tf.errors import ReportError
 
 BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.reporting.bench_tables)
@@ -402,7 +403,7 @@ def paper(runs: list[tuple[str, dict]], numbers=(1, 2, 3)) -> str:
     for number in numbers:
         key, noise, what = PAPER_TABLES[number]
         for dataset, cells in data[key]["results"].items():
-            defaults = config_lib.paper_defaults(dataset, noise, 10.0 if number == 1 else 1.0)
+            defaults = protocols.paper_defaults(dataset, noise, 10.0 if number == 1 else 1.0)
             protocol = {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
             wanted = [("none", 0.0, float(k)) if number == 1 else
                       setting({"noise": noise, "rate": k}) for k in cells]

@@ -25,9 +25,10 @@ from typing import Callable, Iterator
 
 import tensorflow as tf
 
+from mwnet_tf import faults, files
 from mwnet_tf.config import Config
 from mwnet_tf.errors import Interrupted, TrainingError, WriteError
-from mwnet_tf.training import faults, run_folder
+from mwnet_tf.training import run_folder
 
 
 @contextlib.contextmanager
@@ -129,7 +130,7 @@ class Checkpointer:
         self.checkpoint = tf.train.Checkpoint(
             **models, epoch=self.epoch_var, best_accuracy=self.best_var,
             step_in_epoch=self.step_var, global_step=self.global_var, **extra)
-        self.dir = os.path.join(workdir, run_folder.CHECKPOINTS)
+        self.dir = os.path.join(workdir, files.CHECKPOINTS)
         check_checkpoint_list(self.dir)
         if chief:
             self.manager = tf.train.CheckpointManager(self.checkpoint, self.dir,
@@ -181,7 +182,7 @@ class Checkpointer:
             with self.writing(f"checkpoint {number} in {self.dir}"):
                 if self.chief:
                     os.makedirs(self.dir, exist_ok=True)
-                    run_folder.write_json(progress_file, {
+                    files.write_json(progress_file, {
                         "epoch": self.epochs_done, "step": self.step_in_epoch,
                         "sums": self.partial})
                 faults.hit("checkpoint_before", self.dir)

@@ -19,13 +19,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import steps as steps_lib
+from mwnet_tf import faults
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData, DataUnavailableError
 from mwnet_tf.data.pipeline import make_train_dataset, name_unreadable
 from mwnet_tf.errors import ImageError, TrainingError
+from mwnet_tf.methods import steps as steps_lib
 from mwnet_tf.methods.base import Stage, reinitialize, reset_optimizer
-from mwnet_tf.training import faults
 
 
 def epoch_lr(base_lr: float, decay_epochs, factor: float, epoch: int) -> float:

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import steps
+from mwnet_tf import faults
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import make_test_dataset
-from mwnet_tf.training import faults
+from mwnet_tf.methods import steps
 from mwnet_tf.training.epoch import reading_images
 
 

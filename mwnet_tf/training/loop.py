@@ -17,25 +17,28 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from mwnet_tf import keras_file, methods, optim, precision, serving, steps, takehome
+from mwnet_tf import methods
 from mwnet_tf.config import AUTO_MODEL, Config, is_model_file, is_own_dataset
 from mwnet_tf.data import BiasedData, DataUnavailableError, content, load_dataset, make_biased_data
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
+from mwnet_tf.data.custom.biased import OwnData, make_own_biased_data
+from mwnet_tf.data.custom.load import load_own_data
 from mwnet_tf.data.data_dir import data_root
 from mwnet_tf.data.data_dir import problem as data_dir_problem
 from mwnet_tf.data.human_noise import load_human_labels
-from mwnet_tf.data.own import OwnData, make_own_biased_data
-from mwnet_tf.data.own_load import load_own_data
 from mwnet_tf.data.pipeline import check_meta_batch
 from mwnet_tf.errors import Interrupted, TrainingError
-from mwnet_tf.models import build_classifier
+from mwnet_tf.files import DATA, write_json
+from mwnet_tf.methods import optim, precision, steps
+from mwnet_tf.models import build_classifier, keras_file
 from mwnet_tf.models.pretrained import check_file, load_pretrained
+from mwnet_tf.outputs import finish, serving
 from mwnet_tf.training import results as results_lib
 from mwnet_tf.training import tracking
 from mwnet_tf.training.checkpointer import Checkpointer
 from mwnet_tf.training.epoch import Epochs, epoch_lr, reading_images, train_epoch
 from mwnet_tf.training.evaluation import Evaluation, epoch_line
-from mwnet_tf.training.run_folder import DATA, check_same_data, remove_leftovers, write_json
+from mwnet_tf.training.run_folder import check_same_data, remove_leftovers
 
 CLASSES = "classes.json"  # the class names of the run, label k is the k-th
 
@@ -55,7 +58,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
 
 
 def make_optimizer(config: Config, kind: str = "classifier") -> keras.optimizers.Optimizer:
-    """An optimizer with `torch.optim`'s rules (`mwnet_tf.optim`), coupled L2 included.
+    """An optimizer with `torch.optim`'s rules (`mwnet_tf.methods.optim`), coupled L2 included.
 
     kind "classifier": SGD with momentum (`--lr`, set per epoch by the trainer); "meta": the
     weight net's Adam or SGD (`--meta_optimizer`, fixed `--meta_lr`).
@@ -374,12 +377,12 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         results["own_data"] = own.summary()
     results["classes"] = class_names
     if chief:
-        def finish() -> dict:  # label_issues.csv and the classifier to take home
+        def take_home() -> dict:  # label_issues.csv and the classifier to take home
             with reading_images(data, True, parts.ckpt.last):
-                return takehome.finish_run(parts.method, data, workdir,
+                return finish.finish_run(parts.method, data, workdir,
                                            batch_size=config.eval_batch_size,
                                            dataset=config.dataset, class_names=class_names,
                                            log=log, data_root=data_root(config.dataset,
                                                                         config.data_dir))
-        results_lib.write(workdir, results, parts.method, parts.ckpt, takehome=finish)
+        results_lib.write(workdir, results, parts.method, parts.ckpt, takehome=take_home)
     return results

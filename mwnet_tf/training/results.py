@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from mwnet_tf import files
 from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData
-from mwnet_tf.training import diagnostics, run_folder
+from mwnet_tf.training import diagnostics
 
 RESULTS = "results.json"
 
@@ -51,4 +52,4 @@ def write(workdir: str, results: dict, method, ckpt, takehome=None) -> None:
             results.update(takehome())
     path = os.path.join(workdir, RESULTS)
     with ckpt.writing(path):
-        run_folder.write_json(path, results, fault="results")
+        files.write_json(path, results, fault="results")

@@ -12,8 +12,8 @@ import os
 import socket
 import time
 
+from mwnet_tf import files
 from mwnet_tf.errors import LockError
-from mwnet_tf.training import run_folder
 
 NAME = ".lock"
 
@@ -69,7 +69,7 @@ class RunLock:
                 raise LockError(f"{os.path.dirname(self.path)} is in use by process {pid} "
                                 f"(since {since}); wait for it or pick another --workdir")
         # the owner is gone (or never finished writing the lock): take it over
-        run_folder.write_json(self.path, self.me)
+        files.write_json(self.path, self.me)
         if _owner(self.path) != self.me:  # another process took it over at the same moment
             raise LockError(f"{os.path.dirname(self.path)} was just taken by another process")
 

@@ -19,9 +19,9 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf import steps
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import load_images, normalize
+from mwnet_tf.methods import steps
 from mwnet_tf.reporting import figures
 from mwnet_tf.training import diagnostics
 

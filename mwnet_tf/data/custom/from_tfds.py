@@ -16,9 +16,9 @@ import os
 
 import numpy as np
 
+from mwnet_tf.data.custom.biased import DEFAULT_SPLIT_SEED, OwnData, error, hold_out
+from mwnet_tf.data.custom.from_npz import array_stats, is_image_array
 from mwnet_tf.data.datasets import _missing_tfds_message
-from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, OwnData, error, hold_out
-from mwnet_tf.data.own_npz import array_stats, is_image_array
 from mwnet_tf.errors import DataUnavailableError
 
 DEFAULT_TFDS_TEST_FRACTION = 0.1

@@ -40,8 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mwnet_tf.data.image_files import is_hidden, read_header, resolved_inside, walk_images
-from mwnet_tf.data.own import (
+from mwnet_tf.data.custom.biased import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_FRACTION,
     MAX_CLASSES,
@@ -49,6 +48,8 @@ from mwnet_tf.data.own import (
     error,
     hold_out,
 )
+from mwnet_tf.data.image_files import is_hidden, read_header, resolved_inside, walk_images
+from mwnet_tf.data.pipeline import decode_image, find_undecodable
 from mwnet_tf.errors import DataUnavailableError
 
 DEFAULT_IMAGE_SIZE = 32
@@ -329,7 +330,6 @@ def _decoded_stats(paths: np.ndarray, image_size: int, channels: int,
     """Per-channel mean and std in [0, 1] units of `paths` as the pipeline decodes them."""
     import tensorflow as tf
 
-    from mwnet_tf.data.pipeline import decode_image, find_undecodable
 
     def decode(p):
         return decode_image(p, image_size, channels)
@@ -384,7 +384,6 @@ def _finish(name: str, source: str, names: tuple[str, ...],
     every = np.concatenate([train_x, meta_x, test_x])
     verified = len(every) <= VERIFY_LIMIT if verify is None else bool(verify)
     if verified:
-        from mwnet_tf.data.pipeline import decode_image, find_undecodable
 
         found = find_undecodable(every, lambda p: decode_image(p, 8, channels))
         if found is not None:

@@ -1,7 +1,7 @@
 """What a finished run leaves its user: the label issues of the training set and the classifier
 to take home, in one call for the end of a run (chief only, after `method.export`):
 
-    results.update(takehome.finish_run(method, data, workdir,
+    results.update(finish.finish_run(method, data, workdir,
                                        batch_size=config.eval_batch_size,
                                        dataset=config.dataset, log=log))
 
@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from mwnet_tf import label_issues, serving
+from mwnet_tf.outputs import label_issues, serving
 
 
 def with_class_names(table: dict, class_names) -> dict:

@@ -1,7 +1,7 @@
 """Your own data: the object every own-data loader returns, and the run's biased data from it.
 
-The loaders (`own_files.load_image_folder`, `own_files.load_csv_table`,
-`own_npz.load_npz_arrays`, `own_tfds.load_tfds_dataset`) return an `OwnData`: a training set
+The loaders (`from_files.load_image_folder`, `from_files.load_csv_table`,
+`from_npz.load_npz_arrays`, `from_tfds.load_tfds_dataset`) return an `OwnData`: a training set
 with its labels as given (possibly noisy, the point of the exercise), a trusted set (`meta_x`,
 `meta_y`; None for a tfds set, whose trusted set is carved from its training split like
 CIFAR's) and a test set. `make_own_biased_data` turns it into the `BiasedData` of one run, like

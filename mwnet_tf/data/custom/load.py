@@ -1,7 +1,7 @@
 """`--dataset=folder|csv|npz|tfds:NAME`: the loader of each own data format, by name.
 
-A module of its own: the loaders (own_files, own_npz, own_tfds) build on `mwnet_tf.data.own`,
-so the dispatch to them cannot live there without an import circle.
+A module of its own: the loaders (`from_files`, `from_npz`, `from_tfds`) build on
+`mwnet_tf.data.custom.biased`, so the dispatch to them cannot live there without an import circle.
 """
 
 from __future__ import annotations
@@ -10,36 +10,35 @@ import os
 
 import numpy as np
 
-from mwnet_tf.data import own_files, own_npz, own_tfds
+from mwnet_tf.config import OWN_DATASETS, is_own_dataset
+from mwnet_tf.data.custom import from_files, from_npz, from_tfds
+from mwnet_tf.data.custom.biased import DEFAULT_SPLIT_SEED, OwnData, error
 from mwnet_tf.data.data_dir import problem as data_dir_problem
-from mwnet_tf.data.own import DEFAULT_SPLIT_SEED, OwnData, error
 from mwnet_tf.errors import DataUnavailableError
-
-OWN_DATASETS = ("folder", "csv", "npz", "tfds:NAME")
 
 
 def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None = None,
                   augment: bool | None = None, test_fraction: float | None = None,
                   split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
                   image_key: str | None = None, label_key: str | None = None) -> OwnData:
-    """The loader of `--dataset` (one of `OWN_DATASETS`) on `--data_dir`: the image folder,
+    """The loader of `--dataset` (`config.is_own_dataset`) on `--data_dir`: the image folder,
     the .csv file, the .npz file, or the tfds data_dir (None: tfds' default). Options left None
     take each loader's default; those a format has no use for are ignored (image_size: the
     images of a folder or table, resized tfds images; image_key / label_key: tfds)."""
-    if not (dataset in OWN_DATASETS[:3] or (dataset.startswith("tfds:") and dataset[5:])):
+    if not is_own_dataset(dataset):
         raise ValueError(f"unknown own data set {dataset!r}; expected one of "
-                         f"{', '.join(OWN_DATASETS)}")
+                         f"{', '.join(OWN_DATASETS)}, tfds:NAME")
     split = {"split_seed": split_seed}
     if test_fraction is not None:
         split["test_fraction"] = test_fraction
     if dataset.startswith("tfds:"):
-        return check_classes(own_tfds.load_tfds_dataset(
+        return check_classes(from_tfds.load_tfds_dataset(
             dataset[5:], data_dir, image_key, label_key, image_size=image_size,
             augment=augment, **split))
     if data_dir is None:
         raise DataUnavailableError(data_dir_problem(dataset, None))
     if dataset == "npz":
-        return check_classes(own_npz.load_npz_arrays(data_dir, augment=augment, **split))
+        return check_classes(from_npz.load_npz_arrays(data_dir, augment=augment, **split))
     files = dict(split, verify=verify)
     if image_size is not None:
         files["image_size"] = image_size
@@ -48,8 +47,8 @@ def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None 
     if dataset == "csv":
         if os.path.isdir(data_dir):
             raise DataUnavailableError(data_dir_problem(dataset, data_dir))
-        return check_classes(own_files.load_csv_table(data_dir, **files))
-    return check_classes(own_files.load_image_folder(data_dir, **files))
+        return check_classes(from_files.load_csv_table(data_dir, **files))
+    return check_classes(from_files.load_image_folder(data_dir, **files))
 
 
 def check_classes(own: OwnData) -> OwnData:

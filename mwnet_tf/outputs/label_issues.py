@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf.data.pipeline import eval_images, normalize
-from mwnet_tf.training.run_folder import write_csv
+from mwnet_tf.files import write_csv
 
 LABEL_ISSUES = "label_issues.csv"
 # The columns of every table, in order; "index" is "path" for data read from files. Tables
@@ -164,7 +164,7 @@ def table_rows(table: dict):
 
 
 def write_label_issues(path: str, table: dict) -> str:
-    """Writes the table as CSV to `path` (atomically, `run_folder.write_csv`)."""
+    """Writes the table as CSV to `path` (atomically, `files.write_csv`)."""
     return write_csv(path, list(table), table_rows(table))
 
 

@@ -8,8 +8,9 @@ stays float32.
   (`models.build_weight_net`).
 - float16 (for GPUs) needs loss scaling: `wrap` puts an optimizer inside Keras'
   `LossScaleOptimizer` (dynamic scale, a step with non-finite gradients skipped and the scale
-  halved). The steps of `mwnet_tf.steps` multiply what they differentiate by `scale(optimizer)`
-  and divide the virtual step's gradients by it; `optimizer.apply` divides the real ones.
+  halved). The steps of `mwnet_tf.methods.steps` multiply what they differentiate by
+  `scale(optimizer)` and divide the virtual step's gradients by it; `optimizer.apply`
+  divides the real ones.
 - bfloat16 has float32's exponent range: no loss scaling (the CPU choice; Keras' advice too).
 """
 

@@ -19,8 +19,7 @@ import zipfile
 
 import numpy as np
 
-from mwnet_tf.data.npy_check import check_npz
-from mwnet_tf.data.own import (
+from mwnet_tf.data.custom.biased import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_FRACTION,
     MAX_CLASSES,
@@ -28,6 +27,7 @@ from mwnet_tf.data.own import (
     error,
     hold_out,
 )
+from mwnet_tf.data.npy_check import check_npz
 from mwnet_tf.errors import DataUnavailableError
 
 REQUIRED = ("x_train", "y_train", "x_meta", "y_meta")

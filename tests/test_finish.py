@@ -1,4 +1,4 @@
-"""The end of a real (tiny) run: takehome.finish_run after train_and_evaluate, then predict
+"""The end of a real (tiny) run: finish.finish_run after train_and_evaluate, then predict
 from the run folder."""
 
 import csv
@@ -8,9 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from mwnet_tf import label_issues, predict, serving, takehome
+from mwnet_tf import predict
 from mwnet_tf.config import Config
 from mwnet_tf.methods import l2rw, mwnet
+from mwnet_tf.outputs import finish, label_issues, serving
 from mwnet_tf.training import loop
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
@@ -35,7 +36,7 @@ def test_finish_run_after_a_run_then_predict_the_test_set(module, monkeypatch, t
     method = built[-1]
 
     logged = []
-    extra = takehome.finish_run(method, data, workdir, batch_size=config.eval_batch_size,
+    extra = finish.finish_run(method, data, workdir, batch_size=config.eval_batch_size,
                                 dataset=config.dataset, log=logged.append)
     detection = extra["label_issue_detection"]
     assert detection["k"] == int(data.corrupted.sum()) and detection["n"] == len(data.train_y)

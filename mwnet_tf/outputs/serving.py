@@ -29,9 +29,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mwnet_tf import files
 from mwnet_tf.data.clothing1m import resize_for
 from mwnet_tf.data.pipeline import normalize
-from mwnet_tf.training import run_folder
 
 CLASSIFIER = "classifier.keras"
 SPEC = "classifier.json"
@@ -213,7 +213,7 @@ def probabilities(model, raw, spec: dict):
 
 def export_serving(model, spec: dict, path: str) -> str:
     """Writes the serving SavedModel of `model` (see the module docstring) to `path`."""
-    with run_folder.atomic_folder(path) as tmp:
+    with files.atomic_folder(path) as tmp:
         archive = keras.export.ExportArchive()
         archive.track(model)
 
@@ -242,9 +242,9 @@ def export_classifier(model, data, workdir: str, *, class_names=None,
     os.makedirs(workdir, exist_ok=True)
     spec = input_spec(model, data, class_names, dataset)
     out = {"keras": os.path.join(workdir, CLASSIFIER), "spec": os.path.join(workdir, SPEC)}
-    with run_folder.atomic_path(out["keras"]) as tmp:
+    with files.atomic_path(out["keras"]) as tmp:
         model.save(tmp)
-    run_folder.write_text(out["spec"], json.dumps(spec, indent=2) + "\n")
+    files.write_text(out["spec"], json.dumps(spec, indent=2) + "\n")
     if serving:
         out["serving"] = export_serving(model, spec, os.path.join(workdir, SERVING))
     return out
