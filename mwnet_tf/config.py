@@ -41,7 +41,7 @@ META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 # How a batch's weighted losses are reduced (`mwnet_tf.methods.steps`).
-WEIGHT_NORMS = ("none", "batch")
+WEIGHT_NORMS = ("none", "batch", "batch_detached")
 _ALWAYS = object()  # `added`: the field existed when the first runs were kept
 
 
@@ -146,7 +146,13 @@ class Config:
                                  by_setting=True)
     meta_weight_decay: float = _field(1e-4, "Coupled L2 on the weight net.", lower=0,
                                       by_setting=True)
-    weight_norm: str = _field("batch", "none: sum(v*l)/n; batch: sum(v/sum(v)*l).",
+    meta_amsgrad: bool = _field(
+        False, "AMSGrad for the weight net's Adam (torch.optim.Adam(amsgrad=True): the running "
+        "maximum of the second moment in the denominator; CMW-Net's LT1.py uses it).",
+        added=False)
+    weight_norm: str = _field("batch", "none: sum(v*l)/n; batch: sum(v/sum(v)*l); "
+                              "batch_detached: the same with sum(v) a constant of the "
+                              "meta-gradient (CMW-Net's code, cmwnet's default).",
                               choices=WEIGHT_NORMS, by_setting=True)
     seed: int = _field(0, "Seed of noise, meta split, shuffling and init.", volatile=True)
     # Each part of the randomness on its own seed, to find where seed-to-seed spread comes
@@ -261,8 +267,11 @@ def _method_errors(c: Config) -> list[str]:
     if c.method not in METHODS:
         return []
     params = {p.name: p for p in PARAMS[c.method]}
-    owners = {p.name: m for m in METHODS for p in PARAMS[m]}
-    errors = [f"--{name} is a hyperparameter of --method={owners[name]}, not of "
+    owners: dict[str, list[str]] = {}
+    for m in METHODS:
+        for p in PARAMS[m]:
+            owners.setdefault(p.name, []).append(m)
+    errors = [f"--{name} is a hyperparameter of --method={' or '.join(owners[name])}, not of "
               f"--method={c.method}" if name in owners else
               f"{name} is not a hyperparameter of {c.method}"
               for name in c.method_params if name not in params]
@@ -326,6 +335,8 @@ def validate(c: Config) -> list[str]:
          "lr_decay_epochs must be increasing epochs between 1 and epochs - 1"),
         (0 < c.lr_decay_factor <= 1, "lr_decay_factor must lie in (0, 1]"),
         (c.momentum < 1 and c.meta_momentum < 1, "momentum must lie in [0, 1)"),
+        (not c.meta_amsgrad or c.meta_optimizer == "adam",
+         "--meta_amsgrad goes with --meta_optimizer=adam"),
         (c.mixed_precision != "float16" or c.method in FLOAT16_METHODS,
          f"mixed_precision=float16 (loss scaling) is implemented for {', '.join(FLOAT16_METHODS)}"
          f"; use bfloat16 with --method={c.method}"),

@@ -23,11 +23,19 @@ OWN_DATA_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9
                            meta_nesterov=True, meta_weight_decay=5e-4)
 
 
-def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
+# How each method's code reduces the weighted losses where it is not MW-Net's `batch`:
+# CMW-Net's LT1.py divides by the sum of the weights held constant (`.detach()`).
+METHOD_WEIGHT_NORM = {"cmwnet": "batch_detached"}
+
+
+def paper_defaults(dataset: str, noise: str, imbalance: float,
+                   method: str | None = None) -> dict:
     """The values a setting fixes unless flags say otherwise: the paper's protocol for the
     CIFAR tables (1: long tail, 2: uniform noise, 3: other noise, human included) and Table 4
     (Clothing1M), this project's for digits and Fashion-MNIST (reference/official_settings.md
     gives the sources). A long tail takes Table 1's meta set and weight-net optimizer.
+    `method`: a method whose authors' code normalizes the weights otherwise
+    (`METHOD_WEIGHT_NORM`) gets its own `weight_norm`.
     """
     d = dict(batch_size=100, meta_batch_size=100, lr=0.1, momentum=0.9, weight_decay=5e-4,
              nesterov=False, meta_lr=1e-3, meta_optimizer="adam", meta_momentum=0.9,
@@ -61,6 +69,7 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
         d.update(model="mlp", epochs=30, lr_decay_epochs=(20, 25), meta_per_class=10)
         if imbalance > 1:
             d.update(epochs=60, lr_decay_epochs=(40, 50), **TABLE1_WEIGHT_NET)
+    d["weight_norm"] = METHOD_WEIGHT_NORM.get(method, d["weight_norm"])
     return d
 
 

@@ -33,17 +33,21 @@ def torch_sgd_reference(w0, grads, lrs, momentum, nesterov, weight_decay):
     return w
 
 
-def torch_adam_reference(w0, grads, lrs, beta_1=0.9, beta_2=0.999, eps=1e-8, weight_decay=0.0):
-    """torch.optim.Adam (amsgrad off) on one parameter."""
+def torch_adam_reference(w0, grads, lrs, beta_1=0.9, beta_2=0.999, eps=1e-8, weight_decay=0.0,
+                         amsgrad=False):
+    """torch.optim.Adam on one parameter (with amsgrad: `max_exp_avg_sq = max(max_exp_avg_sq,
+    exp_avg_sq)` in the denominator, torch's `_single_tensor_adam`)."""
     w = w0.copy()
-    m, v = np.zeros_like(w), np.zeros_like(w)
+    m, v, v_max = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
     for step, (g, lr) in enumerate(zip(grads, lrs), start=1):
         g = g + weight_decay * w
         m = beta_1 * m + (1 - beta_1) * g
         v = beta_2 * v + (1 - beta_2) * g * g
         bias_correction1 = 1 - beta_1 ** step
         bias_correction2 = 1 - beta_2 ** step
-        denom = np.sqrt(v) / np.sqrt(bias_correction2) + eps
+        if amsgrad:
+            v_max = np.maximum(v_max, v)
+        denom = np.sqrt(v_max if amsgrad else v) / np.sqrt(bias_correction2) + eps
         w = w - (lr / bias_correction1) * (m / denom)
     return w
 
@@ -118,6 +122,23 @@ def test_torch_adam_matches_torch_rule_across_lr_decay(float64, mode):
     assert float(opt.learning_rate) == LRS[1]
 
 
+@pytest.mark.parametrize("mode", ["eager", "function"])
+def test_torch_adam_amsgrad_matches_torch_rule_across_lr_decay(float64, mode):
+    # gradients that shrink after step 3: v falls below its running maximum, where amsgrad
+    # and plain Adam part
+    w0, grads = problem(seed=6)
+    grads = [[g * (1.0 if k < 3 else 0.05) for g in step] for k, step in enumerate(grads)]
+    opt = TorchAdam(schedule(), beta_1=0.8, beta_2=0.9, weight_decay=WD, amsgrad=True)
+    got = run(opt, w0, grads, mode)
+    want = reference(torch_adam_reference, w0, grads, beta_1=0.8, beta_2=0.9,
+                     weight_decay=WD, amsgrad=True)
+    assert rel_err(got, want, w0) < 1e-12
+    plain = reference(torch_adam_reference, w0, grads, beta_1=0.8, beta_2=0.9,
+                      weight_decay=WD)
+    assert rel_err(plain, want, w0) > 1e-3  # the rule made a difference
+    assert opt.get_config()["amsgrad"] is True
+
+
 def test_weight_decay_is_coupled_and_not_keras_decoupled(float64):
     # One SGD step without momentum, zero gradient: w <- w - lr * wd * w, whatever Keras does.
     opt = TorchSGD(0.5, weight_decay=0.1)
@@ -168,6 +189,7 @@ def test_keras_adam_departs_from_torch_on_tiny_gradients_torch_adam_does_not(flo
 OPTIMIZERS = {
     "sgd": lambda: TorchSGD(schedule(boundary=3), momentum=0.9, nesterov=True, weight_decay=WD),
     "adam": lambda: TorchAdam(schedule(boundary=3), weight_decay=WD),
+    "adam_amsgrad": lambda: TorchAdam(schedule(boundary=3), weight_decay=WD, amsgrad=True),
 }
 
 

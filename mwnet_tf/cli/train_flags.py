@@ -23,8 +23,9 @@ def define_flags() -> None:
                 m["help"], m["choices"], m["lower"], m["upper"])
     flags.DEFINE_string("workdir", None, "Run folder (default: runs/<setting>).")
     flags.DEFINE_bool("dry_run", False, "Print the resolved settings as a flagfile and exit.")
-    for name, (method, p) in registry.all_params().items():
-        _define(name, p.kind, p.default, f"[{method}] {p.help}", p.choices, p.lower, p.upper)
+    for name, (owners, p) in registry.all_params().items():
+        _define(name, p.kind, p.default, f"[{', '.join(owners)}] {p.help}", p.choices, p.lower,
+                p.upper)
 
 
 def _define(name, kind, default, help, choices=None, lower=None, upper=None) -> None:
@@ -50,7 +51,7 @@ def config_from_flags(fv: flags.FlagValues, sources: list[dict[str, str]] | None
         the command line), for the learning-rate schedule (`_decay_schedule`).
     notes: receives one line per default derived from the flags (the log prints them).
     """
-    values = protocols.paper_defaults(fv.dataset, fv.noise, fv.imbalance)
+    values = protocols.paper_defaults(fv.dataset, fv.noise, fv.imbalance, fv.method)
     for name in (f.name for f in config_lib.flag_fields()):
         if fv[name].present or name not in values:  # given, or no setting default
             value = fv[name].value
@@ -68,8 +69,8 @@ def config_from_flags(fv: flags.FlagValues, sources: list[dict[str, str]] | None
             values["dataset"], values.get("noise_labels"))
     # The method's hyperparameters, and another method's when given (Config rejects those).
     values["method_params"] = {
-        name: fv[name].value for name, (owner, _) in registry.all_params().items()
-        if fv[name].present or (owner == values["method"] and fv[name].value is not None)}
+        name: fv[name].value for name, (owners, _) in registry.all_params().items()
+        if fv[name].present or (values["method"] in owners and fv[name].value is not None)}
     decay = values.get("lr_decay_epochs") or ()
     try:
         values["lr_decay_epochs"] = tuple(int(e) for e in decay if str(e).strip())

@@ -35,21 +35,29 @@ class MetaWeightNet(Method):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        self.weight_net = build_weight_net(seed=ctx.config.part_seed("init") + 1)
+        self.weight_net = self._build_weight_net(ctx.config.part_seed("init") + 1)
         self.meta_optimizer = ctx.new_optimizer("meta")
         self.meta_optimizer.build(self.weight_net.trainable_variables)
-        self.frozen = bool(self.hp["weight_fn"])
+        self.frozen = bool(self.hp.get("weight_fn"))
+        scope, interval = self.hp.get("meta_scope", "full"), self.hp.get("meta_interval", 1)
         if self.frozen:
-            if self.hp["meta_scope"] != "full" or self.hp["meta_interval"] != 1:
+            if scope != "full" or interval != 1:
                 raise ValueError("--weight_fn trains with a frozen weight function: "
                                  "--meta_scope and --meta_interval do not apply")
-            loaded = weight_function.read_weight_net(self.hp["weight_fn"])
+            loaded = self._read_frozen(self.hp["weight_fn"])
             for var, value in zip(self.weight_net.trainable_variables,
                                   loaded.trainable_variables):
                 var.assign(tf.cast(value, var.dtype))
-        self.head = (steps.split_head(ctx.classifier) if self.hp["meta_scope"] == "head"
-                     else None)
+        self.head = steps.split_head(ctx.classifier) if scope == "head" else None
         self.step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_count")
+
+    def _build_weight_net(self, seed: int):
+        """The weight net this method learns (MW-Net's 1-100-1 net of the loss)."""
+        return build_weight_net(seed=seed)
+
+    def _read_frozen(self, path: str):
+        """`--weight_fn`'s weight net, its variables read as data."""
+        return weight_function.read_weight_net(path)
 
     def trackables(self):
         return {"weight_net": self.weight_net, "meta_optimizer": self.meta_optimizer,
@@ -73,7 +81,7 @@ class MetaWeightNet(Method):
                                   head=self.head)
             return {**out, "meta_steps": tf.constant(share)}
 
-        interval = int(self.hp["meta_interval"])
+        interval = int(self.hp.get("meta_interval", 1))
         if interval == 1:
             return step
 

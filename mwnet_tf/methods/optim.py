@@ -101,11 +101,13 @@ class TorchSGD(keras.optimizers.Optimizer):
 
 
 class TorchAdam(keras.optimizers.Optimizer):
-    """Adam with `torch.optim.Adam`'s rule (amsgrad off).
+    """Adam with `torch.optim.Adam`'s rule.
 
     Per step, with `t = iterations + 1`: `g += weight_decay * w`;
     `m = beta_1 m + (1 - beta_1) g`; `v = beta_2 v + (1 - beta_2) g^2`;
-    `w -= lr / (1 - beta_1^t) * m / (sqrt(v) / sqrt(1 - beta_2^t) + epsilon)`.
+    `w -= lr / (1 - beta_1^t) * m / (sqrt(v) / sqrt(1 - beta_2^t) + epsilon)`; with `amsgrad`,
+    `v_max = max(v_max, v)` (starting at 0) takes `v`'s place in the denominator, as
+    `torch.optim.Adam(amsgrad=True)`.
 
     Args:
         learning_rate: float or `keras.optimizers.schedules.LearningRateSchedule`.
@@ -113,13 +115,14 @@ class TorchAdam(keras.optimizers.Optimizer):
         beta_2: decay rate of the second moment.
         epsilon: added to the bias-corrected `sqrt(v_hat)`, as in PyTorch.
         weight_decay: coupled L2 factor added to every variable's gradient.
+        amsgrad: the running maximum of the second moment in the denominator.
         name: optimizer name.
         **kwargs: other `keras.optimizers.Optimizer` arguments (e.g. `clipnorm`); a decoupled
             `weight_decay` is not accepted.
     """
 
     def __init__(self, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
-                 name="torch_adam", **kwargs):
+                 amsgrad=False, name="torch_adam", **kwargs):
         super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
         for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= value < 1.0:
@@ -132,14 +135,18 @@ class TorchAdam(keras.optimizers.Optimizer):
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
         self.coupled_weight_decay = float(weight_decay)
+        self.amsgrad = bool(amsgrad)
 
     def build(self, variables):
-        """Creates the first and second moment of every variable."""
+        """Creates the first and second moment of every variable (and, with amsgrad, the
+        running maximum of the second)."""
         if self.built:
             return
         super().build(variables)
         self._momentums, self._velocities = self.add_optimizer_variables(
             variables, ["momentum", "velocity"])
+        if self.amsgrad:
+            self._max_velocities = self.add_optimizer_variables(variables, "max_velocity")
 
     def update_step(self, gradient, variable, learning_rate):
         """Applies one torch-Adam step to `variable`."""
@@ -162,6 +169,10 @@ class TorchAdam(keras.optimizers.Optimizer):
                         ops.multiply(ops.subtract(one, beta_2), ops.square(g)))
         self.assign(m, new_m)
         self.assign(v, new_v)
+        if self.amsgrad:
+            v_max = self._max_velocities[index]
+            new_v = ops.maximum(v_max, new_v)
+            self.assign(v_max, new_v)
         denom = ops.add(ops.divide(ops.sqrt(new_v), ops.sqrt(bias_correction_2)),
                         _to_dtype(self.epsilon, dtype))
         step_size = ops.divide(lr, bias_correction_1)
@@ -170,5 +181,5 @@ class TorchAdam(keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                       "weight_decay": self.coupled_weight_decay})
+                       "weight_decay": self.coupled_weight_decay, "amsgrad": self.amsgrad})
         return config

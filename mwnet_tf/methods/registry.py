@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 
 METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune", "l2rw",
-           "glc", "co_teaching", "confident_learning", "mwnet")
+           "glc", "co_teaching", "confident_learning", "mwnet", "cmwnet", "cmwnet_sl")
 # float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.methods.steps); the
 # others (l2rw, glc, co_teaching) write their own gradient steps without it.
 FLOAT16_METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune",
-                   "confident_learning", "mwnet")
+                   "confident_learning", "mwnet", "cmwnet", "cmwnet_sl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,18 @@ class Param:
             return f"{self.name} must be <= {self.upper:g}, got {value:g}"
         return None
 
+
+# MW-Net's own flags, shared with CMW-Net.
+_MWNET = (
+    Param("meta_scope", "full", "virtual step through the whole classifier (full, exact) "
+          "or its last layer only (head, an approximation)", kind=str,
+          choices=("full", "head")),
+    Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
+          "exact; K > 1 an approximation)", lower=1, kind=int),
+    Param("weight_fn", None, "train with this frozen weight function instead (the "
+          "weight_fn/ SavedModel of an earlier run of the same method, its variables read "
+          "as data): no meta step, no meta set", kind=str),
+)
 
 # Each method's hyperparameters (a method left out has none).
 PARAMS: dict[str, tuple[Param, ...]] = {
@@ -108,26 +120,45 @@ PARAMS: dict[str, tuple[Param, ...]] = {
               "the run's --epochs and --lr_decay_epochs (a value given scales the decay "
               "epochs in proportion)", lower=1, kind=int),
     ),
-    "mwnet": (
-        Param("meta_scope", "full", "virtual step through the whole classifier (full, exact) "
-              "or its last layer only (head, an approximation)", kind=str,
-              choices=("full", "head")),
-        Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
-              "exact; K > 1 an approximation)", lower=1, kind=int),
-        Param("weight_fn", None, "train with this frozen weight function instead (the "
-              "weight_fn/ SavedModel of an earlier run, its variables read as data): no meta "
-              "step, no meta set", kind=str),
+    "mwnet": _MWNET,
+    # CMW-Net shares MW-Net's step and its flags (the same Param objects)
+    "cmwnet": (
+        *_MWNET,
+        Param("cmw_plain_epochs", None, "CMW-Net: epochs of plain cross-entropy before the "
+              "meta stage (default: 4/5 of --epochs with --imbalance > 1, LT1.py's 160 of "
+              "200; else 0)", lower=0, kind=int),
+        Param("cmw_meta_set", "trusted", "CMW-Net's meta set: trusted (the run's meta set) "
+              "or balanced (LT1.py: the training set itself, every class cut to the smallest "
+              "class's count, drawn again each epoch)", kind=str,
+              choices=("trusted", "balanced")),
+    ),
+    "cmwnet_sl": (
+        Param("sl_ema", 0.997, "CMW-Net-SL: decay of the classifier's EMA copy per step, "
+              "whose softmax is the soft pseudo-label", lower=0.0, upper=1.0),
+        Param("sl_alpha", 1.0, "CMW-Net-SL: mixup's Beta(alpha, alpha) on the training "
+              "batch", lower=1e-3),
+        Param("sl_warmup_epochs", None, "CMW-Net-SL: epochs of plain cross-entropy first "
+              "(default: 1/30 of --epochs for up to 10 classes, 1/10 for more, as cmwn.py's "
+              "10 and 30 of 300; at least 1, less than --epochs)", lower=0, kind=int),
+        Param("sl_meta_k", 10, "CMW-Net-SL: the meta set is the k lowest-loss training "
+              "samples of each class (by the EMA model), chosen again each epoch", lower=1,
+              kind=int),
+        Param("sl_meta_interval", 10, "CMW-Net-SL: update the weight net every K steps "
+              "(cmwn.py: 10)", lower=1, kind=int),
     ),
 }
 PARAMS.update({name: () for name in METHODS if name not in PARAMS})
 
 
-def all_params() -> dict[str, tuple[str, Param]]:
-    """Every method hyperparameter: flag name -> (method name, Param)."""
-    out = {}
+def all_params() -> dict[str, tuple[tuple[str, ...], Param]]:
+    """Every method hyperparameter: flag name -> (the methods that take it, Param). Methods
+    share a flag by sharing its `Param` object; two different Params of one name are an
+    error."""
+    out: dict[str, tuple[tuple[str, ...], Param]] = {}
     for name in METHODS:
         for p in PARAMS[name]:
-            if p.name in out:
+            if p.name in out and out[p.name][1] is not p:
                 raise RuntimeError(f"flag {p.name} is declared by two methods")
-            out[p.name] = (name, p)
+            owners = out[p.name][0] if p.name in out else ()
+            out[p.name] = ((*owners, name), p)
     return out

@@ -74,8 +74,50 @@ def normalized(v: tf.Tensor, options: StepOptions) -> tf.Tensor:
     if options.weight_norm == "none":
         return v / tf.cast(options.global_batch_size, v.dtype)
     total = replica_sum(tf.reduce_sum(v))
+    if options.weight_norm == "batch_detached":  # CMW-Net's code: `sum(v).detach()`
+        total = tf.stop_gradient(total)
     # Guard as the authors' code does: a zero sum leaves the weights unnormalized.
     return v / tf.where(total == 0, tf.ones_like(total), total)
+
+
+def weigh(weight_net: keras.Model, losses: tf.Tensor, labels: tf.Tensor,
+          training: bool = False) -> tf.Tensor:
+    """The weights [n] of per-sample losses, read as data (stop-gradient), from a weight net
+    of the loss alone (MW-Net, one input) or of the loss and the training label (CMW-Net's
+    `models.class_weight_net`, two inputs)."""
+    x = tf.stop_gradient(losses)[:, None]
+    if len(weight_net.inputs) == 2:
+        x = [x, tf.reshape(tf.cast(labels, tf.int32), [-1, 1])]
+    return weight_net(x, training=training)[:, 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """A training objective `sum(coefficients(v) * terms)` of per-sample terms [n, k] whose
+    coefficients [n, k] depend on the weights `v` [n] the weight net gives the samples'
+    cross-entropy losses. Linear in the terms, the real step's gradient is the first forward's
+    gradient of the terms with the coefficients as output gradients.
+
+    MW-Net's (`MWNET`, the default): one term, the cross-entropy, its coefficient `v`
+    normalized (`normalized`). CMW-Net-SL's (`methods.cmwnet_sl`): mixup and soft pseudo-labels.
+
+    Attributes:
+        terms: `(logits, batch, losses) -> [n, k]`, `losses` the cross-entropy against the
+            training labels.
+        coefficients: `(v, batch, options) -> [n, k]`, differentiable in `v`.
+        meta_losses: `(meta_logits, meta_batch) -> [m]`, summed and divided by the global
+            meta batch.
+    """
+
+    terms: Callable
+    coefficients: Callable
+    meta_losses: Callable
+
+
+MWNET = Objective(
+    terms=lambda logits, batch, losses: losses[:, None],
+    coefficients=lambda v, batch, options: normalized(v, options)[:, None],
+    meta_losses=lambda logits, batch: per_sample_ce(logits, batch["y"]))
 
 
 def weight_stats(v, batch) -> dict[str, tf.Tensor]:
@@ -98,7 +140,8 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
                optimizer: keras.optimizers.Optimizer,
                meta_optimizer: keras.optimizers.Optimizer,
                batch: dict, meta_batch: dict, options: StepOptions,
-               head: "HeadSplit | None" = None) -> dict[str, tf.Tensor]:
+               head: "HeadSplit | None" = None,
+               objective: Objective | None = None) -> dict[str, tf.Tensor]:
     """One MW-Net iteration on this replica's share of a global batch.
 
     With `head` (`split_head(classifier)`), an approximation (`--meta_scope=head`): the
@@ -108,7 +151,8 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
 
     Args:
         classifier: Keras model mapping images to logits (batch norm in train mode here).
-        weight_net: Keras model mapping losses [n, 1] to weights [n, 1].
+        weight_net: Keras model mapping losses [n, 1] to weights [n, 1], or (losses [n, 1],
+            training labels [n, 1]) to weights (CMW-Net's class-aware net, `weigh`).
         optimizer: the classifier's optimizer (SGD with momentum in the paper); its current
             learning rate is also the virtual step's learning rate.
         meta_optimizer: the weight net's optimizer.
@@ -116,6 +160,8 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
         meta_batch: {"x", "y"} from the clean meta set.
         options: batch sizes, weight decays, weight normalization.
         head: None for the exact step (the paper's), else the classifier's split.
+        objective: the training objective (`Objective`; None: MW-Net's, `MWNET`). The head
+            approximation takes MW-Net's only.
 
     Returns:
         Per-replica sums (divide by the global batch after reducing over replicas):
@@ -124,26 +170,32 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
         "weight_sum_corrupted" and "count_corrupted".
     """
     if head is not None:
+        if objective not in (None, MWNET):
+            raise ValueError("the head approximation takes MW-Net's objective only")
         return _mwnet_head_step(head, weight_net, optimizer, meta_optimizer, batch, meta_batch,
                                 options)
     trainable = classifier.trainable_variables
     non_trainable = classifier.non_trainable_variables
     tv = [v.value for v in trainable]
     ntv = [v.value for v in non_trainable]
+    objective = objective or MWNET
     lr = tf.cast(optimizer.learning_rate, tv[0].dtype)
     with tf.GradientTape() as outer:  # watches the weight net's variables as it reads them
         with tf.GradientTape(persistent=True, watch_accessed_variables=False) as inner:
             inner.watch(tv)
             logits, new_ntv = classifier.stateless_call(tv, ntv, batch["x"], training=True)
             losses = per_sample_ce(logits, batch["y"])                     # [n]
-            scaled_virtual = _virtual_loss(weight_net, losses, optimizer, options)
+            terms = objective.terms(logits, batch, losses)                 # [n, k]
+            scaled_virtual = _virtual_loss(weight_net, losses, terms, batch, optimizer,
+                                           options, objective)
         grads = precision.unscaled(replica_sum(inner.gradient(scaled_virtual, tv)), optimizer)
         w_hat = [w - lr * tf.cast(g, w.dtype) for w, g in zip(tv, grads)]
         meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
-        meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch["y"], meta_optimizer,
-                                            options)
+        meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch, meta_optimizer, options,
+                                            objective)
     meta_loss = _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer)
-    grads, v_new = _reweighted_gradients(inner, losses, tv, weight_net, optimizer, options)
+    grads, v_new = _reweighted_gradients(inner, losses, terms, batch, tv, weight_net,
+                                         optimizer, options, objective)
     del inner
     optimizer.apply(grads, trainable)  # a LossScaleOptimizer divides by its scale
     for var, value in zip(non_trainable, new_ntv):
@@ -153,17 +205,21 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
             "meta_loss": meta_loss, **weight_stats(v_new, batch)}
 
 
-def _virtual_loss(weight_net, losses, optimizer, options) -> tf.Tensor:
-    """The virtual step's loss (Eq. 3): the losses weighted by the weight net, which reads
-    them as data (stop-gradient), normalized and loss-scaled. Inside both tapes."""
-    v = weight_net(tf.stop_gradient(losses)[:, None], training=True)[:, 0]
-    return precision.scaled(tf.reduce_sum(normalized(v, options) * losses), optimizer)
+def _virtual_loss(weight_net, losses, terms, batch, optimizer, options,
+                  objective) -> tf.Tensor:
+    """The virtual step's loss (Eq. 3): the objective's terms weighted by coefficients of the
+    weight net's weights of the losses, which it reads as data (stop-gradient); MW-Net's: the
+    losses weighted, normalized. Loss-scaled. Inside both tapes."""
+    v = weigh(weight_net, losses, batch["y"], training=True)
+    coefficients = tf.cast(objective.coefficients(v, batch, options), terms.dtype)
+    return precision.scaled(tf.reduce_sum(coefficients * terms), optimizer)
 
 
-def _meta_loss(meta_logits, labels, meta_optimizer, options) -> tuple[tf.Tensor, tf.Tensor]:
+def _meta_loss(meta_logits, meta_batch, meta_optimizer, options,
+               objective) -> tuple[tf.Tensor, tf.Tensor]:
     """(this replica's share of the mean meta loss, the same loss-scaled), inside the outer
     tape."""
-    meta_loss = tf.reduce_sum(per_sample_ce(meta_logits, labels)) / tf.cast(
+    meta_loss = tf.reduce_sum(objective.meta_losses(meta_logits, meta_batch)) / tf.cast(
         options.global_meta_batch_size, meta_logits.dtype)
     return meta_loss, precision.scaled(meta_loss, meta_optimizer)
 
@@ -175,12 +231,15 @@ def _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer
     return _skipped_as_zero(meta_loss, meta_optimizer)
 
 
-def _reweighted_gradients(inner, losses, variables, weight_net, optimizer, options):
-    """(gradients of the losses weighted by the UPDATED weight net (Eq. 5), its weights): the
-    weights are constants, so the inner tape's first-order graph serves again."""
-    v_new = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-    grads = inner.gradient(losses, variables, output_gradients=precision.scaled(
-        normalized(v_new, options), optimizer))
+def _reweighted_gradients(inner, losses, terms, batch, variables, weight_net, optimizer,
+                          options, objective):
+    """(gradients of the objective with the weights of the UPDATED weight net (Eq. 5), its
+    weights): the coefficients are constants, so the inner tape's first-order graph serves
+    again (the terms' gradient with the coefficients as output gradients)."""
+    v_new = tf.stop_gradient(weigh(weight_net, losses, batch["y"]))
+    coefficients = tf.cast(objective.coefficients(v_new, batch, options), terms.dtype)
+    grads = inner.gradient(terms, variables, output_gradients=precision.scaled(
+        coefficients, optimizer))
     return grads, v_new
 
 
@@ -233,15 +292,17 @@ def _mwnet_head_step(head: HeadSplit, weight_net, optimizer, meta_optimizer, bat
             features, new_ntv = body.stateless_call(tv, ntv, batch["x"], training=True)
             logits = tf.matmul(tf.cast(features, kernel.dtype), kernel) + bias
             losses = per_sample_ce(logits, batch["y"])
-            scaled_virtual = _virtual_loss(weight_net, losses, optimizer, options)
+            terms = MWNET.terms(logits, batch, losses)
+            scaled_virtual = _virtual_loss(weight_net, losses, terms, batch, optimizer,
+                                           options, MWNET)
         g_kernel, g_bias = precision.unscaled(
             replica_sum(inner.gradient(scaled_virtual, [kernel, bias])), optimizer)
         meta_logits = (tf.matmul(meta_features, kernel - lr * g_kernel) + bias - lr * g_bias)
-        meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch["y"], meta_optimizer,
-                                            options)
+        meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch, meta_optimizer, options,
+                                            MWNET)
     meta_loss = _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer)
-    grads, v_new = _reweighted_gradients(inner, losses, tv + [kernel, bias], weight_net,
-                                         optimizer, options)
+    grads, v_new = _reweighted_gradients(inner, losses, terms, batch, tv + [kernel, bias],
+                                         weight_net, optimizer, options, MWNET)
     del inner
     optimizer.apply(grads, list(head.variables))
     for var, value in zip(body.non_trainable_variables, new_ntv):
@@ -252,16 +313,21 @@ def _mwnet_head_step(head: HeadSplit, weight_net, optimizer, meta_optimizer, bat
 
 def weighted_step(classifier: keras.Model, weight_net: keras.Model,
                   optimizer: keras.optimizers.Optimizer, batch: dict,
-                  options: StepOptions) -> dict[str, tf.Tensor]:
+                  options: StepOptions, objective: Objective | None = None
+                  ) -> dict[str, tf.Tensor]:
     """MW-Net's real step alone: SGD on the loss weighted by the current weight net, no
     meta update (the steps between meta updates of `--meta_interval`, and a frozen weight
-    function). The same sums as `mwnet_step`, with `meta_loss` 0."""
+    function); `objective` as for `mwnet_step`. The same sums as `mwnet_step`, with
+    `meta_loss` 0."""
+    objective = objective or MWNET
     trainable = classifier.trainable_variables
     with tf.GradientTape() as tape:
         logits = classifier(batch["x"], training=True)
         losses = per_sample_ce(logits, batch["y"])
-        v = tf.stop_gradient(weight_net(tf.stop_gradient(losses)[:, None])[:, 0])
-        loss = precision.scaled(tf.reduce_sum(normalized(v, options) * losses), optimizer)
+        terms = objective.terms(logits, batch, losses)
+        v = tf.stop_gradient(weigh(weight_net, losses, batch["y"]))
+        coefficients = tf.cast(objective.coefficients(v, batch, options), terms.dtype)
+        loss = precision.scaled(tf.reduce_sum(coefficients * terms), optimizer)
     optimizer.apply(tape.gradient(loss, trainable), trainable)
     return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
             "meta_loss": tf.zeros((), losses.dtype), **weight_stats(v, batch)}

@@ -19,7 +19,7 @@ import keras
 
 from mwnet_tf.config import MODELS
 from mwnet_tf.models.resnet import resnet50, resnet_cifar
-from mwnet_tf.models.small import cnn, mlp, tiny, weight_net
+from mwnet_tf.models.small import class_weight_net, cnn, mlp, tiny, weight_net
 from mwnet_tf.models.wide_resnet import wide_resnet
 
 # A builder for each name of `mwnet_tf.config.MODELS` (tests/test_models.py).
@@ -61,3 +61,11 @@ def build_weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
     mixed precision (it is tiny, and its meta-gradients are small)."""
     with _floatx_policy(keep_mixed=False):
         return weight_net(hidden, seed)
+
+
+def build_class_weight_net(class_groups, hidden: int = 100, seed: int | None = None
+                           ) -> keras.Model:
+    """CMW-Net's class-aware weight net V(loss, class) (`small.class_weight_net`): a head per
+    class group, `class_groups[c]` the group of class c; in floatx like `build_weight_net`."""
+    with _floatx_policy(keep_mixed=False):
+        return class_weight_net(class_groups, hidden, seed)

@@ -1,8 +1,10 @@
-"""Small models: the weight net, an MLP for digits, a CNN for Fashion-MNIST, a test model."""
+"""Small models: the weight nets (MW-Net's, CMW-Net's class-aware one), an MLP for digits, a
+CNN for Fashion-MNIST, a test model."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from mwnet_tf.models.layers import batch_norm, conv, dense, seeds
 
@@ -15,6 +17,45 @@ def weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
     h = dense(hidden, 1, seed_of(), activation="relu")(losses)
     weights = dense(1, hidden, seed_of(), activation="sigmoid")(h)
     return keras.Model(losses, weights, name="weight_net")
+
+
+class GroupSelect(keras.layers.Layer):
+    """Picks each sample's head: `heads` [N, G] and `classes` [N, 1] (int) -> [N, 1], the
+    column `class_groups[class]`. The class -> group table is a non-trainable int32 variable,
+    so that checkpoints and the exported SavedModel carry it."""
+
+    def __init__(self, class_groups, **kwargs):
+        super().__init__(**kwargs)
+        groups = np.asarray(class_groups, np.int32).reshape(-1)
+        self.class_groups = self.add_weight(
+            shape=groups.shape, dtype="int32", trainable=False, name="class_groups",
+            initializer=keras.initializers.Constant(groups))
+
+    def call(self, inputs):
+        heads, classes = inputs
+        group = keras.ops.take(self.class_groups,
+                               keras.ops.reshape(keras.ops.cast(classes, "int32"), (-1,)))
+        return keras.ops.take_along_axis(heads, group[:, None], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], 1)
+
+
+def class_weight_net(class_groups, hidden: int = 100, seed: int | None = None) -> keras.Model:
+    """CMW-Net's class-aware weighting function V(loss, class): (losses [N, 1], classes
+    [N, 1] int32) -> weights [N, 1]. A shared trunk Linear(1 -> hidden) + ReLU, then one
+    Linear(hidden -> 1) + sigmoid head per class group (held as one Dense(hidden -> G): torch's
+    Linear initialization depends on the fan-in alone, so its G columns are G such heads),
+    initialized as torch.nn.Linear; a sample's weight is the head of its class's group
+    (`class_groups[class]`, ints 0..G-1)."""
+    groups = np.asarray(class_groups, np.int32).reshape(-1)
+    seed_of = seeds(seed)
+    losses = keras.Input((1,), name="losses")
+    classes = keras.Input((1,), dtype="int32", name="classes")
+    h = dense(hidden, 1, seed_of(), activation="relu")(losses)
+    heads = dense(int(groups.max()) + 1, hidden, seed_of(), activation="sigmoid")(h)
+    weights = GroupSelect(groups, name="group_select")([heads, classes])
+    return keras.Model([losses, classes], weights, name="class_weight_net")
 
 
 def mlp(num_classes: int, input_shape: tuple[int, ...], *, hidden: int = 256,

@@ -7,7 +7,9 @@ found no variables in the `tf.Module` export this project used before).
 Reading one back never runs its graph: a SavedModel is a program (TensorFlow's security
 guidance says to treat one from elsewhere as untrusted code), so `read_weight_net` takes only
 the variable values from its checkpoint (`variables/variables.*`, a tensor bundle read as
-data) and puts them into this project's own 1-100-1 weight net.
+data) and puts them into this project's own 1-100-1 weight net (`read_weight_net`), or
+CMW-Net's class-aware net (`read_class_weight_net`), told apart by the class -> group table
+(an integer variable) that only the class-aware export holds.
 """
 
 from __future__ import annotations
@@ -21,24 +23,36 @@ import tensorflow as tf
 
 from mwnet_tf import files
 from mwnet_tf.errors import WeightFnError
-from mwnet_tf.models import build_weight_net
+from mwnet_tf.models import build_class_weight_net, build_weight_net
 
 SIGNATURE = "serving_default"
 DEFAULT_LOSSES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
+def is_class_aware(weight_net: keras.Model) -> bool:
+    """Whether the weight net reads (loss, class): CMW-Net's `class_weight_net`."""
+    return len(weight_net.inputs) == 2
+
+
 def export_weight_fn(weight_net: keras.Model, path: str) -> str:
     """Writes the weight net as a SavedModel whose serving signature maps
-    `losses: float32[N, 1]` to `{"weights": float32[N, 1]}`.
+    `losses: float32[N, 1]` to `{"weights": float32[N, 1]}`; a class-aware net (CMW-Net) maps
+    `losses: float32[N, 1], classes: int32[N, 1]` (training labels, 0..C-1) to the same.
 
     The model is written with `files.atomic_folder`, so an interrupted export never
     leaves a half-written `path` (an older export is replaced).
     """
     archive = keras.export.ExportArchive()
     archive.track(weight_net)
-    archive.add_endpoint(
-        name=SIGNATURE, fn=functools.partial(_serve, weight_net),
-        input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
+    if is_class_aware(weight_net):
+        archive.add_endpoint(
+            name=SIGNATURE, fn=functools.partial(_serve_classes, weight_net),
+            input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses"),
+                             tf.TensorSpec([None, 1], tf.int32, name="classes")])
+    else:
+        archive.add_endpoint(
+            name=SIGNATURE, fn=functools.partial(_serve, weight_net),
+            input_signature=[tf.TensorSpec([None, 1], tf.float32, name="losses")])
     with files.atomic_folder(path, fault="export") as tmp:
         archive.write_out(tmp, verbose=False)
     return path
@@ -51,29 +65,77 @@ def _serve(weight_net: keras.Model, losses):
     return {"weights": tf.cast(weights, tf.float32)}
 
 
+def _serve_classes(weight_net: keras.Model, losses, classes):
+    """The class-aware serving function: (float32 losses, int32 classes) -> float32 weights."""
+    weights = weight_net([tf.cast(losses, weight_net.dtype), classes], training=False)
+    return {"weights": tf.cast(weights, tf.float32)}
+
+
 def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
     """A new weight net (1-`hidden`-1, `models.build_weight_net`) holding the variable values
     of the SavedModel at `path`, read as data: its graph is not loaded or run.
 
     The SavedModel must hold exactly one value of each shape of the weight net's variables
-    ([1, h], [h], [h, 1], [1], float), every value finite; anything else is a
-    `WeightFnError`.
+    ([1, h], [h], [h, 1], [1], float), every value finite, and no class -> group table (a
+    class-aware export is CMW-Net's); anything else is a `WeightFnError`.
     """
+    floats, ints = _read_values(path)
+    if ints:
+        raise WeightFnError(f"{path} holds CMW-Net's class-aware weight function of (loss, "
+                            "class): it goes with --method=cmwnet, not --method=mwnet")
+    net = build_weight_net(hidden=hidden, seed=0)
+    _fill(net, floats, path, f"a 1-{hidden}-1 weight function")
+    return net
+
+
+def read_class_weight_net(path: str, class_groups, hidden: int = 100) -> keras.Model:
+    """A new class-aware weight net (`models.build_class_weight_net(class_groups)`) holding
+    the trunk and heads of CMW-Net's SavedModel at `path`, read as data (as `read_weight_net`).
+    The heads apply to the groups `class_groups` of the data it is used on (group g, the g-th
+    smallest counts, takes head g); the export must have as many heads as there are groups.
+    An export of MW-Net's function of the loss alone, or one with another number of heads,
+    is a `WeightFnError`."""
+    groups = np.asarray(class_groups, np.int32).reshape(-1)
+    floats, ints = _read_values(path)
+    if not ints:
+        raise WeightFnError(f"{path} holds MW-Net's weight function of the loss alone: it "
+                            "goes with --method=mwnet, not a class-aware method")
+    heads = sorted({s[1] for s in floats if len(s) == 2 and s[0] == hidden})
+    wanted = int(groups.max()) + 1
+    if len(heads) == 1 and heads[0] != wanted:
+        raise WeightFnError(
+            f"{path} has {heads[0]} heads (class groups); this data's per-class counts make "
+            f"{wanted} group{'s' if wanted != 1 else ''}: the heads do not carry over")
+    net = build_class_weight_net(groups, hidden=hidden, seed=0)
+    _fill(net, floats, path, f"a class-aware weight function with {wanted} heads")
+    return net
+
+
+def _read_values(path: str) -> tuple[dict[tuple, list[np.ndarray]], dict[tuple, list]]:
+    """The float and the integer variable values of a SavedModel's checkpoint, by shape."""
     index = os.path.join(path, "variables", "variables.index")
     if not os.path.isfile(os.path.join(path, "saved_model.pb")) or not os.path.isfile(index):
         raise WeightFnError(f"{path} is not a SavedModel with variables (no saved_model.pb or "
                             "variables/variables.index)")
+    floats: dict[tuple, list[np.ndarray]] = {}
+    ints: dict[tuple, list[np.ndarray]] = {}
     try:
         reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
         dtypes = reader.get_variable_to_dtype_map()
-        values: dict[tuple, list[np.ndarray]] = {}
         for name, shape in reader.get_variable_to_shape_map().items():
             if dtypes[name].is_floating:
-                values.setdefault(tuple(shape), []).append(reader.get_tensor(name))
+                floats.setdefault(tuple(shape), []).append(reader.get_tensor(name))
+            elif dtypes[name].is_integer:
+                ints.setdefault(tuple(shape), []).append(reader.get_tensor(name))
     except (tf.errors.OpError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightFnError(f"cannot read the variables of {path} ({first})") from None
-    net = build_weight_net(hidden=hidden, seed=0)
+    return floats, ints
+
+
+def _fill(net: keras.Model, values: dict, path: str, what: str) -> None:
+    """Assigns to each trainable variable of `net` the one distinct finite value of its shape
+    in `values`, or raises `WeightFnError` (nothing assigned)."""
     assigned = []
     for var in net.trainable_variables:
         shape = tuple(var.shape)
@@ -83,7 +145,7 @@ def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
         if len(distinct) != 1:
             have = ", ".join(f"{list(s)} x{len(v)}" for s, v in sorted(values.items())) or "none"
             raise WeightFnError(
-                f"{path} does not hold a 1-{hidden}-1 weight function: it needs one float "
+                f"{path} does not hold {what}: it needs one float "
                 f"variable of shape {list(shape)}, it has {len(distinct)} (variables: {have})")
         value = np.asarray(distinct[0])
         bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
@@ -96,7 +158,6 @@ def read_weight_net(path: str, hidden: int = 100) -> keras.Model:
         assigned.append((var, value))
     for var, value in assigned:
         var.assign(value.astype(var.dtype))
-    return net
 
 
 def load_weight_fn(path: str):

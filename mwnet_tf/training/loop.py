@@ -69,7 +69,8 @@ def make_optimizer(config: Config, kind: str = "classifier") -> keras.optimizers
     elif kind != "meta":
         raise ValueError(f"unknown optimizer kind {kind!r}")
     elif config.meta_optimizer == "adam":
-        opt = optim.TorchAdam(config.meta_lr, weight_decay=config.meta_weight_decay)
+        opt = optim.TorchAdam(config.meta_lr, weight_decay=config.meta_weight_decay,
+                              amsgrad=config.meta_amsgrad)
     else:
         opt = optim.TorchSGD(config.meta_lr, momentum=config.meta_momentum,
                              nesterov=config.meta_nesterov, weight_decay=config.meta_weight_decay)
