@@ -93,9 +93,8 @@ def plot(folders: list[str], out: str) -> list[str]:
          "confusion_matrices.png")
     functions = [(lab, r) for lab, (_, r) in zip(labels, runs) if "weight_function" in r]
     if functions:
-        save(figures.curves([(lab, r["weight_function"]["losses"],
-                              r["weight_function"]["weights"]) for lab, r in functions],
-                            "training loss", "weight", "Learned weight functions"),
+        save(figures.curves(_function_curves(functions), "training loss", "weight",
+                            "Learned weight functions"),
              "weight_functions.png")
     weighted = [(lab, r) for lab, (_, r) in zip(labels, runs) if "weight_histogram" in r]
     if weighted:
@@ -122,6 +121,19 @@ def plot(folders: list[str], out: str) -> list[str]:
              "Relative to the epoch's mean weight", relative_bands)]),
             "weight_variation.png")
     return written
+
+
+def _function_curves(functions) -> list[tuple[str, list, list]]:
+    """One line per run's weight function; a class-aware one (CMW-Net) one per class group."""
+    out = []
+    for lab, r in functions:
+        wf = r["weight_function"]
+        groups = wf.get("groups")
+        if groups:
+            out.extend((f"{lab}: {name}", wf["losses"], w) for name, w in groups.items())
+        else:
+            out.append((lab, wf["losses"], wf["weights"]))
+    return out
 
 
 def mean_weight(row: dict, weight_histogram: dict) -> float:

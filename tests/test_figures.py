@@ -52,7 +52,7 @@ def runs(tmp_path_factory):
     small = dict(dataset="digits", model="tiny", epochs=2, lr_decay_epochs=(1,),
                  batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=1,
                  tensorboard_images=False)  # plot reads results.json, not TensorBoard
-    for method in ("mwnet", "ce", "l2rw"):
+    for method in ("mwnet", "ce", "l2rw", "cmwnet"):
         loop.train_and_evaluate(Config(**small, method=method), str(root / method),
                                    log=lambda s: None)
     return root
@@ -146,6 +146,14 @@ def test_reused_epoch_figures_draw_the_pictures_of_fresh_figures():
         np.testing.assert_array_equal(reused.weight_histograms(*hist),
                                       figures.to_rgba(figures.weight_histograms(*hist)))
     assert len(reused._figures) == 2  # one figure of each kind, kept
+    # CMW-Net: a function per class group beside their mean, the same pictures reused
+    for epoch, scale in enumerate((0.5, 4.0), 1):
+        grid, weights, summary = _epoch_data(epoch, scale, corrupted)
+        groups = {f"group {g}": weights ** (g + 1) for g in range(3)}
+        args = (grid, weights, summary["loss_histogram"], f"weight function, epoch {epoch}",
+                groups)
+        np.testing.assert_array_equal(reused.weight_function(*args),
+                                      figures.to_rgba(figures.weight_function(*args)))
 
 
 def test_confusion_matrix_drawn_cell_by_cell_is_the_fresh_picture():
@@ -180,3 +188,14 @@ def test_confusion_matrix_drawn_cell_by_cell_is_the_fresh_picture():
         assert got.shape == fresh.shape
         off = np.abs(got - fresh).max(-1)
         assert off.max() <= 1 and (off > 0).sum() <= 20, (epoch, off.max(), (off > 0).sum())
+
+
+def test_plot_draws_a_class_aware_function_per_class_group(runs, tmp_path):
+    written = plot.plot([str(runs / "cmwnet")], str(tmp_path / "cmw"))
+    assert "weight_functions.png" in [os.path.basename(p) for p in written]
+    run = plot.load_run(str(runs / "cmwnet"))
+    groups = run["weight_function"]["groups"]
+    assert len(groups) == len(set(run["class_groups"])) > 1
+    lines = plot._function_curves([("cmwnet", run)])
+    assert [label for label, _, _ in lines] == [f"cmwnet: {name}" for name in groups]
+    assert all(len(w) == len(run["weight_function"]["losses"]) for _, _, w in lines)

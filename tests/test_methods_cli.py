@@ -25,6 +25,8 @@ BAD = [
 ]
 APPROX = ["--meta_scope=head", "--meta_interval=3", "--steps_per_call=4"]
 TRAINED = ("confident_learning",)  # through the command line to the end (k + 1 stages)
+WEIGHT_FN = ("mwnet", "cmwnet", "cmwnet_sl")  # the methods that export a weight function
+SELECTED = ("cmwnet_sl",)  # its meta set is selected from the training set
 # the TensorBoard images are tested in tests/test_train.py; here they would only take time
 QUIET = "--notensorboard_images"
 
@@ -109,13 +111,13 @@ def test_bad_method_values_are_one_line_errors_with_exit_2(cli_runs, index):
 
 
 def test_every_method_declares_a_reference_and_valid_defaults():
-    names = set()
+    names = {}
     for name in METHODS:
         cls = methods.get(name)
         assert cls.name == name and cls.reference, name
-        for p in cls.params:
-            assert p.name not in names and p.check(p.default) is None, p.name
-            names.add(p.name)
+        for p in cls.params:  # a flag shared by methods is one Param (CMW-Net's MW-Net flags)
+            assert names.get(p.name, p) is p and p.check(p.default) is None, p.name
+            names[p.name] = p
 
 
 def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch):
@@ -142,13 +144,16 @@ def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch)
         assert results["config"]["method"] == name and 0 < results["test_accuracy"] <= 100
         assert len(results["per_class_test_accuracy"]) == 10, name
         assert os.path.isdir(tmp_path / name / "checkpoints"), name
-        assert os.path.isdir(tmp_path / name / "weight_fn") == (name == "mwnet"), name
+        assert os.path.isdir(tmp_path / name / "weight_fn") == (name in WEIGHT_FN), name
         uses_meta = methods.get(name).uses_meta
         assert seen, name
         for stage_data, with_meta in seen:
+            if name in SELECTED and with_meta:  # a meta set chosen from the training set
+                assert np.isin(stage_data.meta_index, data.train_index).all(), name
+                continue
             # every stage's data carries the run's meta split, unchanged
             np.testing.assert_array_equal(stage_data.meta_index, data.meta_index)
             assert with_meta <= uses_meta, name
             if not uses_meta:  # its training rows never include a meta image
                 assert not np.isin(stage_data.train_index, data.meta_index).any(), name
-        assert any(w for _, w in seen) == (name in ("l2rw", "glc", "mwnet")), name
+        assert any(w for _, w in seen) == (name in ("l2rw", "glc", *WEIGHT_FN)), name

@@ -138,6 +138,11 @@ class Method:
         for a method without a weight function of the loss."""
         return None
 
+    def group_weights_of(self, losses: np.ndarray) -> dict[str, np.ndarray] | None:
+        """A weight function of the loss per class group (CMW-Net), {label: weights [N]},
+        for the run's figures beside `weight_of`; None for a method with one function."""
+        return None
+
     def sample_weights(self, x: tf.Tensor, y: tf.Tensor, losses: np.ndarray) -> np.ndarray | None:
         """The method's weights [N] of the samples `x` (normalized images) with training labels
         `y` and losses `losses` [N], for the run's figures (the tracked samples each epoch), or

@@ -114,14 +114,17 @@ def _rescale(limits) -> None:
 
 class WeightFunctionFigure:
     """`weight_function`'s figure for loss histograms of `bins` bins (`corrupted`: some
-    corrupted samples), drawn again by `draw` with each epoch's data."""
+    corrupted samples) and `groups` functions of class groups besides the mean one (CMW-Net;
+    0: one function), drawn again by `draw` with each epoch's data."""
 
-    def __init__(self, bins: int, corrupted: bool):
-        self.key = (bins, corrupted)
+    def __init__(self, bins: int, corrupted: bool, groups: int = 0):
+        self.key = (bins, corrupted, groups)
         self.fig = _figure(figsize=(6, 5))
         self.top, self.bottom = self.fig.subplots(2, 1, sharex=True,
                                                   gridspec_kw={"height_ratios": [3, 2]})
-        self.line, = self.top.plot([0.0, 1.0], [0.0, 1.0], color="black")
+        self.group_lines = [self.top.plot([0.0, 1.0], [0.0, 1.0])[0] for _ in range(groups)]
+        self.line, = self.top.plot([0.0, 1.0], [0.0, 1.0], color="black",
+                                   linestyle="--" if groups else "-")
         self.top.set_ylabel("weight")
         self.top.grid(alpha=0.3)
         self.bars = _StackedBars(self.bottom, bins, corrupted, "training loss")
@@ -132,11 +135,21 @@ class WeightFunctionFigure:
         self.fig.tight_layout()
         self.bottom.set_autoscaley_on(True)
 
-    def draw(self, grid, weights, loss_histogram: dict, title: str) -> Figure:
-        """The figure with this data (drawn by `to_rgba` or `to_png`)."""
+    def draw(self, grid, weights, loss_histogram: dict, title: str,
+             groups: dict | None = None) -> Figure:
+        """The figure with this data (drawn by `to_rgba` or `to_png`); `groups` {label:
+        weights on the grid}, one line each (as many as the figure was built for)."""
         x, y = np.asarray(grid, np.float64), np.asarray(weights, np.float64)
         self.line.set_data(x, y)
-        self.top.set_ylim(0, max(1.0, float(np.max(weights)) * 1.05))
+        top = float(np.max(weights))
+        if self.group_lines:
+            for line, (label, w) in zip(self.group_lines, (groups or {}).items()):
+                line.set_data(x, np.asarray(w, np.float64))
+                line.set_label(label)
+                top = max(top, float(np.max(w)))
+            self.line.set_label("mean over the training samples")
+            self.top.legend(loc="upper right", fontsize=7)
+        self.top.set_ylim(0, max(1.0, top * 1.05))
         self.top.title.set_text(title)
         _rescale({self.top: [[x.min(), y.min()], [x.max(), y.max()]],
                   self.bottom: self.bars.set(loss_histogram)})
@@ -162,11 +175,13 @@ class WeightHistogramFigure:
         return self.fig
 
 
-def weight_function(grid, weights, loss_histogram: dict, title: str):
-    """The weight function over the epoch's range of losses, the histogram of the tracked
-    samples' losses (clean and corrupted stacked) beneath it."""
-    return WeightFunctionFigure(*_shape(loss_histogram)).draw(grid, weights, loss_histogram,
-                                                              title)
+def weight_function(grid, weights, loss_histogram: dict, title: str,
+                    groups: dict | None = None):
+    """The weight function over the epoch's range of losses (CMW-Net: one per class group,
+    `groups`, and their mean), the histogram of the tracked samples' losses (clean and
+    corrupted stacked) beneath it."""
+    return WeightFunctionFigure(*_shape(loss_histogram), len(groups or {})).draw(
+        grid, weights, loss_histogram, title, groups)
 
 
 def weight_histograms(weight_histogram: dict, title: str):
@@ -348,9 +363,10 @@ class EpochFigures:
                 else kind(key)
         return fig
 
-    def weight_function(self, grid, weights, loss_histogram: dict, title: str) -> np.ndarray:
-        fig = self._get(WeightFunctionFigure, _shape(loss_histogram))
-        return to_rgba(fig.draw(grid, weights, loss_histogram, title))
+    def weight_function(self, grid, weights, loss_histogram: dict, title: str,
+                        groups: dict | None = None) -> np.ndarray:
+        fig = self._get(WeightFunctionFigure, (*_shape(loss_histogram), len(groups or {})))
+        return to_rgba(fig.draw(grid, weights, loss_histogram, title, groups))
 
     def weight_histograms(self, weight_histogram: dict, title: str) -> np.ndarray:
         fig = self._get(WeightHistogramFigure, _shape(weight_histogram))

@@ -135,6 +135,10 @@ class Tracker:
             self.last["weight_function"] = {
                 "losses": [round(float(v), 6) for v in grid],
                 "weights": [round(float(v), 6) for v in on_grid]}
+            groups = self.method.group_weights_of(grid)
+            if groups:
+                self.last["weight_function"]["groups"] = {
+                    name: [round(float(v), 6) for v in w] for name, w in groups.items()}
         if "confusion_matrix" in test:
             self.last["confusion_matrix"] = test["confusion_matrix"]
 
@@ -172,7 +176,7 @@ class Tracker:
                     wf = self.last["weight_function"]
                     _image_summary("weight_function", self.figures.weight_function(
                         wf["losses"], wf["weights"], summary["loss_histogram"],
-                        f"weight function, epoch {epoch}"))
+                        f"weight function, epoch {epoch}", wf.get("groups")))
                 _image_summary("weights_clean_corrupted", self.figures.weight_histograms(
                     summary["weight_histogram"], f"weights of tracked samples, epoch {epoch}"))
         if "confusion_matrix" in self.last:
