@@ -24,8 +24,9 @@ OWN_DATA_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9
 
 
 # How each method's code reduces the weighted losses where it is not MW-Net's `batch`:
-# CMW-Net's LT1.py divides by the sum of the weights held constant (`.detach()`).
-METHOD_WEIGHT_NORM = {"cmwnet": "batch_detached"}
+# CMW-Net's LT1.py divides by the sum of the weights held constant (`.detach()`); CMW-Net-SL's
+# cmwn.py averages over the batch (its objective ignores --weight_norm).
+METHOD_WEIGHT_NORM = {"cmwnet": "batch_detached", "cmwnet_sl": "none"}
 
 
 def paper_defaults(dataset: str, noise: str, imbalance: float,

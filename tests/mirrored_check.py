@@ -8,6 +8,8 @@ worst relative difference is below 1e-9 (1e-12 for the optimizers).
 - exact: two MW-Net steps, each its own call (`make_train_step`);
 - head: `--meta_scope=head`, two steps in one `compile_loop` call;
 - interval: `--meta_interval=2`, four steps in one `compile_loop` call (the trainer's loop);
+- cmwnet: CMW-Net's class-aware weight net (a head per class group) with its normalization
+  (`batch_detached`), two steps in one `compile_loop` call;
 - l2rw: two L2RW steps (the meta-gradient crosses the all-reduced virtual step, the weights
   are normalized over the global batch);
 - optimizers: TorchSGD (Nesterov) and TorchAdam with weight decay applied to per-replica
@@ -34,10 +36,11 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mwnet_tf.methods import optim, steps  # noqa: E402
 from mwnet_tf.methods.l2rw import l2rw_step  # noqa: E402
-from mwnet_tf.models import build_classifier, build_weight_net  # noqa: E402
+from mwnet_tf.models import (build_class_weight_net, build_classifier,  # noqa: E402
+                             build_weight_net)
 
 N, NM, D, C = 8, 6, 5, 3
-CHECKS = ("exact", "head", "interval", "l2rw", "optimizers")
+CHECKS = ("exact", "head", "interval", "cmwnet", "l2rw", "optimizers")
 
 
 _STRATEGY = []
@@ -74,12 +77,14 @@ def _worst(pairs, outs, keys):
 def mwnet(variant: str) -> dict:
     batch, meta_batch = _batches()
     batch.pop("corrupted")
-    options = steps.StepOptions(N, NM)
+    options = steps.StepOptions(N, NM, weight_norm="batch_detached" if variant == "cmwnet"
+                                else "batch")
     strategy = _strategy()
 
     def setup():
         clf = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=0)
-        wnet = build_weight_net(seed=1)
+        wnet = (build_class_weight_net(np.array([0, 1, 1], np.int32), seed=1)
+                if variant == "cmwnet" else build_weight_net(seed=1))
         # torch.optim's rules with coupled L2, applied once to the replica-summed gradients.
         opt = optim.TorchSGD(0.3, momentum=0.9, weight_decay=5e-4)
         meta_opt = optim.TorchAdam(1e-2, weight_decay=1e-4)
@@ -191,7 +196,8 @@ def optimizers() -> dict:
 
 def main(names) -> int:
     runs = {"exact": lambda: mwnet("exact"), "head": lambda: mwnet("head"),
-            "interval": lambda: mwnet("interval"), "l2rw": l2rw, "optimizers": optimizers}
+            "interval": lambda: mwnet("interval"), "cmwnet": lambda: mwnet("cmwnet"),
+            "l2rw": l2rw, "optimizers": optimizers}
     for name in names:
         try:
             out = {"check": name, **runs[name]()}

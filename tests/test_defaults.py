@@ -67,7 +67,7 @@ SETTINGS = [["--dataset=cifar100", "--noise=flip", "--rate=0.4"],
 
 def test_every_setting_and_flagfile_given_epochs_parses_to_a_valid_config():
     names = sorted(n.removesuffix(".cfg") for n in os.listdir(FLAGFILES))
-    assert len(names) == 45
+    assert len(names) == 53
     extra = {"cifar10n": ["--noise_labels=labels.pt"], "cifar100n": ["--noise_labels=l.pt"],
              "fashion_memorize": ["--data_dir=f.npz"]}
     bases = SETTINGS + [[f"--flagfile={n}", *next((v for k, v in extra.items()
