@@ -108,6 +108,17 @@ def _weight_fn_of_wrong_shape(base):
     net.export(f"{base}/wrong_fn", verbose=False)
 
 
+def _exported(base, kind):
+    """base/wfn: MW-Net's weight function ("mwnet") or a class-aware one of one class group
+    ("cmwnet"), freshly initialized."""
+    import numpy as np
+
+    from mwnet_tf.models import build_class_weight_net, build_weight_net, weight_function
+    net = (build_weight_net(seed=1) if kind == "mwnet"
+           else build_class_weight_net(np.zeros(10, np.int32), seed=1))
+    weight_function.export_weight_fn(net, f"{base}/wfn")
+
+
 def _cifar(base, *, damage=None, labels=None):
     """A tiny CIFAR-10 Python folder in base/cifar (one file damaged: "evil" (would run a
     command), "truncated", "missing"), and a label file base/labels.* ("c100": a CIFAR-100N
@@ -311,6 +322,18 @@ def _cases() -> list[Case]:
         Case("flag", "float16 for a method without loss scaling",
              [*t, "--method=l2rw", "--mixed_precision=float16"], 2, "mixed_precision=float16"),
         Case("flag", "meta_interval 0", [*t, "--meta_interval=0"], 2, "--meta_interval=0"),
+        Case("flag", "CMW-Net-SL's EMA decay above 1", [*t, "--method=cmwnet_sl", "--sl_ema=1.5"],
+             2, "--sl_ema=1.5"),
+        Case("flag", "CMW-Net-SL's k above a class's training labels",
+             [*t, "--method=cmwnet_sl", "--sl_meta_k=500"], 2, "fewer than the 500"),
+        Case("flag", "a CMW-Net plain stage as long as the run",
+             [*t, "--method=cmwnet", "--cmw_plain_epochs=2"], 2, "leaves no meta stage"),
+        Case("flag", "an unknown CMW-Net meta set", [*t, "--method=cmwnet",
+                                                     "--cmw_meta_set=random"], 2,
+             "--cmw_meta_set=random"),
+        Case("flag", "amsgrad for a weight net trained by SGD",
+             [*t, "--meta_optimizer=sgd", "--meta_amsgrad"], 2,
+             "--meta_amsgrad goes with --meta_optimizer=adam"),
         Case("flag", "an argument that is not a flag", [*t, "cifar10"], 2,
              "unexpected arguments: cifar10"),
         Case("flag", "an unknown flag", [*t, "--learning_rate=0.1"], 2, "learning_rate"),
@@ -440,6 +463,15 @@ def _cases() -> list[Case]:
              setup=lambda b: os.makedirs(f"{b}/empty")),
         Case("weight_fn", "a SavedModel of another shape", [*t, "--weight_fn={base}/wrong_fn"],
              2, "wrong_fn", setup=_weight_fn_of_wrong_shape),
+        Case("weight_fn", "MW-Net's weight function given to --method=cmwnet",
+             [*t, "--method=cmwnet", "--weight_fn={base}/wfn"], 2, "goes with --method=mwnet",
+             setup=lambda b: _exported(b, "mwnet")),
+        Case("weight_fn", "CMW-Net's class-aware weight function given to --method=mwnet",
+             [*t, "--weight_fn={base}/wfn"], 2, "goes with --method=cmwnet",
+             setup=lambda b: _exported(b, "cmwnet")),
+        Case("weight_fn", "a class-aware weight function with another number of class groups",
+             [*t, "--method=cmwnet", "--weight_fn={base}/wfn"], 2, "heads (class groups)",
+             setup=lambda b: _exported(b, "cmwnet")),
         Case("own data", "an empty class folder", folder, 1, "empty class folder",
              setup=lambda b: _own(b, "folder", "empty class")),
         Case("own data", "a class in meta/ that train/ lacks", folder, 1,
@@ -556,6 +588,9 @@ def _cases() -> list[Case]:
         Case("own data", "an image folder of one class", folder, 1, "a single class",
              setup=lambda b: _own_start(b, "one class")),
         Case("own data", "npz labels of one class", arrays, 1, "a single class",
+             setup=lambda b: _own_start(b, "one class npz")),
+        Case("own data", "--method=cmwnet on npz labels of one class",
+             [*arrays, "--method=cmwnet"], 1, "a single class",
              setup=lambda b: _own_start(b, "one class npz")),
         Case("run folder", "a meta batch larger than the trusted set (no folder left)",
              [*folder, "--meta_batch_size=64"], 2, "smaller than one meta batch",
