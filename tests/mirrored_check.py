@@ -36,8 +36,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mwnet_tf.methods import optim, steps  # noqa: E402
 from mwnet_tf.methods.l2rw import l2rw_step  # noqa: E402
-from mwnet_tf.models import (build_class_weight_net, build_classifier,  # noqa: E402
-                             build_weight_net)
+from mwnet_tf.models import build_class_weight_net, build_classifier, build_weight_net  # noqa: E402
 
 N, NM, D, C = 8, 6, 5, 3
 CHECKS = ("exact", "head", "interval", "cmwnet", "l2rw", "optimizers")

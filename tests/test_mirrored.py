@@ -1,7 +1,7 @@
 """Two replicas under MirroredStrategy (2 logical CPUs, float64) train exactly like one device
-with the same global batch: MW-Net's step (exact, head, interval), L2RW's step and the torch
-optimizer rules, and CMW-Net's class-aware step. All checks run in one process (`tests/mirrored_check.py`), since the logical
-devices must be set before TensorFlow starts."""
+with the same global batch: MW-Net's step (exact, head, interval), CMW-Net's class-aware step,
+L2RW's step and the torch optimizer rules. All checks run in one process
+(`tests/mirrored_check.py`), since the logical devices must be set before TensorFlow starts."""
 
 import json
 import os

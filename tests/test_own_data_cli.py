@@ -141,6 +141,49 @@ def test_tfds_name_trains_through_the_command_line(tmp_path):
     assert results["own_data"]["trusted"] is None and results["config"]["model"] == "cnn"
 
 
+CMW = {"cmwnet": [], "cmwnet_sl": ["--sl_meta_k=2", "--sl_warmup_epochs=1"]}
+
+
+def test_cmwnet_methods_train_on_the_folder_and_csv_routes(cli, tmp_path):
+    """CMW-Net and CMW-Net-SL on an image folder and a CSV table (npz: the test below, every
+    method; digits: tests/test_methods_cli.py; tfds: the next test)."""
+    folder = make_folder(tmp_path / "folder", {"train": 8, "meta": 3}, classes=("dog", "cat"))
+    (tmp_path / "table").mkdir()
+    table = csv_table(tmp_path / "table")
+    for method, extra in CMW.items():
+        for dataset, data_dir in (("folder", folder), ("csv", table)):
+            run = str(tmp_path / f"{method}_{dataset}")
+            out = cli.run(f"--dataset={dataset}", f"--data_dir={data_dir}", "--image_size=16",
+                          "--batch_size=4", "--meta_batch_size=2", f"--method={method}",
+                          *QUICK[1:], "--epochs=2", *extra, f"--workdir={run}")
+            assert out.returncode == 0, (method, dataset, out.stderr[-3000:])
+            results = check_takehome(run, ("cat", "dog"), dataset)
+            assert results["config"]["method"] == method
+            assert os.path.isdir(os.path.join(run, "weight_fn"))
+            assert len(results["weight_curves"]) == len(set(results["class_groups"]))
+
+
+@pytest.mark.parametrize("method", sorted(CMW))
+def test_cmwnet_methods_train_on_a_tfds_name(tmp_path, method):
+    run = str(tmp_path / "run")
+    extra = ["--sl_meta_k=1", "--sl_warmup_epochs=1"] if method == "cmwnet_sl" else []
+    argv = ["mwnet_tf.train", *QUICK[1:], "--epochs=2", "--dataset=tfds:mnist",
+            f"--method={method}", "--meta_per_class=1", "--batch_size=10",
+            "--meta_batch_size=5", *extra, f"--workdir={run}"]
+    code = (
+        "import sys, tensorflow_datasets as tfds\n"
+        "tfds.core.DatasetBuilder.is_prepared = lambda self: True\n"
+        "from mwnet_tf import train\n"
+        "with tfds.testing.mock_data(num_examples=40):\n"
+        f"    sys.argv = {argv!r}\n"
+        "    train.run()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = check_takehome(run, [str(k) for k in range(10)], "tfds:mnist")
+    assert results["config"]["method"] == method
+
+
 def test_every_method_writes_label_issues(cli, tmp_path):
     (tmp_path / "arrays").mkdir()
     arrays = tabular_npz(tmp_path / "arrays")
