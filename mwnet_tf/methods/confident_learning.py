@@ -214,7 +214,7 @@ class ConfidentLearning(Method):
         if int(self.folds_done.numpy()) < self.k:
             return
         data = self.ctx.data
-        path = os.path.join(workdir, "label_issues.npz")
+        path = os.path.join(workdir, files.CL_ISSUES)
         with files.atomic_file(path) as f:
             np.savez(f, train_index=data.train_index, fold=self.folds,
                      out_of_fold_probs=self.out_of_fold.numpy(),

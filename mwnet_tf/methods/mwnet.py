@@ -7,6 +7,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from mwnet_tf import files
 from mwnet_tf.methods import registry, steps
 from mwnet_tf.methods.base import Method
 from mwnet_tf.models import build_weight_net, weight_function
@@ -91,7 +92,7 @@ class MetaWeightNet(Method):
         return {"weight_curve": weight_function.weight_curve(self.weight_net)}
 
     def export(self, workdir):
-        weight_function.export_weight_fn(self.weight_net, os.path.join(workdir, "weight_fn"))
+        weight_function.export_weight_fn(self.weight_net, os.path.join(workdir, files.WEIGHT_FN))
 
     def label_scores(self, losses, probabilities, labels):
         """The learned weight function's weight of each sample's loss; a low weight is

@@ -30,7 +30,7 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from mwnet_tf import config as config_lib
-from mwnet_tf import protocols
+from mwnet_tf import files, protocols
 from mwnet_tf.errors import ReportError
 
 BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.reporting.bench_tables)
@@ -76,7 +76,7 @@ def read_results(path: str) -> dict:
 
 def load_results(folders: list[str]) -> list[dict]:
     """results.json of every folder that has one (folders without are skipped)."""
-    paths = [os.path.join(f, "results.json") for f in folders]
+    paths = [os.path.join(f, files.RESULTS) for f in folders]
     return [read_results(p) for p in paths if os.path.exists(p)]
 
 
@@ -89,9 +89,9 @@ def load_table(folder: str) -> list[tuple[str, dict]]:
         run = os.path.join(folder, name)
         if name.startswith(".") or not os.path.isdir(run):
             continue
-        if not os.path.exists(os.path.join(run, "results.json")):
+        if not os.path.exists(os.path.join(run, files.RESULTS)):
             raise ReportError(f"{run} has no results.json")
-        runs.append((run, read_results(os.path.join(run, "results.json"))))
+        runs.append((run, read_results(os.path.join(run, files.RESULTS))))
     if not runs:
         raise ReportError(f"{folder} holds no runs")
     return runs
