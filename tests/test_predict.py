@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from mwnet_tf import files, predict
+from mwnet_tf import files
 from mwnet_tf.data import Dataset, make_biased_data
 from mwnet_tf.data.pipeline import load_images, normalize
 from mwnet_tf.models import build_classifier
