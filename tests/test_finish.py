@@ -19,6 +19,7 @@ RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
            seed=3, tensorboard_images=False)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("module", [mwnet, l2rw], ids=["mwnet", "l2rw"])
 def test_finish_run_after_a_run_then_predict_the_test_set(module, monkeypatch, tmp_path):
     built = []

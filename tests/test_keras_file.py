@@ -99,6 +99,7 @@ def _npz(path):
              y_meta=y)
 
 
+@pytest.mark.e2e
 def test_a_planted_module_is_never_imported_by_train_or_predict(tmp_path):
     """The file names a module on PYTHONPATH that writes a marker when imported: both
     commands end in one error line and the marker never appears."""

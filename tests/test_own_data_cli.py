@@ -18,6 +18,8 @@ from test_own_data import image_rows, make_folder, write_csv, write_npz
 from mwnet_tf.config import METHODS
 from mwnet_tf.outputs import prediction
 
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--epochs=1", "--lr_decay_epochs=", "--progress_seconds=0", "--notensorboard_images"]
 TAKEHOME = ("results.json", "classes.json", "label_issues.csv", "classifier.keras",

@@ -250,6 +250,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=300, env=ENV)
 
 
+@pytest.mark.e2e
 def test_help_exits_0_without_tensorflow():
     proc = _cli("--help")
     assert proc.returncode == 0 and "--data_dir" in proc.stdout and "--out" in proc.stdout
@@ -259,6 +260,7 @@ def test_help_exits_0_without_tensorflow():
     assert check.stdout.strip() == "False"
 
 
+@pytest.mark.e2e
 def test_command_writes_predictions_and_fails_in_one_line(gray, tmp_path):
     run, model, data = gray
     x = np.random.default_rng(8).integers(0, 256, (3, 6, 5, 1), np.uint8)
@@ -393,6 +395,7 @@ def test_the_specs_export_writes_pass_the_check(gray, tmp_path):
         assert serving.check_spec(json.loads(json.dumps(spec))) == spec
 
 
+@pytest.mark.e2e
 def test_bad_flags_are_one_line_exit_2_and_a_run_prints_no_start_up_lines(gray, tmp_path):
     run, model, data = gray
     np.savez(tmp_path / "in.npz", x=np.zeros((2, 6, 5, 1), np.uint8))

@@ -15,6 +15,8 @@ import pytest
 from mwnet_tf import files
 from mwnet_tf.training import runlock
 
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3 epochs of 11 steps, calls of 2 steps, a checkpoint every 3 steps and after each epoch.
 ARGS = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=3", "--lr_decay_epochs=2",

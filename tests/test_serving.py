@@ -61,6 +61,7 @@ def _serve(path, raw: np.ndarray, tmp_path) -> np.ndarray:
     return np.load(outdir / f"{serving.OUTPUT}.npy")
 
 
+@pytest.mark.e2e
 def test_export_writes_the_keras_file_the_spec_and_a_saved_model_served_by_the_cli(
         data, tmp_path):
     model = _trained_ish(data)

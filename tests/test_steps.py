@@ -188,6 +188,7 @@ def test_step_is_a_tf_function_and_does_not_retrace_on_new_learning_rate():
     assert float(out[0]["count_corrupted"]) == float(np.sum(batch["corrupted"]))
 
 
+@pytest.mark.e2e
 def test_xla_compiled_step_matches_the_plain_graph_step():
     batch, meta_batch = _batches("float32")
     results = []
