@@ -184,6 +184,7 @@ def test_export_takes_loss_and_class_and_reads_back_as_data(tmp_path):
         weight_function.read_class_weight_net(plain, groups)
 
 
+@pytest.mark.e2e
 def test_saved_model_cli_runs_the_class_aware_export(tmp_path):
     net = build_class_weight_net(np.array([0, 1], np.int32), seed=2)
     path = weight_function.export_weight_fn(net, str(tmp_path / "weight_fn"))
@@ -202,6 +203,7 @@ def test_saved_model_cli_runs_the_class_aware_export(tmp_path):
 
 # --- runs --------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_long_tail_protocol_plain_stage_then_meta_stage_on_a_balanced_training_subset(
         tmp_path, monkeypatch):
     from mwnet_tf.training import epoch
@@ -241,6 +243,7 @@ def test_long_tail_protocol_plain_stage_then_meta_stage_on_a_balanced_training_s
     assert "weight_function" in tags
 
 
+@pytest.mark.e2e
 def test_single_class_is_refused(tmp_path):
     from mwnet_tf.data import load_dataset, make_biased_data
     data = make_biased_data(load_dataset("digits"), noise="none", rate=0.0, meta_per_class=10,
@@ -261,6 +264,7 @@ def _stop_at(call):
     return stop
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("method,params", [
     ("cmwnet", {"cmw_plain_epochs": 1}),
     ("cmwnet_sl", {"sl_warmup_epochs": 1, "sl_meta_interval": 3}),

@@ -124,6 +124,7 @@ SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=3
              seed=3, tensorboard_images=False, method="cmwnet_sl")
 
 
+@pytest.mark.e2e
 def test_a_run_selects_its_meta_set_by_the_ema_model_and_reports_both_accuracies(
         tmp_path, monkeypatch):
     from mwnet_tf.methods import cmwnet_sl

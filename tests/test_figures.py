@@ -58,6 +58,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.e2e
 def test_plot_command_writes_every_figure(runs, tmp_path):
     out = tmp_path / "figs"
     proc = subprocess.run([sys.executable, "-m", "mwnet_tf.plot", str(runs / "mwnet"),
@@ -86,6 +87,7 @@ def test_labels_name_method_setting_and_seed(runs):
     assert plot.label(results) == "mwnet, uniform 0.4, seed 1"
 
 
+@pytest.mark.e2e
 def test_a_run_missing_what_a_figure_needs_is_one_line(runs, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -190,6 +192,7 @@ def test_confusion_matrix_drawn_cell_by_cell_is_the_fresh_picture():
         assert off.max() <= 1 and (off > 0).sum() <= 20, (epoch, off.max(), (off > 0).sum())
 
 
+@pytest.mark.e2e
 def test_plot_draws_a_class_aware_function_per_class_group(runs, tmp_path):
     written = plot.plot([str(runs / "cmwnet")], str(tmp_path / "cmw"))
     assert "weight_functions.png" in [os.path.basename(p) for p in written]
