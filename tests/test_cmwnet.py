@@ -244,6 +244,33 @@ def test_long_tail_protocol_plain_stage_then_meta_stage_on_a_balanced_training_s
 
 
 @pytest.mark.e2e
+def test_a_frozen_class_aware_weight_function_trains_without_meta_steps(tmp_path):
+    """--weight_fn with --method=cmwnet: an exported class-aware net (three heads, as digits'
+    near-equal counts make three groups) applied frozen, no meta batch, the heads unchanged."""
+    from mwnet_tf.training import epoch
+    net = build_class_weight_net(np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0], np.int32), seed=7)
+    path = weight_function.export_weight_fn(net, str(tmp_path / "wfn"))
+    seen = []
+    real = epoch.make_train_dataset
+
+    def spy(stage_data, **kwargs):
+        seen.append(kwargs["with_meta"])
+        return real(stage_data, **kwargs)
+
+    import unittest.mock
+    with unittest.mock.patch.object(epoch, "make_train_dataset", spy):
+        results = loop.train_and_evaluate(
+            Config(**dict(SMALL, method_params={"weight_fn": path})), str(tmp_path / "run"),
+            log=lambda s: None)
+    assert seen == [False, False]
+    assert results["train"]["meta_loss"] == 0.0
+    back = weight_function.read_class_weight_net(str(tmp_path / "run" / "weight_fn"),
+                                                 np.array(results["class_groups"], np.int32))
+    for a, b in zip(net.trainable_variables, back.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.e2e
 def test_single_class_is_refused(tmp_path):
     from mwnet_tf.data import load_dataset, make_biased_data
     data = make_biased_data(load_dataset("digits"), noise="none", rate=0.0, meta_per_class=10,

@@ -8,7 +8,7 @@ import os
 import numpy as np
 
 from mwnet_tf.data import BiasedData
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Stage
 from mwnet_tf.methods.mwnet import MetaWeightNet
 from mwnet_tf.models import build_class_weight_net, weight_function
@@ -82,10 +82,8 @@ class ClassAwareMetaWeightNet(MetaWeightNet):
     the method, not held out). `--weight_fn` reuses an exported class-aware weight function,
     frozen: its heads applied to this data's groups (by the same rule)."""
 
-    name = "cmwnet"
     uses_meta = True
     reference = "Shu et al. 2023 (CMW-Net)"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         self._check_classes(ctx.data)

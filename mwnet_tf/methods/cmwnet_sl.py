@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Stage, predict_probabilities, reinitialize
 from mwnet_tf.methods.cmwnet import ClassAwareMetaWeightNet
 from mwnet_tf.methods.meta_select import lowest_loss_per_class
@@ -86,10 +86,8 @@ class ClassAwareMetaWeightNetSL(ClassAwareMetaWeightNet):
     `test_accuracy` is the live classifier's (the one the trainer evaluates and checkpoints);
     `ema_test_accuracy` in results.json is the EMA copy's, both as cmwn.py prints them."""
 
-    name = "cmwnet_sl"
     uses_meta = False  # its meta set is selected from the training set
     reference = "Shu et al. 2023 (CMW-Net-SL)"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -230,10 +228,10 @@ class ClassAwareMetaWeightNetSL(ClassAwareMetaWeightNet):
             self._update_ema()
             return {**out, "meta_steps": tf.constant(0.0)}
 
-        interval = int(self.hp["sl_meta_interval"])
-        if interval == 1:
-            return meta
-        return steps.Alternating(meta, plain, interval, self.step_count)
+        # Alternating counts the steps (the seed of each step's mixup) even when every step
+        # is a meta step
+        return steps.Alternating(meta, plain, int(self.hp["sl_meta_interval"]),
+                                 self.step_count)
 
     def results(self):
         data = self.ctx.data
