@@ -71,7 +71,7 @@ LONGEST_FIRST = ("test_multi_worker.py", "test_label_order_cli.py", "test_preemp
 # every test of the modules below (command lines in subprocesses, several processes, whole runs) ...
 E2E_MODULES = ("test_multi_worker.py", "test_preemption.py", "test_train.py",
                "test_mirrored.py", "test_catalogue.py", "test_methods_cli.py",
-               "test_own_data_cli.py", "test_label_order_cli.py")
+               "test_own_data_cli.py", "test_label_order_cli.py", "test_meta_source_cli.py")
 # ... and, in the other modules, the tests that run a command, train a method for whole
 # epochs, build a full-size model (ResNet-32/50, WRN-28-10) or compile with XLA: each takes
 # seconds or more on 2 cores. A name matches its parametrized variants too.
