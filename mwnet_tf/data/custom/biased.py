@@ -209,6 +209,37 @@ def _per_class(labels: np.ndarray, meta_per_class: int, class_names, rng: np.ran
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
+def _trusted_part(own: OwnData, meta_per_class: int | None, meta_rng: np.random.Generator):
+    """(training pool, meta_index, meta_x, meta_y) of `make_own_biased_data`'s first stage: the
+    trusted set drawn, carved from the training split (tfds), or empty (no trusted set)."""
+    names = own.class_names
+    if own.meta_x is None and not own.carves_trusted:  # the trainer selects the meta set
+        if meta_per_class is not None:
+            raise ValueError(f"--meta_per_class={meta_per_class} draws trusted images per "
+                             f"class, and {own.source} has no trusted set: the meta set is "
+                             "selected from the training set (--select_per_class sets its "
+                             "size)")
+        pool = np.arange(len(own.train_y), dtype=np.int64)
+        meta_index = np.zeros(0, np.int64)
+        meta_x, meta_y = own.train_x[:0], np.zeros(0, np.int64)
+    elif own.meta_x is None:
+        if meta_per_class is None:
+            raise ValueError(f"{own.name} has no trusted set of its own: give meta_per_class, "
+                             "the clean images per class taken out of its training split")
+        meta_index = _per_class(own.train_y, meta_per_class, names, meta_rng,
+                                f"{own.name} training split")
+        pool = np.setdiff1d(np.arange(len(own.train_y)), meta_index).astype(np.int64)
+        meta_x, meta_y = own.train_x[meta_index], own.train_y[meta_index]
+    else:
+        pool = np.arange(len(own.train_y), dtype=np.int64)
+        meta_index = np.arange(len(own.meta_y), dtype=np.int64)
+        if meta_per_class is not None:
+            meta_index = _per_class(own.meta_y, meta_per_class, names, meta_rng,
+                                    f"{own.source} trusted set")
+        meta_x, meta_y = own.meta_x[meta_index], own.meta_y[meta_index]
+    return pool, meta_index, meta_x, meta_y
+
+
 def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0,
                          imbalance: float = 1.0, meta_per_class: int | None = None,
                          seed: int = 0, meta_seed: int | None = None,
@@ -240,31 +271,7 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
         raise ValueError("instance-dependent noise needs the images in memory; own image "
                          "folders and tables are read from files: use uniform, flip or flip1")
     meta_rng, tail_rng, noise_rng = part_rngs(seed, meta_seed, noise_seed)
-    names = own.class_names
-    if own.meta_x is None and not own.carves_trusted:  # the trainer selects the meta set
-        if meta_per_class is not None:
-            raise ValueError(f"--meta_per_class={meta_per_class} draws trusted images per "
-                             f"class, and {own.source} has no trusted set: the meta set is "
-                             "selected from the training set (--select_per_class sets its "
-                             "size)")
-        pool = np.arange(len(own.train_y), dtype=np.int64)
-        meta_index = np.zeros(0, np.int64)
-        meta_x, meta_y = own.train_x[:0], np.zeros(0, np.int64)
-    elif own.meta_x is None:
-        if meta_per_class is None:
-            raise ValueError(f"{own.name} has no trusted set of its own: give meta_per_class, "
-                             "the clean images per class taken out of its training split")
-        meta_index = _per_class(own.train_y, meta_per_class, names, meta_rng,
-                                f"{own.name} training split")
-        pool = np.setdiff1d(np.arange(len(own.train_y)), meta_index).astype(np.int64)
-        meta_x, meta_y = own.train_x[meta_index], own.train_y[meta_index]
-    else:
-        pool = np.arange(len(own.train_y), dtype=np.int64)
-        meta_index = np.arange(len(own.meta_y), dtype=np.int64)
-        if meta_per_class is not None:
-            meta_index = _per_class(own.meta_y, meta_per_class, names, meta_rng,
-                                    f"{own.source} trusted set")
-        meta_x, meta_y = own.meta_x[meta_index], own.meta_y[meta_index]
+    pool, meta_index, meta_x, meta_y = _trusted_part(own, meta_per_class, meta_rng)
     train_index = pool[long_tail_indices(own.train_y[pool], imbalance, tail_rng)]
     given = own.train_y[train_index].astype(np.int64)
     known = own.train_true_y is not None
