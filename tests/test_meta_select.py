@@ -209,3 +209,43 @@ def test_arrays_without_x_meta_train_with_a_selected_meta_set(tmp_path):
     own = load_npz_arrays(with_test, need_trusted=False)
     assert not own.test_labels_given and len(own.train_y) == 40
     assert os.path.basename(own.source) == "test.npz"
+
+
+# ---------------------------------------------------------------- the docs say what the code does
+
+
+def _page(name):
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
+                           name)) as f:
+        return " ".join(f.read().split())
+
+
+def test_the_docs_state_the_rule_its_defaults_and_the_naming_of_a_noisy_held_out_part():
+    from mwnet_tf.methods import get
+    from mwnet_tf.methods.base import Method
+
+    data, methods = _page("data.md"), _page("methods.md")
+    k = Config().select_per_class
+    assert f"`--select_per_class` (default {k}, as CMW-Net-SL)" in data
+    assert f"`--select_per_class` (k, default {k})" in methods
+    assert f"(default **{DEFAULT_HELDOUT_FRACTION:g}**" in data
+    assert "`selected` does **not** become the default where no trusted set exists" in data
+    for name in ("heldout_noisy_accuracy", "best_heldout_noisy_accuracy",
+                 "per_class_heldout_noisy_accuracy", "`heldout_noisy/`", "test_labels_given"):
+        assert name in data, name
+    # the ranking model and the first epoch, as the code has them
+    assert Method.ranked_by == "classifier"
+    assert "the classifier being trained, as the previous epoch left it" in methods
+    assert "ranks by the classifier **as initialized**: there is no warm-up" in methods
+    # where each meta method reads the set, as its hooks say
+    from mwnet_tf.methods.base import Stage
+    # (the hooks read the stage alone)
+    assert get("glc").reads_meta_at_end(None, Stage("estimate", 1))
+    assert not get("glc").reads_meta_at_end(None, Stage("corrected", 1))
+    assert not get("fine_tune").reads_meta_at_end(None, Stage("fine-tune", 1))
+    for text in ("`mwnet` and `l2rw` select at every epoch",
+                 "`glc` selects at the end of its estimate stage",
+                 "`fine_tune` reads no meta set in its first stage and selects at every epoch of "
+                 "its fine-tuning stage"):
+        assert text in methods, text
+
