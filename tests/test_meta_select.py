@@ -96,6 +96,15 @@ def test_config_takes_the_source_and_checks_its_flags():
         Config(meta_source="selected", method_params={"weight_fn": "runs/x/weight_fn"})
 
 
+def test_selected_runs_get_a_row_of_their_own_in_the_tables():
+    from mwnet_tf.reporting import tables
+    assert tables.ADDED_FIELDS["meta_source"] == "trusted"
+    assert tables.row_name(Config(meta_source="selected").to_dict()) == (
+        "mwnet (meta_source=selected)")
+    assert tables.row_name(Config().to_dict()) == "mwnet"
+    assert tables.row_name({"method": "l2rw"}) == "l2rw"  # kept before the field existed
+
+
 # ---------------------------------------------------------------- the per-epoch state
 
 

@@ -77,6 +77,8 @@ def test_own_data_with_only_a_training_set_trains_with_a_selected_meta_set(cli, 
         assert held["test_labels_given"] and held["test_held_out"] == 0.1
         assert held["test"] == classes * (1 if dataset != "npz" else 3)
         assert held["trusted"] is None
+        assert r["heldout_noisy"] == {"size": held["test"], "fraction": 0.1,
+                                      "labels": "given (possibly wrong)"}
         assert all("heldout_noisy_accuracy" in row and "test_accuracy" not in row
                    for row in r["history"])
         assert "heldout_noisy_accuracy" in out.stdout and "not a test accuracy" in out.stdout

@@ -424,6 +424,10 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     results["meta_source"] = config.meta_source
     if parts.selection is not None:
         results["meta_selection"] = parts.selection.summary(parts.method.ranked_by)
+    if data.test_name == "heldout_noisy":  # the set evaluated on: training samples held out
+        results["heldout_noisy"] = {"size": int(len(data.test_y)),
+                                    "fraction": own.test_held_out if own else None,
+                                    "labels": "given (possibly wrong)"}
     if chief:
         def take_home() -> dict:  # label_issues.csv and the classifier to take home
             with reading_images(data, True, parts.ckpt.last):
