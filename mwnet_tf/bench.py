@@ -27,9 +27,9 @@ from absl import app, flags
 
 from mwnet_tf import files
 from mwnet_tf.benchmarking import trace
-from mwnet_tf.benchmarking.variants import DEFAULT_SHAPES, VARIANTS
+from mwnet_tf.benchmarking.variants import VARIANTS
 from mwnet_tf.cli import commandline
-from mwnet_tf.config import MIXED_PRECISION, MODELS
+from mwnet_tf.config import MIXED_PRECISION, MODEL_SHAPES, MODELS
 
 FLAGS = flags.FLAGS
 
@@ -66,7 +66,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     shape = (tuple(int(s) for s in FLAGS.input_shape) if FLAGS.input_shape
-             else DEFAULT_SHAPES[FLAGS.model])
+             else MODEL_SHAPES[FLAGS.model])
     unknown = [v for v in FLAGS.variants + [FLAGS.memory_child or "ce"] if v not in VARIANTS]
     if unknown or not FLAGS.variants:
         raise app.UsageError(f"--variants takes {', '.join(VARIANTS)}; got {unknown or 'none'}")

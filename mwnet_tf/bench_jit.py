@@ -22,12 +22,13 @@ from absl import flags
 from mwnet_tf import files
 from mwnet_tf.benchmarking.variants import VARIANTS
 from mwnet_tf.cli import commandline
+from mwnet_tf.config import JIT_MODELS
 
 FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
-    flags.DEFINE_enum("model", "mlp", ["mlp", "cnn", "tiny", "resnet32"], "Classifier.")
+    flags.DEFINE_enum("model", "mlp", JIT_MODELS, "Classifier.")
     flags.DEFINE_integer("batch_size", 100, "Global batch size (training and meta).",
                          lower_bound=2)
     flags.DEFINE_list("variants", ["ce", "mwnet"], f"Steps to compare: {', '.join(VARIANTS)}.")

@@ -20,8 +20,15 @@ from mwnet_tf.data.human_noise import ALL_LABEL_SETS, check_settings
 from mwnet_tf.data.noise import LABEL_NOISES
 from mwnet_tf.methods.registry import FLOAT16_METHODS, METHODS, PARAMS
 
-# The classifiers (`mwnet_tf.models` builds them).
-MODELS = ("resnet32", "wrn28_10", "resnet50", "mlp", "cnn", "tiny")
+# The classifiers (`mwnet_tf.models` builds each): name -> (its usual input shape (H, W, C),
+# whether it flattens any input shape, whether a CPU compiles it with XLA in minutes).
+MODEL_TRAITS = {"resnet32": ((32, 32, 3), False, True), "wrn28_10": ((32, 32, 3), False, False),
+                "resnet50": ((224, 224, 3), False, False), "mlp": ((8, 8, 1), True, True),
+                "cnn": ((28, 28, 1), False, True), "tiny": ((8, 8, 1), True, True)}
+MODELS = tuple(MODEL_TRAITS)
+MODEL_SHAPES = {name: shape for name, (shape, _, _) in MODEL_TRAITS.items()}
+ANY_SHAPE_MODELS = tuple(name for name, (_, flat, _) in MODEL_TRAITS.items() if flat)
+JIT_MODELS = tuple(name for name, (_, _, jit) in MODEL_TRAITS.items() if jit)
 # Own data (`mwnet_tf.data.custom.load`): an image folder, a CSV table, an .npz of arrays, or any
 # data set prepared for tensorflow-datasets (tfds:NAME).
 OWN_DATASETS = ("folder", "csv", "npz")
@@ -50,7 +57,7 @@ _ALWAYS = object()  # `added`: the field existed when the first runs were kept
 
 
 def _field(default, help: str, *, choices=None, lower=None, upper=None, by_setting=False,
-           resumable=False, volatile=False, added=_ALWAYS):
+           resumable=False, volatile=False, added=_ALWAYS, weight_net=False):
     """A Config field and what is known of it.
 
     help, choices, lower, upper: its flag's help text, allowed values and bounds (also checked
@@ -61,9 +68,11 @@ def _field(default, help: str, *, choices=None, lower=None, upper=None, by_setti
     volatile: it does not change what a run computes (the tables average runs differing only
         in such fields).
     added: the value of runs kept before the field existed (`mwnet_tf.reporting.tables`).
+    weight_net: it sets the weight net's training, which only the methods of
+        `registry.WEIGHT_NET_METHODS` have (the tables ignore it for the others).
     """
     meta = dict(help=help, choices=choices, lower=lower, upper=upper, by_setting=by_setting,
-                resumable=resumable, volatile=volatile)
+                resumable=resumable, volatile=volatile, weight_net=weight_net)
     if added is not _ALWAYS:
         meta["added"] = added
     return dataclasses.field(default=default, metadata=meta)
@@ -154,16 +163,18 @@ class Config:
     weight_decay: float = _field(5e-4, "Coupled L2 on the classifier.", lower=0, by_setting=True)
     momentum: float = _field(0.9, "Classifier SGD momentum.", lower=0, by_setting=True)
     nesterov: bool = _field(False, "Nesterov momentum for the classifier.", by_setting=True)
-    meta_lr: float = _field(1e-3, "Weight-net learning rate (fixed).", lower=0, by_setting=True)
+    meta_lr: float = _field(1e-3, "Weight-net learning rate (fixed).", lower=0, by_setting=True,
+                            weight_net=True)
     meta_optimizer: str = _field("adam", "Weight-net optimizer.", choices=META_OPTIMIZERS,
-                                 by_setting=True)
-    meta_momentum: float = _field(0.9, "Weight-net SGD momentum.", lower=0, by_setting=True)
+                                 by_setting=True, weight_net=True)
+    meta_momentum: float = _field(0.9, "Weight-net SGD momentum.", lower=0, by_setting=True,
+                                  weight_net=True)
     meta_nesterov: bool = _field(False, "Nesterov momentum for the weight net (SGD).",
-                                 by_setting=True)
+                                 by_setting=True, weight_net=True)
     meta_weight_decay: float = _field(1e-4, "Coupled L2 on the weight net.", lower=0,
-                                      by_setting=True)
+                                      by_setting=True, weight_net=True)
     weight_norm: str = _field("batch", "none: sum(v*l)/n; batch: sum(v/sum(v)*l).",
-                              choices=WEIGHT_NORMS, by_setting=True)
+                              choices=WEIGHT_NORMS, by_setting=True, weight_net=True)
     seed: int = _field(0, "Seed of noise, meta split, shuffling and init.", volatile=True)
     # Each part of the randomness on its own seed, to find where seed-to-seed spread comes
     # from (the other parts keep --seed).
@@ -245,6 +256,7 @@ def field_type(f: dataclasses.Field) -> type:
 RESUMABLE = tuple(f.name for f in flag_fields() if f.metadata["resumable"])
 # Fields that do not change what a run computes (the seed among them, averaged over).
 VOLATILE = frozenset(f.name for f in flag_fields() if f.metadata["volatile"])
+WEIGHT_NET = frozenset(f.name for f in flag_fields() if f.metadata["weight_net"])
 # Fields added after runs were kept, with the value those runs had.
 ADDED_FIELDS = {f.name: f.metadata["added"] for f in flag_fields() if "added" in f.metadata}
 

@@ -46,3 +46,11 @@ class PlotError(ValueError):
 
 class ReportError(Exception):
     """A problem with the kept runs or with a page's generated blocks."""
+
+
+class PredictError(ValueError):
+    """Input that `mwnet_tf.predict` cannot predict on (shown as `error: ...`, exit 1)."""
+
+
+class OutputError(PredictError):
+    """An `--out` that would replace an input or a file of the run folder (exit 2)."""

@@ -41,9 +41,6 @@ CL_ISSUES = "label_issues.npz"  # confident_learning: the labels its first stage
 CLASSIFIER = "classifier.keras"  # the trained classifier
 CLASSIFIER_SPEC = "classifier.json"  # its input spec: size, channels, normalization, classes
 CLASSIFIER_SERVING = "classifier_serving"  # folder: the classifier as a serving SavedModel
-TRACKED_WEIGHTS = "tracked_weights"  # TensorBoard: the tracked samples' weights
-FIGURES = "figures"  # folder: `mwnet_tf.plot`'s figures of the run
-PREDICTIONS = "predictions.csv"  # `mwnet_tf.predict`'s default output, beside its input
 
 # the temporary names of `atomic_file` and `atomic_folder`, and of the versions before them
 # (`NAME.tmp-PID` files, `.weight_fn-XXXXXXXX` export folders); `atomic_path`'s keep the

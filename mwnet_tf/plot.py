@@ -41,7 +41,7 @@ def define_flags() -> None:
 
 
 def load_run(folder: str) -> dict:
-    path = os.path.join(folder, "results.json")
+    path = os.path.join(folder, files.RESULTS)
     if not os.path.isfile(path):
         raise PlotError(f"{folder}: no results.json (is it a finished run folder?)")
     try:

@@ -59,7 +59,7 @@ from mwnet_tf.reporting.tables import paper_tables as paper_tables
 from mwnet_tf.reporting.tables import setting as setting
 from mwnet_tf.reporting.tables import setting_label as setting_label
 
-KEPT_FILES = ("results.json", "flags.cfg")
+KEPT_FILES = (files.RESULTS, files.FLAGS)
 FLAGS = flags.FLAGS
 REFERENCE = os.path.join("runs", "reference")
 START = re.compile(r"^<!-- report:(\S+) -->$", re.M)
@@ -166,8 +166,8 @@ def keep(run_dirs: list[str], table: str, reference: str) -> tuple[list[str], li
     for run in run_dirs:
         if not os.path.isdir(run):
             raise ReportError(f"no run folder {run}")
-        if os.path.exists(os.path.join(run, "results.json")):
-            tables.read_results(os.path.join(run, "results.json"))
+        if os.path.exists(os.path.join(run, files.RESULTS)):
+            tables.read_results(os.path.join(run, files.RESULTS))
             finished.append(run)
         else:
             skipped.append(run)

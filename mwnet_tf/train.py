@@ -45,9 +45,9 @@ RESUMABLE = (*config_lib.RESUMABLE, "workdir")
 def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
     """Creates the run folder; refuses a folder holding a different run. Returns the text of
     its flags.cfg, written by `write_flagfile` once the run has started."""
-    path = os.path.join(workdir, "flags.cfg")
+    path = os.path.join(workdir, files.FLAGS)
     new = config_to_flagfile(config, workdir)
-    if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if os.path.exists(path) and os.path.isdir(os.path.join(workdir, files.CHECKPOINTS)):
         with open(path) as f:
             old = flag_values(f.read())
         changed = sorted(k for k, v in flag_values(new).items()
@@ -61,7 +61,7 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
 
 def write_flagfile(workdir: str, text: str) -> None:
     """flags.cfg, atomically (an equal file is left untouched)."""
-    files.write_text(os.path.join(workdir, "flags.cfg"), text, keep_equal=True)
+    files.write_text(os.path.join(workdir, files.FLAGS), text, keep_equal=True)
 
 
 def _remove_fresh_workdir(workdir: str) -> None:
@@ -171,7 +171,7 @@ def main(argv: list[str]) -> None:
     except Interrupted as e:
         folder.release()
         print(f"stopped: {e}; resume with: python -m mwnet_tf.train "
-              f"--flagfile={os.path.join(workdir, 'flags.cfg')}", file=sys.stderr, flush=True)
+              f"--flagfile={os.path.join(workdir, files.FLAGS)}", file=sys.stderr, flush=True)
         sys.exit(128 + e.signum)
     except TrainingError as e:
         fail(str(e), 1)

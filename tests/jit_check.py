@@ -45,8 +45,8 @@ def steps(model: str, method: str, jit: bool, strategy=None):
         meta_opt = optim.TorchAdam(1e-3, weight_decay=1e-4)
         opt.build(clf.trainable_variables)
         meta_opt.build(wnet.trainable_variables)
-    step = steps_lib.make_train_step(method, clf, opt, steps_lib.StepOptions(N, NM),
-                                     weight_net=wnet, meta_optimizer=meta_opt,
+    mwnet = {"weight_net": wnet, "meta_optimizer": meta_opt} if method == "mwnet" else {}
+    step = steps_lib.make_train_step(clf, opt, steps_lib.StepOptions(N, NM), **mwnet,
                                      strategy=strategy, jit_compile=jit)
     data = batches(shape, keras.config.floatx())
     if strategy:

@@ -93,7 +93,7 @@ def mwnet(variant: str) -> dict:
         if distributed:
             ds = strategy.experimental_distribute_dataset(ds)
         if variant == "exact":
-            step = steps.make_train_step("mwnet", clf, opt, options, weight_net=wnet,
+            step = steps.make_train_step(clf, opt, options, weight_net=wnet,
                                         meta_optimizer=meta_opt,
                                         strategy=strategy if distributed else None)
             for b, mb in list(ds)[:2]:

@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mwnet_tf.benchmarking import steps as bench  # the logic of mwnet_tf.bench
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.e2e
 def test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call(tmp_path):
     variants = ("ce", "mwnet", "mwnet_head", "mwnet_interval", "l2rw")
     r = bench.benchmark("tiny", 20, 10, (8, 8, 1), runs=1, warmup=1, rounds=1,
@@ -56,6 +59,7 @@ def test_memory_probe_reads_the_resident_set_before_and_at_its_peak():
     assert 0 < m["peak_rss_before_steps"] <= m["peak_rss"] + 4 * 2 ** 20
 
 
+@pytest.mark.e2e
 def test_command_writes_loop_and_memory_to_json(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run(

@@ -21,6 +21,8 @@ import tempfile
 import pytest
 from cli import CliSession  # (tests/cli.py)
 
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "docs", "robustness.md")  # the page with the catalogue table
 TINY = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=2", "--progress_seconds=0"]

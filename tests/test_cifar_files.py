@@ -351,6 +351,7 @@ def test_config_checks_and_run_names():
             c.replace(**changes)
 
 
+@pytest.mark.e2e
 def test_human_noise_end_to_end_through_the_command_line(tmp_path, cifar10, cli):
     """One epoch on a tiny CIFAR-10 folder with CIFAR-10N-format labels through the command
     line (its bad human-noise inputs are in the catalogue, tests/test_catalogue.py). `ce` keeps

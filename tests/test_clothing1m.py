@@ -110,6 +110,7 @@ def resnets():
     return [build_classifier("resnet50", 14, (SIZE, SIZE, 3), seed=s) for s in (0, 1)]
 
 
+@pytest.mark.e2e
 def test_pretrained_legacy_h5_loads_by_name_and_keeps_the_head(resnets, tmp_path):
     import keras
     from keras.src.legacy.saving import legacy_h5_format
@@ -173,6 +174,7 @@ def _args(root, workdir, *extra):
             "--eval_batch_size=14", "--progress_seconds=0", f"--workdir={workdir}", *extra]
 
 
+@pytest.mark.e2e
 def test_one_epoch_through_the_command_line(cli, folder, tmp_path):
     """MW-Net on the tiny model (ResNet-50's meta step takes minutes to compile on a CPU)."""
     root, _ = folder

@@ -22,6 +22,7 @@ def dry_run(cli):
     return run
 
 
+@pytest.mark.e2e
 def test_bare_command_runs_table3_protocol_and_flags_override(dry_run):
     got = dry_run("--dataset=cifar100", "--noise=flip", "--rate=0.4", "--seed=7")
     assert (got["model"], got["epochs"], got["lr_decay_epochs"]) == ("resnet32", "60", "40,50")
@@ -137,6 +138,7 @@ def test_cifar_n_flagfiles_run_table3_protocol_and_name_their_label_set(cli):
     assert "noise_label_set" not in plain and plain["workdir"].endswith("-human_file-mwnet-s0")
 
 
+@pytest.mark.e2e
 def test_table4_flagfile_is_clothing1ms_paper_defaults(dry_run):
     path = os.path.join(REPO, "flags", "table4_clothing1m.cfg")
     with open(path) as f:

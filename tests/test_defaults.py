@@ -266,6 +266,7 @@ def test_weights_of_clean_and_corrupted_samples_only_where_the_truth_is_known():
 # ---------------------------------------------------------------- a run of own data (e2e)
 
 
+@pytest.mark.e2e
 def test_own_data_with_two_epochs_trains_and_writes_paths_relative_to_the_data(cli, tmp_path):
     import csv
 

@@ -162,6 +162,7 @@ def test_python_blocks_compile_and_show_their_output():
 
 
 @pytest.mark.e2e
+@pytest.mark.e2e
 @pytest.mark.parametrize("code,expected", examples())
 def test_python_block_runs_and_prints_what_the_page_shows(code, expected):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="0")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from mwnet_tf.data import load_dataset, make_biased_data
@@ -136,6 +137,7 @@ SCALED = {"--epochs": "1", "--lr_decay_epochs": "", "--batch_size": "20",
           "--meta_batch_size": "10", "--eval_batch_size": "50"}
 
 
+@pytest.mark.e2e
 def test_the_worked_example_runs_as_the_docs_write_it(tmp_path, cli):
     idx = tmp_path / "idx"
     idx.mkdir()

@@ -18,6 +18,7 @@ BIN = os.path.dirname(sys.executable)
 
 
 
+@pytest.mark.e2e
 def test_saved_model_cli_runs_the_export(tmp_path):
     net = build_weight_net(seed=5)
     path = weight_function.export_weight_fn(net, str(tmp_path / "weight_fn"))
@@ -67,6 +68,7 @@ class _Hostile(tf.Module):
         return {"weights": tf.sigmoid(h @ self.w2 + self.b2)}
 
 
+@pytest.mark.e2e
 def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path, cli):
     marker = str(tmp_path / "written_by_the_graph")
     module = _Hostile(marker)
@@ -90,6 +92,7 @@ def test_a_weight_function_from_elsewhere_is_read_as_data_not_run(tmp_path, cli)
     assert results["weight_curve"] == pytest.approx(curve, abs=1e-6)  # frozen: unchanged
 
 
+@pytest.mark.e2e
 def test_frozen_weight_function_trains_without_meta_step_or_meta_set(tmp_path, monkeypatch):
     from mwnet_tf.config import Config
     from mwnet_tf.training import epoch, loop
@@ -110,6 +113,7 @@ def test_frozen_weight_function_trains_without_meta_step_or_meta_set(tmp_path, m
     assert 0 < results["test_accuracy"] <= 100
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("make, needle", [
     (lambda p: None, "is not a SavedModel with variables"),
     (lambda p: os.makedirs(p), "is not a SavedModel with variables"),

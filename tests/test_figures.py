@@ -58,6 +58,7 @@ def runs(tmp_path_factory):
     return root
 
 
+@pytest.mark.e2e
 def test_plot_command_writes_every_figure(runs, tmp_path):
     out = tmp_path / "figs"
     proc = subprocess.run([sys.executable, "-m", "mwnet_tf.plot", str(runs / "mwnet"),
@@ -86,6 +87,7 @@ def test_labels_name_method_setting_and_seed(runs):
     assert plot.label(results) == "mwnet, uniform 0.4, seed 1"
 
 
+@pytest.mark.e2e
 def test_a_run_missing_what_a_figure_needs_is_one_line(runs, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from mwnet_tf import predict
+from mwnet_tf import files
 from mwnet_tf.config import Config
 from mwnet_tf.methods import l2rw, mwnet
-from mwnet_tf.outputs import finish, label_issues, serving
+from mwnet_tf.outputs import finish, prediction
 from mwnet_tf.training import loop
 
 RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
@@ -19,6 +19,7 @@ RUN = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
            seed=3, tensorboard_images=False)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("module", [mwnet, l2rw], ids=["mwnet", "l2rw"])
 def test_finish_run_after_a_run_then_predict_the_test_set(module, monkeypatch, tmp_path):
     built = []
@@ -53,15 +54,15 @@ def test_finish_run_after_a_run_then_predict_the_test_set(module, monkeypatch, t
         assert results["weight_function_decreasing"] == (
             results["weight_function_trend"] == "falls")
     assert "most suspect" in logged[0]
-    with open(os.path.join(workdir, label_issues.LABEL_ISSUES), newline="") as f:
+    with open(os.path.join(workdir, files.LABEL_ISSUES), newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(data.train_y) and rows[0]["weight"] != ""
 
-    spec = json.load(open(os.path.join(workdir, serving.SPEC)))
+    spec = json.load(open(os.path.join(workdir, files.CLASSIFIER_SPEC)))
     assert spec["class_names"] == [str(i) for i in range(10)]
     np.savez(tmp_path / "test.npz", x_test=data.test_x[..., 0])  # [N, 8, 8], one channel
     out = str(tmp_path / "predictions.csv")
-    assert predict.predict(workdir, str(tmp_path / "test.npz"), out) == len(data.test_y)
+    assert prediction.predict(workdir, str(tmp_path / "test.npz"), out) == len(data.test_y)
     with open(out, newline="") as f:
         predicted = np.array([int(r["predicted_label"]) for r in csv.DictReader(f)])
     # the exported classifier is the one the run evaluated

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from hostile_files import csv_with_label, huge_npz, npy_bytes, npz_with_label, weight_fn_with
 
-from mwnet_tf import predict
 from mwnet_tf.data import human_noise, npy_check
 from mwnet_tf.data.custom import from_files, from_npz
 from mwnet_tf.data.custom.biased import MAX_CLASSES
 from mwnet_tf.errors import DataUnavailableError, WeightFnError
 from mwnet_tf.models import build_weight_net, weight_function
+from mwnet_tf.outputs import prediction
 
 
 @pytest.mark.parametrize("compress", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
@@ -24,8 +24,8 @@ def test_a_header_declaring_10_to_the_12_rows_is_refused_before_allocating(tmp_p
                        r"the 64 bytes it holds") as e:
         from_npz.load_npz_arrays(path)
     assert "\n" not in str(e.value) and str(e.value).startswith(path)
-    with pytest.raises(predict.PredictError, match="x_train: its header declares"):
-        predict.read_npz(huge_npz(tmp_path / "in.npz", "x_train"), {})
+    with pytest.raises(prediction.PredictError, match="x_train: its header declares"):
+        prediction.read_npz(huge_npz(tmp_path / "in.npz", "x_train"), {})
 
 
 def test_a_zip_entry_claiming_more_than_deflate_can_give_is_refused(tmp_path):

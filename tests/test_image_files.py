@@ -15,9 +15,9 @@ import zlib
 import pytest
 from test_own_data import make_folder, one_line_error, write_image  # (tests/)
 
-from mwnet_tf import predict
 from mwnet_tf.data.custom.from_files import list_image_folder, load_image_folder
 from mwnet_tf.data.image_files import MAX_PIXELS, read_header, walk_images
+from mwnet_tf.outputs import prediction
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = {"kind": "images", "raw_shape": [6, 5, 3], "class_names": ["cat", "dog"]}
@@ -125,8 +125,8 @@ def test_bad_files_in_a_class_folder_are_one_line_errors_for_train(tmp_path, cas
 def test_bad_files_in_a_folder_are_one_line_errors_for_predict(tmp_path, case):
     write_image(tmp_path / "in" / "ok.png")
     parts = make_bad(tmp_path / "in", case)
-    with pytest.raises(predict.PredictError) as info:
-        predict.read_inputs(str(tmp_path / "in"), SPEC)
+    with pytest.raises(prediction.PredictError) as info:
+        prediction.read_inputs(str(tmp_path / "in"), SPEC)
     message = str(info.value)
     assert "\n" not in message and all(p in message for p in parts), message
 
@@ -142,7 +142,7 @@ def test_the_pixel_bound_is_checked_from_the_header_and_an_image_at_the_bound_pa
 
 CHILD = """
 import json, sys
-from mwnet_tf import predict
+from mwnet_tf.outputs import prediction
 from mwnet_tf.data.custom.from_files import load_csv_table, load_image_folder
 from mwnet_tf.errors import DataUnavailableError
 try:
@@ -151,11 +151,11 @@ try:
     elif sys.argv[1] == "csv":
         load_csv_table(sys.argv[2], image_size=8)
     elif sys.argv[1] == "predict":
-        predict.read_inputs(sys.argv[2], json.loads(sys.argv[3]))
+        prediction.read_inputs(sys.argv[2], json.loads(sys.argv[3]))
     else:
-        predict.read_image(sys.argv[2], json.loads(sys.argv[3]))
+        prediction.read_image(sys.argv[2], json.loads(sys.argv[3]))
     print("no error")
-except (DataUnavailableError, predict.PredictError) as e:
+except (DataUnavailableError, prediction.PredictError) as e:
     print(e)
 """
 

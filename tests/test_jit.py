@@ -17,9 +17,11 @@ TOLERANCE = 1e-9  # relative, float64
 
 
 # ResNet-32's XLA compile of the nested tapes takes minutes on 2 cores: `-m slow` runs it.
-@pytest.mark.parametrize("model", ["mlp", "cnn",
-                                   pytest.param("resnet32", marks=pytest.mark.slow)])
-@pytest.mark.parametrize("method", ["ce", "mwnet"])
+# MW-Net's CNN compile takes seconds: the fast tier leaves it out.
+@pytest.mark.parametrize("method, model", [
+    ("ce", "mlp"), ("ce", "cnn"), pytest.param("ce", "resnet32", marks=pytest.mark.slow),
+    ("mwnet", "mlp"), pytest.param("mwnet", "cnn", marks=pytest.mark.e2e),
+    pytest.param("mwnet", "resnet32", marks=pytest.mark.slow)])
 def test_xla_step_matches_the_graph_step(float64, model, method):
     plain = jit_check.steps(model, method, jit=False)
     xla = jit_check.steps(model, method, jit=True)

@@ -13,8 +13,8 @@ import pytest
 from hostile_files import PLANTED, plant_function, plant_module, plant_tfsm, rewrite_config
 from hostile_files import dense_model as _dense_model
 
-from mwnet_tf import predict
 from mwnet_tf.models import build_classifier, keras_file
+from mwnet_tf.outputs import prediction
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _rewrite = rewrite_config
@@ -99,6 +99,7 @@ def _npz(path):
              y_meta=y)
 
 
+@pytest.mark.e2e
 def test_a_planted_module_is_never_imported_by_train_or_predict(tmp_path):
     """The file names a module on PYTHONPATH that writes a marker when imported: both
     commands end in one error line and the marker never appears."""
@@ -170,7 +171,7 @@ def test_predict_refuses_a_classifier_naming_a_planted_module(tmp_path, monkeypa
     run.mkdir()
     _dense_model(str(run / "classifier.keras"))
     _rewrite(str(run / "classifier.keras"), _plant_module)
-    with pytest.raises(predict.PredictError, match="names planted_mod.Evil") as e:
-        predict.load_classifier(str(run), {"input_shape": [5]})
+    with pytest.raises(prediction.PredictError, match="names planted_mod.Evil") as e:
+        prediction.load_classifier(str(run), {"input_shape": [5]})
     assert "\n" not in str(e.value) and "cannot load the classifier" in str(e.value)
     assert not (tmp_path / "marker").exists() and "planted_mod" not in sys.modules

@@ -33,6 +33,7 @@ def _pair():
     return out
 
 
+@pytest.mark.e2e
 def test_fit_takes_the_same_steps_as_the_projects_step():
     n_steps = 5
     x, y = _data(0, n_steps)
@@ -61,6 +62,7 @@ def test_fit_takes_the_same_steps_as_the_projects_step():
     assert set(history.history) >= {"loss", "accuracy", "meta_loss", "weight"}
 
 
+@pytest.mark.e2e
 def test_keras_callbacks_run(tmp_path):
     x, y = _data(0, 4)
     mx, my = _data(1, 1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mwnet_tf import methods
+from mwnet_tf import files, methods
 from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import make_biased_data
 from mwnet_tf.methods import Context, steps
@@ -200,7 +200,7 @@ def _read_csv(path):
 def test_csv_is_complete_and_sorted(biased, tmp_path):
     method = _method("mwnet", biased)
     table = li.compute_label_issues(method.eval_model(), method, biased, batch_size=16)
-    path = li.write_label_issues(str(tmp_path / li.LABEL_ISSUES), table)
+    path = li.write_label_issues(str(tmp_path / files.LABEL_ISSUES), table)
     rows = _read_csv(path)
     assert list(rows[0]) == [*li.COLUMNS, *li.TRUTH_COLUMNS]
     assert len(rows) == len(biased.train_y)
@@ -212,7 +212,7 @@ def test_csv_is_complete_and_sorted(biased, tmp_path):
         assert (r["corrupted"] == "true") == (r["given_label"] != r["true_label"])
         assert r["flagged"] == ""  # MW-Net gives no verdict of its own
         assert 0 < float(r["predicted_probability"]) <= 1
-    assert [p.name for p in tmp_path.iterdir()] == [li.LABEL_ISSUES]  # no temporary left
+    assert [p.name for p in tmp_path.iterdir()] == [files.LABEL_ISSUES]  # no temporary left
 
 
 def test_a_failed_write_leaves_the_old_csv(tmp_path):

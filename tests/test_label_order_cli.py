@@ -16,6 +16,8 @@ from PIL import Image
 from mwnet_tf.config import METHODS
 from mwnet_tf.outputs.label_issues import auroc
 
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
+
 # The own-data defaults in fewer epochs: --epochs alone (the decay moves with it); no
 # TensorBoard images (output only).
 ARGS = ["--epochs=8", "--notensorboard_images", "--progress_seconds=0"]

@@ -11,6 +11,8 @@ from mwnet_tf.config import METHODS, Config
 from mwnet_tf.data import load_dataset, make_biased_data
 from mwnet_tf.training import epoch, loop
 
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 BAD = [

@@ -142,6 +142,7 @@ class _StopBeforeFinal(Spy):
         return super().stage_data(stage)
 
 
+@pytest.mark.e2e
 def test_resumed_run_keeps_the_folds_done_and_their_kept_mask(tmp_path, monkeypatch):
     Spy.instances = []
     monkeypatch.setattr(cl, "METHOD", _StopBeforeFinal)

@@ -158,6 +158,7 @@ def test_glc_corrected_step_weights_trusted_and_untrusted_parts(synthetic_datase
     assert {"loss_sum", "correct"} <= set(out)
 
 
+@pytest.mark.e2e
 def test_glc_runs_through_the_trainer_and_saves_the_matrix(tmp_path):
     config = Config(**dict(RUN, epochs=1, lr_decay_epochs=(), method="glc",
                            method_params={"glc_estimate_epochs": 1}))
@@ -285,6 +286,7 @@ def test_co_teaching_step_updates_each_net_on_the_peers_selection(synthetic_data
             np.testing.assert_allclose(v.numpy(), w, atol=1e-5)
 
 
+@pytest.mark.e2e
 def test_co_teaching_runs_through_the_trainer(tmp_path):
     config = Config(**dict(RUN, epochs=2, lr_decay_epochs=(1,), method="co_teaching"))
     results = loop.train_and_evaluate(config, str(tmp_path), log=lambda s: None)

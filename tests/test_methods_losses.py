@@ -223,6 +223,7 @@ def test_self_paced_fraction_grows_per_epoch_without_retracing(float64):
 
 # --- end to end ---------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["focal", "class_balanced", "reed_hard", "self_paced"])
 def test_method_trains_two_epochs_on_digits_and_writes_results(tmp_path, name):
     results = loop.train_and_evaluate(Config(**dict(SMALL, method=name)), str(tmp_path),

@@ -126,6 +126,7 @@ def test_l2rw_real_step_equals_a_weighted_cross_entropy_step(float64):
     assert changed
 
 
+@pytest.mark.e2e
 def test_l2rw_trains_on_digits_and_writes_results(tmp_path):
     logs = []
     results = loop.train_and_evaluate(Config(**dict(SMALL, method="l2rw")), str(tmp_path),
@@ -192,6 +193,7 @@ def test_fine_tune_flags_override_the_defaults_and_a_small_meta_set_fails_early(
         Config(**dict(SMALL, method="fine_tune", method_params={"ft_epochs": 0}))
 
 
+@pytest.mark.e2e
 def test_fine_tune_second_phase_sees_only_meta_data(tmp_path, monkeypatch):
     seen = []  # (epoch, data, with_meta, batches) of every training epoch
     real = epoch.make_train_dataset

@@ -34,8 +34,9 @@ def resnet50():
 
 
 @pytest.mark.parametrize("name, classes, count", [
-    ("resnet32", 10, 464_154),  # He et al.'s CIFAR ResNet-32 with option-A shortcuts
-    ("resnet32", 100, 470_004),
+    # He et al.'s CIFAR ResNet-32 with option-A shortcuts (full size: seconds to build)
+    pytest.param("resnet32", 10, 464_154, marks=pytest.mark.e2e),
+    pytest.param("resnet32", 100, 470_004, marks=pytest.mark.e2e),
     ("mlp", 10, 19_722),        # 64*256+256 + 2*256 (BN) + 256*10+10
     ("cnn", 10, 56_554),
     ("tiny", 3, 48 + 16 + 27),  # 5*8+8, BN 2*8, 8*3+3
@@ -44,6 +45,7 @@ def test_parameter_counts_of_small_models(name, classes, count):
     assert _count(build_classifier(name, classes, SHAPES[name]).trainable_variables) == count
 
 
+@pytest.mark.e2e
 def test_wrn28_10_has_the_pytorch_parameter_count_and_synchronized_pytorch_bn(wrn):
     assert _count(wrn.trainable_variables) == 36_479_194
     bns = _batch_norms(wrn)
@@ -51,6 +53,7 @@ def test_wrn28_10_has_the_pytorch_parameter_count_and_synchronized_pytorch_bn(wr
     assert all(b.momentum == 0.9 and b.epsilon == 1e-5 and b.synchronized for b in bns)
 
 
+@pytest.mark.e2e
 def test_resnet50_count_batch_norm_and_seeded_initializers(resnet50):
     # Keras' backbone (convs with biases) + a 2048 -> 14 head.
     assert _count(resnet50.trainable_variables) == 23_534_592 + 2048 * 14 + 14
@@ -62,7 +65,8 @@ def test_resnet50_count_batch_norm_and_seeded_initializers(resnet50):
     assert resnet50.output.shape == (None, 14)
 
 
-@pytest.mark.parametrize("name", ["resnet32", "mlp", "cnn", "tiny"])
+@pytest.mark.parametrize("name", [pytest.param("resnet32", marks=pytest.mark.e2e), "mlp", "cnn",
+                                  "tiny"])
 def test_batch_norm_matches_pytorch_and_synchronizes_on_request(name):
     for sync in (False, True):
         bns = _batch_norms(build_classifier(name, 10, SHAPES[name], synchronized_bn=sync))
@@ -91,6 +95,7 @@ def test_option_a_shortcut_subsamples_and_zero_pads_channels():
     assert not y[..., :8].any() and not y[..., 24:].any()
 
 
+@pytest.mark.e2e
 def test_kaiming_normal_inits_as_in_the_authors_code(wrn):
     resnet = build_classifier("resnet32", 10, (32, 32, 3), seed=0)
     # ResNet-32: convs and the linear kernel kaiming normal with fan in.
@@ -115,6 +120,7 @@ def test_weight_net_is_1_100_1_with_torch_linear_init_and_sigmoid_output():
     assert out.shape == (50, 1) and np.all((out > 0) & (out < 1))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("build", [
     lambda s: build_classifier("resnet32", 10, (32, 32, 3), seed=s),
     lambda s: build_classifier("cnn", 10, (28, 28, 1), seed=s),
@@ -182,6 +188,7 @@ def test_the_configs_model_names_are_the_builders():
     assert tuple(models._BUILDERS) == config.MODELS
 
 
+@pytest.mark.e2e
 def test_resnet32_saves_and_loads_in_keras_safe_mode(tmp_path):
     # The option-A shortcut is a registered layer, not a Lambda: a saved classifier loads
     # without running Python code from the file.

@@ -14,6 +14,8 @@ import pytest
 from mwnet_tf import launch
 from mwnet_tf.training import cluster
 
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Three epochs of MW-Net on digits with the tiny model; deterministic, so runs compare exactly.
 ARGS = ["--flagfile=flags/smoke.cfg", "--model=tiny", "--epochs=3", "--lr_decay_epochs=2",

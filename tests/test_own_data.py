@@ -492,6 +492,7 @@ print(json.dumps({"steps": len(ok), "ok": all(ok) and len(ok) == len(whole)}))
 """
 
 
+@pytest.mark.e2e
 def test_distribute_datasets_from_function_under_mirrored_strategy(tmp_path):
     """Two logical CPUs (so in a process of its own): the replicas' batches of
     `distribute_datasets_from_function` together are the unsharded global batches."""

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 from test_own_data import image_rows, make_folder, write_csv, write_npz
 
-from mwnet_tf import predict
 from mwnet_tf.config import METHODS
+from mwnet_tf.outputs import prediction
+
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--epochs=1", "--lr_decay_epochs=", "--progress_seconds=0", "--notensorboard_images"]
@@ -104,7 +106,7 @@ def test_folder_csv_and_npz_train_through_the_command_line(cli, tmp_path):
     for kind, (source, n) in inputs.items():
         run = str(tmp_path / f"run_{'folder' if kind == 'images' else kind}")
         out = str(tmp_path / f"pred_{kind}.csv")
-        assert predict.predict(run, source, out) == n
+        assert prediction.predict(run, source, out) == n
         rows = list(csv.DictReader(open(out)))
         assert len(rows) == n
         if kind in ("folder", "csv"):
@@ -116,8 +118,8 @@ def test_folder_csv_and_npz_train_through_the_command_line(cli, tmp_path):
             ("low", "mid", "high") if kind == "npz" else ("cat", "dog"))
     with open(tmp_path / "bad.csv", "w") as f:
         f.write("path,label\ntable/img/train_0.png,cow\n")
-    with pytest.raises(predict.PredictError, match="label 'cow' is not one of the 2 classes"):
-        predict.predict(str(tmp_path / "run_csv"), str(tmp_path / "bad.csv"),
+    with pytest.raises(prediction.PredictError, match="label 'cow' is not one of the 2 classes"):
+        prediction.predict(str(tmp_path / "run_csv"), str(tmp_path / "bad.csv"),
                         str(tmp_path / "p.csv"))
 
 

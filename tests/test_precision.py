@@ -43,6 +43,7 @@ def _one_meta_step(mode, model="mlp"):
     return delta, clf, wnet, out
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("mode", ["bfloat16", "float16"])
 def test_meta_gradient_agrees_with_float32(mode):
     exact, *_ = _one_meta_step("none")

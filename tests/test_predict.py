@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from mwnet_tf import predict
+from mwnet_tf import files
 from mwnet_tf.data import Dataset, make_biased_data
 from mwnet_tf.data.pipeline import load_images, normalize
 from mwnet_tf.models import build_classifier
-from mwnet_tf.outputs import serving
+from mwnet_tf.outputs import prediction, serving
 
 NAMES = ["ant", "bee", "cat"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
@@ -81,7 +81,7 @@ def test_npz_of_images(gray, tmp_path):
     x = np.random.default_rng(3).integers(0, 256, (7, 6, 5, 1), np.uint8)
     np.savez(tmp_path / "in.npz", x=x)
     out = tmp_path / "p.csv"
-    assert predict.predict(str(run), str(tmp_path / "in.npz"), str(out), batch_size=3) == 7
+    assert prediction.predict(str(run), str(tmp_path / "in.npz"), str(out), batch_size=3) == 7
     _check_rows(_read(out), _probs(model, x, data), "index", [str(i) for i in range(7)])
 
 
@@ -90,7 +90,7 @@ def test_npz_x_test_without_the_channel_axis(gray, tmp_path):
     x = np.random.default_rng(4).integers(0, 256, (4, 6, 5), np.uint8)
     np.savez(tmp_path / "in.npz", x_test=x, y_test=np.zeros(4))
     out = tmp_path / "p.csv"
-    predict.predict(str(run), str(tmp_path / "in.npz"), str(out))
+    prediction.predict(str(run), str(tmp_path / "in.npz"), str(out))
     _check_rows(_read(out), _probs(model, x[..., None], data), "index",
                 [str(i) for i in range(4)])
 
@@ -112,7 +112,7 @@ def test_a_folder_of_images_recursively_each_format(color, tmp_path):
     _save(bigger, folder / "d.jpg", "JPEG")
     (folder / ".DS_Store.png").write_text("hidden: ignored")  # (other files: test_image_files)
     out = tmp_path / "p.csv"
-    assert predict.predict(str(run), str(folder), str(out)) == 4
+    assert prediction.predict(str(run), str(folder), str(out)) == 4
     rows = _read(out)
     ids = ["a.png", "d.jpg", os.path.join("sub", "b.bmp"),
            os.path.join("sub", "deeper", "c.GIF")]
@@ -129,7 +129,7 @@ def test_a_folder_of_color_images_for_a_gray_classifier(gray, tmp_path):
     rgb = np.random.default_rng(6).integers(0, 256, (6, 5, 3), np.uint8)
     _save(rgb, tmp_path / "f" / "x.png", "PNG")
     out = tmp_path / "p.csv"
-    predict.predict(str(run), str(tmp_path / "f"), str(out))
+    prediction.predict(str(run), str(tmp_path / "f"), str(out))
     gray_image = tf.cast(tf.round(tf.image.rgb_to_grayscale(tf.cast(rgb, tf.float32))),
                          tf.uint8).numpy()
     _check_rows(_read(out), _probs(model, gray_image[None], data), "path", ["x.png"])
@@ -149,7 +149,7 @@ def test_data_read_from_files_predict_as_the_test_set_is_read(tmp_path):
     run = tmp_path / "run"
     model = _export(files, run)
     out = tmp_path / "p.csv"
-    predict.predict(str(run), str(folder), str(out))
+    prediction.predict(str(run), str(folder), str(out))
     expected = _probs(model, load_images(files, np.array(paths)), files)
     _check_rows(_read(out), expected, "path", ["0.jpg", "1.jpg", "2.jpg"])
 
@@ -174,7 +174,7 @@ def test_own_image_folders_predict_as_the_pipeline_decodes_them(tmp_path):
     spec = serving.input_spec(model, own)
     assert spec["raw_shape"] == [None, None, 1] and spec["resize"] is None
     out = tmp_path / "p.csv"
-    predict.predict(str(run), str(folder), str(out))
+    prediction.predict(str(run), str(folder), str(out))
     expected = _probs(model, load_images(own, np.array(paths)), own)
     _check_rows(_read(out), expected, "path", ["0.png", "1.bmp", "2.gif", "3.png"])
     # the serving model resizes raw images of any size the same way
@@ -189,8 +189,8 @@ def test_own_image_folders_predict_as_the_pipeline_decodes_them(tmp_path):
 # --- bad input --------------------------------------------------------------------------------
 
 def _fails(match, run, source, out):
-    with pytest.raises(predict.PredictError, match=match) as e:
-        predict.predict(str(run), str(source), str(out))
+    with pytest.raises(prediction.PredictError, match=match) as e:
+        prediction.predict(str(run), str(source), str(out))
     assert "\n" not in str(e.value)
 
 
@@ -231,14 +231,14 @@ def test_a_damaged_classifier_file_is_a_clean_error(gray, tmp_path):
     run, _, _ = gray
     broken = tmp_path / "run"
     broken.mkdir()
-    (broken / serving.SPEC).write_bytes((run / serving.SPEC).read_bytes())
-    (broken / serving.CLASSIFIER).write_bytes(b"PK\x03\x04 damaged")
+    (broken / files.CLASSIFIER_SPEC).write_bytes((run / files.CLASSIFIER_SPEC).read_bytes())
+    (broken / files.CLASSIFIER).write_bytes(b"PK\x03\x04 damaged")
     good = tmp_path / "good.npz"
     np.savez(good, x=np.zeros((2, 6, 5, 1), np.uint8))
     _fails("cannot load the classifier", broken, good, tmp_path / "p.csv")
-    (broken / serving.SPEC).write_text("{not json")
+    (broken / files.CLASSIFIER_SPEC).write_text("{not json")
     _fails("not a readable classifier description", broken, good, tmp_path / "p.csv")
-    (broken / serving.SPEC).write_text("[1, 2]")
+    (broken / files.CLASSIFIER_SPEC).write_text("[1, 2]")
     _fails("not a valid classifier description .a JSON object is needed, got list",
            broken, good, tmp_path / "p.csv")
 
@@ -250,6 +250,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=300, env=ENV)
 
 
+@pytest.mark.e2e
 def test_help_exits_0_without_tensorflow():
     proc = _cli("--help")
     assert proc.returncode == 0 and "--data_dir" in proc.stdout and "--out" in proc.stdout
@@ -259,6 +260,7 @@ def test_help_exits_0_without_tensorflow():
     assert check.stdout.strip() == "False"
 
 
+@pytest.mark.e2e
 def test_command_writes_predictions_and_fails_in_one_line(gray, tmp_path):
     run, model, data = gray
     x = np.random.default_rng(8).integers(0, 256, (3, 6, 5, 1), np.uint8)
@@ -284,7 +286,7 @@ def test_command_writes_predictions_and_fails_in_one_line(gray, tmp_path):
 
 def _digest(path):
     return {os.path.relpath(p, path): open(p, "rb").read()
-            for p in predict._files_under(path)} if os.path.isdir(path) else \
+            for p in prediction._files_under(path)} if os.path.isdir(path) else \
         open(path, "rb").read()
 
 
@@ -298,7 +300,7 @@ def test_out_that_would_replace_an_input_or_a_run_file_is_refused_first(gray, tm
     _save(np.zeros((6, 5, 1), np.uint8), tmp_path / "table" / "img" / "b.png", "PNG")
     table.write_text("path,label\nimg/b.png,bee\n")
     os.symlink(good, tmp_path / "link.csv")
-    os.link(run / serving.CLASSIFIER, tmp_path / "hard.csv")
+    os.link(run / files.CLASSIFIER, tmp_path / "hard.csv")
     os.link(tmp_path / "table" / "img" / "b.png", tmp_path / "listed.csv")
     cases = [  # (run, inputs, out, what the message says)
         (run, good, good, "is the input"),
@@ -307,33 +309,33 @@ def test_out_that_would_replace_an_input_or_a_run_file_is_refused_first(gray, tm
         (run, images, images, "is a folder"),
         (run, table, table, "is the input"),
         (run, table, tmp_path / "listed.csv", "is an input listed in"),
-        (run, good, run / serving.CLASSIFIER, "is a file of the run folder"),
-        (run, good, run / serving.SPEC, "is a file of the run folder"),
+        (run, good, run / files.CLASSIFIER, "is a file of the run folder"),
+        (run, good, run / files.CLASSIFIER_SPEC, "is a file of the run folder"),
         (run, good, tmp_path / "hard.csv", "is a file of the run folder"),
         (tmp_path / "no_run", good, good, "is the input"),  # refused before the run is read
     ]
     watched = [run, good, images, tmp_path / "table"]
     before = [_digest(str(p)) for p in watched]
     for run_dir, source, out, message in cases:
-        with pytest.raises(predict.OutputError, match=message) as e:
-            predict.predict(str(run_dir), str(source), str(out))
+        with pytest.raises(prediction.OutputError, match=message) as e:
+            prediction.predict(str(run_dir), str(source), str(out))
         assert "\n" not in str(e.value) and str(out) in str(e.value)
     assert [_digest(str(p)) for p in watched] == before
     assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
     # a new file in the run folder or beside the inputs is fine
     for out in (run / "predictions.csv", images / "predictions.csv"):
-        assert predict.predict(str(run), str(good), str(out)) == 2
+        assert prediction.predict(str(run), str(good), str(out)) == 2
         os.remove(out)
 
 
 # --- a tampered classifier.json -------------------------------------------------------------
 
 def _tampered(run, folder, change):
-    spec = json.loads((run / serving.SPEC).read_text())
+    spec = json.loads((run / files.CLASSIFIER_SPEC).read_text())
     change(spec)
     folder.mkdir()
-    (folder / serving.CLASSIFIER).write_bytes((run / serving.CLASSIFIER).read_bytes())
-    (folder / serving.SPEC).write_text(json.dumps(spec))
+    (folder / files.CLASSIFIER).write_bytes((run / files.CLASSIFIER).read_bytes())
+    (folder / files.CLASSIFIER_SPEC).write_text(json.dumps(spec))
     return folder
 
 
@@ -384,15 +386,16 @@ def test_a_tampered_classifier_json_is_one_line(gray, tmp_path, change, match):
 
 def test_the_specs_export_writes_pass_the_check(gray, tmp_path):
     run, model, data = gray
-    spec = json.loads((run / serving.SPEC).read_text())
+    spec = json.loads((run / files.CLASSIFIER_SPEC).read_text())
     assert serving.check_spec(spec) is spec
-    files = dataclasses.replace(data, image_size=6, channels=1, train_x=np.array(["a.png"]))
+    from_files = dataclasses.replace(data, image_size=6, channels=1, train_x=np.array(["a.png"]))
     square = build_classifier("tiny", 3, (6, 6, 1), seed=0)
     for crop in (False, True):
-        spec = serving.input_spec(square, dataclasses.replace(files, resize_crop=crop))
+        spec = serving.input_spec(square, dataclasses.replace(from_files, resize_crop=crop))
         assert serving.check_spec(json.loads(json.dumps(spec))) == spec
 
 
+@pytest.mark.e2e
 def test_bad_flags_are_one_line_exit_2_and_a_run_prints_no_start_up_lines(gray, tmp_path):
     run, model, data = gray
     np.savez(tmp_path / "in.npz", x=np.zeros((2, 6, 5, 1), np.uint8))
@@ -408,8 +411,8 @@ def test_bad_flags_are_one_line_exit_2_and_a_run_prints_no_start_up_lines(gray, 
                            str(tmp_path / "in.npz"), "--out", str(tmp_path / "p.csv")],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    before = (run / serving.CLASSIFIER).read_bytes()
-    proc = _cli(run, "--data_dir", tmp_path / "in.npz", "--out", run / serving.CLASSIFIER)
+    before = (run / files.CLASSIFIER).read_bytes()
+    proc = _cli(run, "--data_dir", tmp_path / "in.npz", "--out", run / files.CLASSIFIER)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "is a file of the run folder" in proc.stderr
-    assert (run / serving.CLASSIFIER).read_bytes() == before
+    assert (run / files.CLASSIFIER).read_bytes() == before

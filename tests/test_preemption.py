@@ -12,7 +12,10 @@ import time
 
 import pytest
 
+from mwnet_tf import files
 from mwnet_tf.training import runlock
+
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 3 epochs of 11 steps, calls of 2 steps, a checkpoint every 3 steps and after each epoch.
@@ -181,14 +184,14 @@ def test_a_live_run_folder_is_refused_and_a_dead_owners_lock_taken_over(tmp_path
 
 
 def test_lock_of_another_host_is_refused_with_the_way_out(tmp_path):
-    (tmp_path / runlock.NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    (tmp_path / files.LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
     with pytest.raises(runlock.LockError, match="on elsewhere; if that run is gone, remove"):
         runlock.RunLock(str(tmp_path)).acquire()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / runlock.NAME).write_text(json.dumps({"pid": dead.pid,
+    (tmp_path / files.LOCK).write_text(json.dumps({"pid": dead.pid,
                                                      "host": socket.gethostname()}))
     lock = runlock.RunLock(str(tmp_path)).acquire()
-    assert json.loads((tmp_path / runlock.NAME).read_text())["pid"] == os.getpid()
+    assert json.loads((tmp_path / files.LOCK).read_text())["pid"] == os.getpid()
     lock.release()
-    assert not (tmp_path / runlock.NAME).exists()
+    assert not (tmp_path / files.LOCK).exists()

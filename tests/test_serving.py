@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mwnet_tf import files
 from mwnet_tf.data import make_biased_data
+from mwnet_tf.data.class_names import default_class_names
 from mwnet_tf.data.pipeline import normalize
 from mwnet_tf.models import build_classifier
 from mwnet_tf.outputs import serving
@@ -59,13 +61,14 @@ def _serve(path, raw: np.ndarray, tmp_path) -> np.ndarray:
     return np.load(outdir / f"{serving.OUTPUT}.npy")
 
 
+@pytest.mark.e2e
 def test_export_writes_the_keras_file_the_spec_and_a_saved_model_served_by_the_cli(
         data, tmp_path):
     model = _trained_ish(data)
     paths = serving.export_classifier(model, data, str(tmp_path / "run"),
                                       class_names=["ant", "bee", "cat"])
     assert sorted(os.listdir(tmp_path / "run")) == sorted(
-        [serving.CLASSIFIER, serving.SPEC, serving.SERVING])
+        [files.CLASSIFIER, files.CLASSIFIER_SPEC, files.CLASSIFIER_SERVING])
     spec = json.loads(open(paths["spec"]).read())
     assert spec["class_names"] == ["ant", "bee", "cat"] and spec["raw_dtype"] == "uint8"
     assert spec["input_shape"] == spec["raw_shape"] == [6, 5, 2]
@@ -131,12 +134,12 @@ def test_features_that_are_not_images_serve_as_float32(data, tmp_path):
 
 
 def test_default_class_names():
-    assert serving.default_class_names("cifar10", 10)[0] == "airplane"
-    assert len(serving.default_class_names("cifar100", 100)) == 100
-    assert serving.default_class_names("fashion_mnist", 10)[-1] == "Ankle boot"
-    assert serving.default_class_names("clothing1m", 14)[0] == "T-Shirt"
-    assert serving.default_class_names("mine", 3) == ["0", "1", "2"]
-    assert serving.default_class_names("cifar10", 3) == ["0", "1", "2"]
+    assert default_class_names("cifar10", 10)[0] == "airplane"
+    assert len(default_class_names("cifar100", 100)) == 100
+    assert default_class_names("fashion_mnist", 10)[-1] == "Ankle boot"
+    assert default_class_names("clothing1m", 14)[0] == "T-Shirt"
+    assert default_class_names("mine", 3) == ["0", "1", "2"]
+    assert default_class_names("cifar10", 3) == ["0", "1", "2"]
 
 
 def test_a_second_export_replaces_the_first(data, tmp_path):
@@ -145,7 +148,7 @@ def test_a_second_export_replaces_the_first(data, tmp_path):
     serving.export_classifier(model, data, run, serving=False)
     other = _trained_ish(data, seed=9)
     serving.export_classifier(other, data, run, serving=False)
-    loaded = keras.saving.load_model(os.path.join(run, serving.CLASSIFIER), safe_mode=True)
+    loaded = keras.saving.load_model(os.path.join(run, files.CLASSIFIER), safe_mode=True)
     for a, b in zip(loaded.weights, other.weights):
         np.testing.assert_array_equal(a, b)
-    assert sorted(os.listdir(run)) == sorted([serving.CLASSIFIER, serving.SPEC])
+    assert sorted(os.listdir(run)) == sorted([files.CLASSIFIER, files.CLASSIFIER_SPEC])

@@ -178,7 +178,7 @@ def test_step_is_a_tf_function_and_does_not_retrace_on_new_learning_rate():
     opt, meta_opt = keras.optimizers.SGD(sched, momentum=0.9), keras.optimizers.Adam(1e-3)
     opt.build(clf.trainable_variables)
     meta_opt.build(wnet.trainable_variables)
-    step = steps.make_train_step("mwnet", clf, opt, steps.StepOptions(N, NM), weight_net=wnet,
+    step = steps.make_train_step(clf, opt, steps.StepOptions(N, NM), weight_net=wnet,
                                 meta_optimizer=meta_opt)
     out = [step(batch, meta_batch) for _ in range(3)]
     assert float(opt.learning_rate) == pytest.approx(0.01)
@@ -188,6 +188,7 @@ def test_step_is_a_tf_function_and_does_not_retrace_on_new_learning_rate():
     assert float(out[0]["count_corrupted"]) == float(np.sum(batch["corrupted"]))
 
 
+@pytest.mark.e2e
 def test_xla_compiled_step_matches_the_plain_graph_step():
     batch, meta_batch = _batches("float32")
     results = []
@@ -196,7 +197,7 @@ def test_xla_compiled_step_matches_the_plain_graph_step():
         opt, meta_opt = keras.optimizers.SGD(LR, momentum=0.9), keras.optimizers.Adam(1e-2)
         opt.build(clf.trainable_variables)
         meta_opt.build(wnet.trainable_variables)
-        step = steps.make_train_step("mwnet", clf, opt, steps.StepOptions(N, NM), weight_net=wnet,
+        step = steps.make_train_step(clf, opt, steps.StepOptions(N, NM), weight_net=wnet,
                                     meta_optimizer=meta_opt, jit_compile=jit)
         for _ in range(2):
             step(batch, meta_batch)

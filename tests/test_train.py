@@ -15,6 +15,8 @@ from mwnet_tf.config import Config
 from mwnet_tf.models import weight_function
 from mwnet_tf.training import loop
 
+pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=2,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(1,), progress_seconds=0.0,

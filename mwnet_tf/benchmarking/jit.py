@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf.benchmarking.steps import Bench, random_batch
-from mwnet_tf.benchmarking.variants import DEFAULT_SHAPES
+from mwnet_tf.config import MODEL_SHAPES
 from mwnet_tf.methods import steps
 
 
@@ -31,7 +31,7 @@ def measure(model: str, batch_size: int, variants: tuple[str, ...], *, replicas:
             runs: int, warmup: int, rounds: int) -> dict:
     """Median seconds per step of each (variant, jit) pair; call with the logical devices
     already set up for `replicas` > 1."""
-    shape = DEFAULT_SHAPES[model]
+    shape = MODEL_SHAPES[model]
     strategy = (tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
                 if replicas > 1 else None)
     rng = np.random.default_rng(0)

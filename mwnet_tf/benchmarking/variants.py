@@ -11,6 +11,3 @@ VARIANTS = {"ce": ("ce", {}), "mwnet": ("mwnet", {}),
 LABELS = {"ce": "plain (cross-entropy)", "mwnet": "MW-Net, exact",
           "mwnet_head": "MW-Net, --meta_scope=head", "mwnet_interval": "MW-Net, --meta_interval",
           "l2rw": "L2RW"}
-# Each model's usual input shape (H, W, C).
-DEFAULT_SHAPES = {"resnet32": (32, 32, 3), "wrn28_10": (32, 32, 3), "resnet50": (224, 224, 3),
-                  "mlp": (8, 8, 1), "cnn": (28, 28, 1), "tiny": (8, 8, 1)}

@@ -74,17 +74,19 @@ def decode_jpeg(path: tf.Tensor, resize: int) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
 
-def decode_image(path: tf.Tensor, size: int, channels: int) -> tf.Tensor:
-    """One JPEG, PNG, BMP or GIF (first frame) file -> uint8 [size, size, channels].
+def decode_image(path: tf.Tensor, size: int | tuple[int, int], channels: int) -> tf.Tensor:
+    """One JPEG, PNG, BMP or GIF (first frame) file -> uint8 [height, width, channels] (`size`:
+    both, or a square's side).
 
-    Decoded as RGB (16-bit PNGs scaled to 8 bits, alpha dropped), resized to a square (bilinear,
+    Decoded as RGB (16-bit PNGs scaled to 8 bits, alpha dropped), resized (bilinear,
     antialiased, aspect ratio not kept, as Keras' `image_dataset_from_directory`), then for
     `channels=1` turned to gray with ITU-R 601 weights (a gray image comes back unchanged).
     """
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, dtype=tf.uint8,
                                expand_animations=False)
     image.set_shape([None, None, 3])
-    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    size = [size, size] if isinstance(size, int) else list(size)
+    image = tf.image.resize(image, size, method="bilinear", antialias=True)
     if channels == 1:
         image = tf.reduce_sum(image * tf.constant([0.2989, 0.5870, 0.1140]), -1, keepdims=True)
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)

@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import eval_images, normalize
+from mwnet_tf.methods import registry
 from mwnet_tf.methods.registry import Param
 
 SOURCES = ("train", "meta")
@@ -105,12 +106,22 @@ class Context:
 
 
 class Method:
-    """The default: one stage on the training set; subclasses give `replica_step`."""
+    """The default: one stage on the training set; subclasses give `replica_step`.
+
+    A method's class lives in `mwnet_tf/methods/<name>.py`, and that module's name is the
+    method's: `name` and `params` (its hyperparameters, `registry.PARAMS[name]`) are set from
+    it when the class is defined."""
 
     name = ""
     uses_meta = False  # reads the meta set in any way (then it must be the run's meta set)
     params: tuple[Param, ...] = ()
     reference = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        package, _, module = cls.__module__.rpartition(".")
+        if package == __name__.rpartition(".")[0] and module in registry.METHODS:
+            cls.name, cls.params = module, registry.PARAMS[module]
 
     def __init__(self, ctx: Context):
         self.ctx = ctx

@@ -9,7 +9,6 @@ from mwnet_tf.methods.base import Method
 class CrossEntropy(Method):
     """The paper's BaseModel: SGD on the mean cross-entropy of the training labels."""
 
-    name = "ce"
     reference = "BaseModel of Shu et al. 2019"
 
     def replica_step(self, stage):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 
 
@@ -57,9 +57,7 @@ paper's [0, 1), is accepted as the limit the paper names: inverse class frequenc
     (`class_balanced_weights`); each sample's class weight is logged as its weight.
     """
 
-    name = "class_balanced"
     reference = "Cui et al. 2019"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

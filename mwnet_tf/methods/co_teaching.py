@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 
 
@@ -65,10 +65,8 @@ class CoTeaching(Method):
     `weight_corrupted` are the fractions of clean and corrupted samples it trains on.
     """
 
-    name = "co_teaching"
     uses_meta = False
     reference = "Han et al. 2018"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -51,7 +51,7 @@ import tensorflow as tf
 
 from mwnet_tf import files
 from mwnet_tf.data import BiasedData
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import (
     Method,
     Stage,
@@ -100,10 +100,8 @@ class ConfidentLearning(Method):
     stage uses the run's schedule and is the one reported.
     """
 
-    name = "confident_learning"
     uses_meta = False
     reference = "Northcutt et al. 2021"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -214,7 +212,7 @@ class ConfidentLearning(Method):
         if int(self.folds_done.numpy()) < self.k:
             return
         data = self.ctx.data
-        path = os.path.join(workdir, "label_issues.npz")
+        path = os.path.join(workdir, files.CL_ISSUES)
         with files.atomic_file(path) as f:
             np.savez(f, train_index=data.train_index, fold=self.folds,
                      out_of_fold_probs=self.out_of_fold.numpy(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method, Stage
 
 # The official L2RW fine-tuning baseline (uber-research/learning-to-reweight-examples,
@@ -33,10 +33,8 @@ class FineTune(Method):
     batches; the second one trains on the meta set as its data (`stage_data`).
     """
 
-    name = "fine_tune"
     uses_meta = True
     reference = "Fine-tuning baseline of Shu et al. 2019; schedule of Ren et al. 2018's code"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

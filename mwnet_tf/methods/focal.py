@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 
 
@@ -48,9 +48,7 @@ class Focal(Method):
     cross-entropy counts (the gradient also differentiates the factor itself).
     """
 
-    name = "focal"
     reference = "Lin et al. 2017"
-    params = registry.PARAMS[name]
 
     def replica_step(self, stage):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options

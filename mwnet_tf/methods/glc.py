@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method, Stage, predict_probabilities
 from mwnet_tf.protocols import scaled_decay_epochs
 
@@ -89,10 +89,8 @@ class GoldLossCorrection(Method):
     (`corruption_matrix`, rows: true class, columns: noisy label).
     """
 
-    name = "glc"
     uses_meta = True
     reference = "Hendrycks et al. 2018"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -122,7 +122,6 @@ class LearningToReweight(Method):
     their sum, as in the paper).
     """
 
-    name = "l2rw"
     uses_meta = True
     reference = "Ren et al. 2018"
 

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf import files
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 from mwnet_tf.models import build_weight_net, weight_function
 
@@ -28,10 +29,8 @@ class MetaWeightNet(Method):
     exported): `steps.weighted_step` on every step, about the cost of cross-entropy. Its
     variables are read as data (`weight_function.read_weight_net`), its graph is never run."""
 
-    name = "mwnet"
     uses_meta = True
     reference = "Shu et al. 2019"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -91,7 +90,7 @@ class MetaWeightNet(Method):
         return {"weight_curve": weight_function.weight_curve(self.weight_net)}
 
     def export(self, workdir):
-        weight_function.export_weight_fn(self.weight_net, os.path.join(workdir, "weight_fn"))
+        weight_function.export_weight_fn(self.weight_net, os.path.join(workdir, files.WEIGHT_FN))
 
     def label_scores(self, losses, probabilities, labels):
         """The learned weight function's weight of each sample's loss; a low weight is

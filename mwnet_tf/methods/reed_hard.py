@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 
 
@@ -34,9 +34,7 @@ class ReedHard(Method):
     No per-sample weights are logged.
     """
 
-    name = "reed_hard"
     reference = "Reed et al. 2015"
-    params = registry.PARAMS[name]
 
     def replica_step(self, stage):
         clf, opt, options = self.ctx.classifier, self.ctx.optimizer, self.ctx.options

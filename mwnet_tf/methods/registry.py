@@ -12,6 +12,8 @@ import dataclasses
 
 METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune", "l2rw",
            "glc", "co_teaching", "confident_learning", "mwnet")
+# The methods that train a weight net (the "meta" optimizer, `--meta_*` and `--weight_norm`).
+WEIGHT_NET_METHODS = ("mwnet",)
 # float16 needs loss scaling, which the steps of these methods apply (mwnet_tf.methods.steps); the
 # others (l2rw, glc, co_teaching) write their own gradient steps without it.
 FLOAT16_METHODS = ("ce", "focal", "class_balanced", "reed_hard", "self_paced", "fine_tune",
@@ -32,6 +34,9 @@ class Param:
     upper: float | None = None
     kind: type = float
     choices: tuple[str, ...] | None = None  # kind str: the allowed values
+    # added after runs were kept (a kept run without it ran with `default`), and an
+    # approximation or variant of the method: the tables give its runs a row of their own
+    added: bool = False
 
     def check(self, value) -> str | None:
         """An error message for a bad value, else None."""
@@ -111,12 +116,12 @@ PARAMS: dict[str, tuple[Param, ...]] = {
     "mwnet": (
         Param("meta_scope", "full", "virtual step through the whole classifier (full, exact) "
               "or its last layer only (head, an approximation)", kind=str,
-              choices=("full", "head")),
+              choices=("full", "head"), added=True),
         Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
-              "exact; K > 1 an approximation)", lower=1, kind=int),
+              "exact; K > 1 an approximation)", lower=1, kind=int, added=True),
         Param("weight_fn", None, "train with this frozen weight function instead (the "
               "weight_fn/ SavedModel of an earlier run, its variables read as data): no meta "
-              "step, no meta set", kind=str),
+              "step, no meta set", kind=str, added=True),
     ),
 }
 PARAMS.update({name: () for name in METHODS if name not in PARAMS})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from mwnet_tf.methods import registry, steps
+from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Method
 
 
@@ -72,9 +72,7 @@ class SelfPaced(Method):
     corrupted samples (the fraction of each that is admitted) are logged.
     """
 
-    name = "self_paced"
     reference = "Kumar et al. 2010"
-    params = registry.PARAMS[name]
 
     def __init__(self, ctx):
         super().__init__(ctx)

@@ -364,19 +364,18 @@ def compile_loop(replica_fn: Callable, strategy: tf.distribute.Strategy | None =
     return loop
 
 
-def make_train_step(method: str, classifier: keras.Model, optimizer, options: StepOptions, *,
+def make_train_step(classifier: keras.Model, optimizer, options: StepOptions, *,
                     weight_net: keras.Model | None = None, meta_optimizer=None,
                     strategy: tf.distribute.Strategy | None = None,
                     jit_compile: bool = False) -> Callable:
-    """`step(batch, meta_batch) -> dict of summed metrics` for "mwnet" or "ce", one
-    `tf.function` (the other methods build theirs through `mwnet_tf.methods`)."""
-    if method not in ("mwnet", "ce"):
-        raise ValueError(f"unknown method {method!r}")
-    if method == "mwnet" and (weight_net is None or meta_optimizer is None):
-        raise ValueError("method 'mwnet' needs weight_net and meta_optimizer")
+    """`step(batch, meta_batch) -> dict of summed metrics`, one `tf.function`: MW-Net's exact
+    step when given a `weight_net` (and its `meta_optimizer`), else the cross-entropy step (the
+    meta batch unused). Every method's own step comes from `mwnet_tf.methods`."""
+    if (weight_net is None) != (meta_optimizer is None):
+        raise ValueError("MW-Net's step needs both weight_net and meta_optimizer")
 
     def replica_fn(batch, meta_batch):
-        if method == "mwnet":
+        if weight_net is not None:
             return mwnet_step(classifier, weight_net, optimizer, meta_optimizer, batch,
                               meta_batch, options)
         return ce_step(classifier, optimizer, batch, options)

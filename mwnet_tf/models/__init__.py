@@ -17,7 +17,7 @@ from typing import Iterator
 
 import keras
 
-from mwnet_tf.config import MODELS
+from mwnet_tf.config import ANY_SHAPE_MODELS, MODELS
 from mwnet_tf.models.resnet import resnet50, resnet_cifar
 from mwnet_tf.models.small import cnn, mlp, tiny, weight_net
 from mwnet_tf.models.wide_resnet import wide_resnet
@@ -25,7 +25,6 @@ from mwnet_tf.models.wide_resnet import wide_resnet
 # A builder for each name of `mwnet_tf.config.MODELS` (tests/test_models.py).
 _BUILDERS = {"resnet32": resnet_cifar, "wrn28_10": wide_resnet, "resnet50": resnet50,
              "mlp": mlp, "cnn": cnn, "tiny": tiny}
-_ANY_SHAPE = ("mlp", "tiny")  # they flatten; the others are convolutional
 
 
 @contextlib.contextmanager
@@ -48,7 +47,7 @@ def build_classifier(name: str, num_classes: int, input_shape: tuple[int, ...], 
     """A classifier by name (one of MODELS) mapping images to logits [N, num_classes]."""
     if name not in _BUILDERS:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
-    if name not in _ANY_SHAPE and len(input_shape) != 3:
+    if name not in ANY_SHAPE_MODELS and len(input_shape) != 3:
         raise ValueError(f"--model={name} takes images [height, width, channels]; this data's "
                          f"samples have shape {tuple(input_shape)}: use --model=mlp")
     with _floatx_policy():

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from mwnet_tf import files
 from mwnet_tf.outputs import label_issues, serving
 
 
@@ -42,7 +43,7 @@ def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | No
         data: the run's `BiasedData`.
         workdir: the run folder.
         batch_size: images per forward pass (the run's `eval_batch_size`).
-        dataset: the data set's name, for its class names (`serving.default_class_names`).
+        dataset: the data set's name, for its class names (`data.class_names.default_class_names`).
         class_names: the class names, if known otherwise.
         log: where the head of label_issues.csv goes.
         serving_model: also write the serving SavedModel.
@@ -52,7 +53,7 @@ def finish_run(method, data, workdir: str, *, batch_size: int, dataset: str | No
     table = label_issues.compute_label_issues(model, method, data, batch_size, root=data_root)
     if class_names is not None:
         table = with_class_names(table, class_names)
-    label_issues.write_label_issues(os.path.join(workdir, label_issues.LABEL_ISSUES), table)
+    label_issues.write_label_issues(os.path.join(workdir, files.LABEL_ISSUES), table)
     log(label_issues.render_head(table))
     serving.export_classifier(model, data, workdir, class_names=class_names, dataset=dataset,
                               serving=serving_model)

@@ -1,7 +1,7 @@
 """Label issues of a trained run: every training sample ranked by how suspect its label is.
 
     table = compute_label_issues(method.eval_model(), method, data, batch_size)
-    write_label_issues(os.path.join(workdir, LABEL_ISSUES), table)
+    write_label_issues(os.path.join(workdir, files.LABEL_ISSUES), table)
     detection = label_issue_detection(table)      # None when the true labels are unknown
     log(render_head(table))
 
@@ -28,7 +28,6 @@ import tensorflow as tf
 from mwnet_tf.data.pipeline import eval_images, normalize
 from mwnet_tf.files import write_csv
 
-LABEL_ISSUES = "label_issues.csv"
 # The columns of every table, in order; "index" is "path" for data read from files. Tables
 # of data whose true labels are known also have TRUTH_COLUMNS; a method may add columns of
 # its own (confident learning: "self_confidence") after them.

@@ -30,25 +30,24 @@ from collections import Counter, defaultdict
 import numpy as np
 
 from mwnet_tf import config as config_lib
-from mwnet_tf import protocols
+from mwnet_tf import files, protocols
 from mwnet_tf.errors import ReportError
+from mwnet_tf.methods import registry
 
 BENCH = "bench"  # runs/reference/bench: benchmark results (mwnet_tf.reporting.bench_tables)
 FIGURES = "figures"  # runs/reference/figures: the docs' PNGs (python -m mwnet_tf.plot)
 KEY_FIELDS = ("dataset", "noise", "rate", "imbalance", "model", "method")
 # Config fields that do not change what a run computes (the seed among them, averaged over).
 VOLATILE = config_lib.VOLATILE
-# Method hyperparameters added after runs were kept: a kept run without one ran with its default
-# (tests/test_report.py checks these against the methods' own defaults). They are also the
-# method's approximations: runs that change one get a row of their own (`row_name`).
-ADDED_LATER = {"mwnet": {"meta_scope": "full", "meta_interval": 1, "weight_fn": None}}
+# Method hyperparameters added after runs were kept: a kept run without one ran with its default.
+# They are also the method's approximations: runs that change one get a row of their own
+# (`row_name`).
+ADDED_LATER = {m: {p.name: p.default for p in ps if p.added} for m, ps in registry.PARAMS.items()}
 # Config fields added after runs were kept, with the value those runs had.
 ADDED_FIELDS = config_lib.ADDED_FIELDS
-# The weight net's flags change only MW-Net's runs: no other method builds a weight net or the
-# "meta" optimizer (tests/test_report.py checks that), so runs of other methods that differ in
-# them alone are one protocol.
-WEIGHT_NET = frozenset({"meta_lr", "meta_optimizer", "meta_momentum", "meta_nesterov",
-                        "meta_weight_decay", "weight_norm"})
+# The weight net's flags change only the runs of the methods that train one: runs of other
+# methods that differ in them alone are one protocol.
+WEIGHT_NET = config_lib.WEIGHT_NET
 PAPER_NAMES = {"BaseModel": "ce", "Focal Loss": "focal", "Class-Balanced": "class_balanced",
                "Fine-tuning": "fine_tune", "L2RW": "l2rw", "MW-Net": "mwnet",
                "Reed-Hard": "reed_hard", "Self-paced": "self_paced", "Co-teaching": "co_teaching",
@@ -76,7 +75,7 @@ def read_results(path: str) -> dict:
 
 def load_results(folders: list[str]) -> list[dict]:
     """results.json of every folder that has one (folders without are skipped)."""
-    paths = [os.path.join(f, "results.json") for f in folders]
+    paths = [os.path.join(f, files.RESULTS) for f in folders]
     return [read_results(p) for p in paths if os.path.exists(p)]
 
 
@@ -89,9 +88,9 @@ def load_table(folder: str) -> list[tuple[str, dict]]:
         run = os.path.join(folder, name)
         if name.startswith(".") or not os.path.isdir(run):
             continue
-        if not os.path.exists(os.path.join(run, "results.json")):
+        if not os.path.exists(os.path.join(run, files.RESULTS)):
             raise ReportError(f"{run} has no results.json")
-        runs.append((run, read_results(os.path.join(run, "results.json"))))
+        runs.append((run, read_results(os.path.join(run, files.RESULTS))))
     if not runs:
         raise ReportError(f"{folder} holds no runs")
     return runs
@@ -146,7 +145,8 @@ def _protocol(config: dict) -> str:
 
 def _ignored(config: dict) -> frozenset:
     """Config fields that do not change what a run of this method computes."""
-    return VOLATILE if config.get("method") == "mwnet" else VOLATILE | WEIGHT_NET
+    weight_net = config.get("method") in registry.WEIGHT_NET_METHODS
+    return VOLATILE if weight_net else VOLATILE | WEIGHT_NET
 
 
 def _per_seed(members: list[tuple[str, dict]]) -> list[dict]:

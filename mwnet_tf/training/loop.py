@@ -17,9 +17,10 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from mwnet_tf import methods
+from mwnet_tf import files, methods
 from mwnet_tf.config import AUTO_MODEL, Config, is_model_file, is_own_dataset
 from mwnet_tf.data import BiasedData, DataUnavailableError, content, load_dataset, make_biased_data
+from mwnet_tf.data.class_names import default_class_names
 from mwnet_tf.data.clothing1m import CROP, load_clothing1m
 from mwnet_tf.data.custom.biased import OwnData, make_own_biased_data
 from mwnet_tf.data.custom.load import load_own_data
@@ -32,15 +33,13 @@ from mwnet_tf.files import DATA, write_json
 from mwnet_tf.methods import optim, precision, steps
 from mwnet_tf.models import build_classifier, keras_file
 from mwnet_tf.models.pretrained import check_file, load_pretrained
-from mwnet_tf.outputs import finish, serving
+from mwnet_tf.outputs import finish
 from mwnet_tf.training import meta_set, tracking
 from mwnet_tf.training import results as results_lib
 from mwnet_tf.training.checkpointer import Checkpointer
 from mwnet_tf.training.epoch import Epochs, epoch_lr, reading_images, train_epoch
 from mwnet_tf.training.evaluation import Evaluation, epoch_line
 from mwnet_tf.training.run_folder import check_same_data, remove_leftovers
-
-CLASSES = "classes.json"  # the class names of the run, label k is the k-th
 
 # used through this module by train.py, bench.py and the tests
 __all__ = ["Interrupted", "TrainingError", "epoch_lr", "load_data", "make_optimizer",
@@ -388,7 +387,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     config, data, own, method_cls = _load(config, data, strategy.num_replicas_in_sync, log,
                                           hasher)
     class_names = (list(own.class_names) if own is not None
-                   else serving.default_class_names(config.dataset, data.num_classes))
+                   else default_class_names(config.dataset, data.num_classes))
     chief = _is_chief(strategy)
     if chief:
         prints = content.fingerprint(data, contents=own is not None, hasher=hasher)
@@ -401,7 +400,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         remove_leftovers(workdir)
         if on_start is not None:
             on_start()
-        write_json(os.path.join(workdir, CLASSES), class_names)
+        write_json(os.path.join(workdir, files.CLASSES), class_names)
         write_json(os.path.join(workdir, DATA), prints)
     distributed = (strategy.num_replicas_in_sync > 1
                    or config.strategy in ("mirrored", "multi_worker"))

@@ -15,8 +15,6 @@ from mwnet_tf.config import Config
 from mwnet_tf.data import BiasedData
 from mwnet_tf.training import diagnostics
 
-RESULTS = "results.json"
-
 
 def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict,
             best_accuracy: float, seconds: float, tracker, method) -> dict:
@@ -52,6 +50,6 @@ def write(workdir: str, results: dict, method, ckpt, takehome=None) -> None:
         method.export(workdir)
         if takehome is not None:
             results.update(takehome())
-    path = os.path.join(workdir, RESULTS)
+    path = os.path.join(workdir, files.RESULTS)
     with ckpt.writing(path):
         files.write_json(path, results, fault="results")

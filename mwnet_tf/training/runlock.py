@@ -15,8 +15,6 @@ import time
 from mwnet_tf import files
 from mwnet_tf.errors import LockError
 
-NAME = ".lock"
-
 
 def _alive(pid: int) -> bool:
     try:
@@ -41,7 +39,7 @@ class RunLock:
     `release()` removes it if it is still ours."""
 
     def __init__(self, workdir: str):
-        self.path = os.path.join(workdir, NAME)
+        self.path = os.path.join(workdir, files.LOCK)
         self.me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         self.held = False
 

@@ -19,13 +19,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from mwnet_tf import files
 from mwnet_tf.data import BiasedData
 from mwnet_tf.data.pipeline import load_images, normalize
 from mwnet_tf.methods import steps
 from mwnet_tf.reporting import figures
 from mwnet_tf.training import diagnostics
 
-HISTORY = "history.json"
 _IMAGE_METADATA = None  # TensorBoard's image plugin metadata, made once
 # Data read from files (Clothing1M) follows fewer samples, decoded once as center crops like
 # the test set's: 2,000 crops of 224x224 would hold 1.2 GB as float32.
@@ -92,7 +92,7 @@ class Tracker:
         """Before the first epoch of this session (`epoch` epochs already done, the checkpoint
         restored): the history of a resumed run, and its tracked weights as they were at the
         end of its last complete epoch."""
-        path = os.path.join(self.workdir, HISTORY)
+        path = os.path.join(self.workdir, files.HISTORY)
         if epoch > 0 and self.chief and os.path.exists(path):
             with open(path) as f:
                 self.history = [row for row in json.load(f) if row["epoch"] <= epoch]
@@ -130,7 +130,7 @@ class Tracker:
             with writers["train"].as_default(step=epoch):
                 for k, v in (extra or {}).items():
                     tf.summary.scalar(k.replace("meta_", "meta_set/", 1), v)
-            self.write(os.path.join(self.workdir, HISTORY), self.history)
+            self.write(os.path.join(self.workdir, files.HISTORY), self.history)
         self.seconds += time.time() - t0
 
     def _set_last(self, losses, weights, summary, test) -> None:
