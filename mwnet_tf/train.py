@@ -218,8 +218,14 @@ def _stop_on_signals() -> list[int]:
 def _print_results(results: dict, workdir: str, task) -> None:
     where = (f"results in {workdir}/results.json" if task is None or task.is_chief else
              f"worker {task.task_id}: the chief writes the run folder")
-    print(f"test accuracy {results['test_accuracy']:.2f}% (best "
-          f"{results['best_test_accuracy']:.2f}%); {where}", flush=True)
+    if "test_accuracy" in results:
+        print(f"test accuracy {results['test_accuracy']:.2f}% (best "
+              f"{results['best_test_accuracy']:.2f}%); {where}", flush=True)
+    else:  # no test split: a part of the training set held out with its given labels
+        print(f"held-out accuracy against the given (possibly wrong) labels "
+              f"{results['heldout_noisy_accuracy']:.2f}% (best "
+              f"{results['best_heldout_noisy_accuracy']:.2f}%), not a test accuracy; {where}",
+              flush=True)
     if "weight_curve" in results:
         curve = "  ".join(f"{k}:{v:.3f}" for k, v in results["weight_curve"].items())
         print(f"learned weight function (loss:weight) {curve}", flush=True)

@@ -23,7 +23,13 @@ COMMANDS = {
     "plot": (("--out",), "--outt=x", ("--verbosity=x",)),
     "report": (("--keep", "--readme", "--render"), "--kepp", ("--check=maybe",)),
     "launch": (("--workers", "--threads"), "--worker=2", ("--workers=0",)),
+    "predict": (("--data_dir", "--out"), "--outt=x", ("--batch_size=0",)),
 }
+
+
+def test_every_command_of_setup_cfg_is_checked_here():
+    from test_imports import commands  # (tests/test_imports.py: setup.cfg's console scripts)
+    assert {f"mwnet_tf.{name}" for name in COMMANDS} == commands()
 
 
 @pytest.fixture(scope="module")

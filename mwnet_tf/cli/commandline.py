@@ -1,4 +1,4 @@
-"""What every command (train, bench, plot, report, launch, bench_jpeg) shares: flag parsing
+"""What every command shares: flag parsing
 before any heavy import, --help, one-line errors, the flagfiles shipped in the package, and
 silence for TensorFlow's C++ start-up lines.
 
