@@ -36,7 +36,7 @@ def paper_defaults(dataset: str, noise: str, imbalance: float,
     (Clothing1M), this project's for digits and Fashion-MNIST (reference/official_settings.md
     gives the sources). A long tail takes Table 1's meta set and weight-net optimizer.
     `method`: a method whose authors' code normalizes the weights otherwise
-    (`METHOD_WEIGHT_NORM`) gets its own `weight_norm`.
+    (`METHOD_WEIGHT_NORM`) gets its own `weight_norm`; CMW-Net-SL `meta_source="selected"`.
     """
     d = dict(batch_size=100, meta_batch_size=100, lr=0.1, momentum=0.9, weight_decay=5e-4,
              nesterov=False, meta_lr=1e-3, meta_optimizer="adam", meta_momentum=0.9,
@@ -71,6 +71,8 @@ def paper_defaults(dataset: str, noise: str, imbalance: float,
         if imbalance > 1:
             d.update(epochs=60, lr_decay_epochs=(40, 50), **TABLE1_WEIGHT_NET)
     d["weight_norm"] = METHOD_WEIGHT_NORM.get(method, d["weight_norm"])
+    if method == "cmwnet_sl":  # its meta set is always selected from the training set
+        d["meta_source"] = "selected"
     return d
 
 

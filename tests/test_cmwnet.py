@@ -298,8 +298,9 @@ def _stop_at(call):
 ])
 def test_resumed_inside_the_meta_stage_ends_bitwise_equal(tmp_path, method, params):
     from mwnet_tf.errors import Interrupted
+    source = "selected" if method == "cmwnet_sl" else "trusted"
     config = Config(**dict(SMALL, method=method, epochs=3, steps_per_call=2,
-                           deterministic=True, method_params=params))
+                           deterministic=True, method_params=params, meta_source=source))
     full = loop.train_and_evaluate(config, str(tmp_path / "full"), log=lambda s: None)
     # 11 steps per epoch, calls of 2: poll 9 is inside epoch 2 (the first meta epoch)
     with pytest.raises(Interrupted):

@@ -18,14 +18,6 @@ from mwnet_tf.training import loop
 N, NM, D, C, LR = 8, 6, 5, 3, 0.3
 
 
-def test_lowest_loss_per_class_takes_k_per_class_ties_in_index_order():
-    losses = np.array([0.5, 0.1, 0.3, 0.3, 2.0, 0.0, 0.3, 1.0])
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    np.testing.assert_array_equal(lowest_loss_per_class(losses, labels, 2, 3), [1, 2, 5, 6])
-    with pytest.raises(ValueError, match="class 0 has 4 training samples, fewer than the 5"):
-        lowest_loss_per_class(losses, labels, 5, 2)
-
-
 def test_mix_lambda_is_max_of_a_beta_draw_and_seeded():
     draws = np.array([float(mix_lambda(1.0, tf.constant([3, i], tf.int64)))
                       for i in range(2000)])
@@ -121,39 +113,51 @@ def test_sl_weight_net_gradient_matches_eq6_of_its_objective(float64):
 
 SMALL = dict(dataset="digits", model="tiny", noise="uniform", rate=0.4, epochs=3,
              batch_size=100, meta_batch_size=50, lr_decay_epochs=(2,), progress_seconds=0.0,
-             seed=3, tensorboard_images=False, method="cmwnet_sl")
+             seed=3, tensorboard_images=False, method="cmwnet_sl", meta_source="selected")
 
 
 @pytest.mark.e2e
 def test_a_run_selects_its_meta_set_by_the_ema_model_and_reports_both_accuracies(
         tmp_path, monkeypatch):
     from mwnet_tf.methods import cmwnet_sl
-    from mwnet_tf.training import epoch
+    from mwnet_tf.training import epoch, meta_set
     seen, selections = [], []
     real = epoch.make_train_dataset
-    real_begin = cmwnet_sl.ClassAwareMetaWeightNetSL.begin_epoch
+    real_select = meta_set.SelectedMeta.select
 
     def spy(stage_data, **kwargs):
         seen.append((stage_data, kwargs["with_meta"]))
         return real(stage_data, **kwargs)
 
-    def begin(self, stage, e):
-        if stage.name == "meta":  # the ranking the selection must follow, before it is made
-            selections.append(lowest_loss_per_class(self.ema_losses(), self.ctx.data.train_y,
-                                                    10, 10))
-        real_begin(self, stage, e)
+    def select(self, model):  # the ranking the selection must follow: the EMA copy's losses
+        assert model.name == methods[0].ema.name
+        want = lowest_loss_per_class(self.losses(methods[0].ema), self.base.train_y, 10, 10)
+        rows = real_select(self, model)
+        np.testing.assert_array_equal(rows, want)
+        selections.append(rows)
+        return rows
+
+    methods = []
+    real_init = cmwnet_sl.ClassAwareMetaWeightNetSL.__init__
+
+    def init(self, ctx):
+        real_init(self, ctx)
+        methods.append(self)
 
     monkeypatch.setattr(epoch, "make_train_dataset", spy)
-    monkeypatch.setattr(cmwnet_sl.ClassAwareMetaWeightNetSL, "begin_epoch", begin)
+    monkeypatch.setattr(meta_set.SelectedMeta, "select", select)
+    monkeypatch.setattr(cmwnet_sl.ClassAwareMetaWeightNetSL, "__init__", init)
     config = Config(**dict(SMALL, method_params={"sl_warmup_epochs": 1}))
     results = loop.train_and_evaluate(config, str(tmp_path), log=lambda s: None)
     assert [s["name"] for s in results["stages"]] == ["warm-up", "meta"]
     assert [w for _, w in seen] == [False, True, True]
+    assert len(selections) == 2  # at the start of each meta epoch, none in the warm-up
     for (data, _), rows in zip(seen[1:], selections):
         np.testing.assert_array_equal(data.meta_index, data.train_index[rows])
         assert np.all(np.bincount(data.meta_y, minlength=10) == 10)
     assert not np.array_equal(selections[0], selections[1])  # rebuilt each epoch
     saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["meta_selection"]["ranked_by"] == "EMA copy of the classifier"
     assert saved["test_accuracy_model"] == "live"
     assert 0 < saved["ema_test_accuracy"] <= 100 and 0 < saved["test_accuracy"] <= 100
     assert saved["ema_test_accuracy"] != saved["test_accuracy"]

@@ -28,7 +28,7 @@ BAD = [
 APPROX = ["--meta_scope=head", "--meta_interval=3", "--steps_per_call=4"]
 TRAINED = ("confident_learning",)  # through the command line to the end (k + 1 stages)
 WEIGHT_FN = ("mwnet", "cmwnet", "cmwnet_sl")  # the methods that export a weight function
-SELECTED = ("cmwnet_sl",)  # its meta set is selected from the training set
+SELECTED = ("cmwnet_sl",)  # its meta set is selected from the training set (its default)
 # the TensorBoard images are tested in tests/test_train.py; here they would only take time
 QUIET = "--notensorboard_images"
 
@@ -143,7 +143,8 @@ def test_meta_set_reaches_exactly_the_methods_that_use_it(tmp_path, monkeypatch)
         params = {"cl_folds": 2} if name == "confident_learning" else {}
         config = Config(dataset="digits", model="tiny", method=name, epochs=1,
                         batch_size=100, meta_batch_size=50, progress_seconds=0.0, seed=3,
-                        method_params=params, tensorboard_images=False)
+                        method_params=params, tensorboard_images=False,
+                        meta_source="selected" if name in SELECTED else "trusted")
         loop.train_and_evaluate(config, str(tmp_path / name), data=data, log=lambda s: None)
         results = json.loads((tmp_path / name / "results.json").read_text())
         assert results["config"]["method"] == name and 0 < results["test_accuracy"] <= 100

@@ -143,7 +143,7 @@ def test_tfds_name_trains_through_the_command_line(tmp_path):
     assert results["own_data"]["trusted"] is None and results["config"]["model"] == "cnn"
 
 
-CMW = {"cmwnet": [], "cmwnet_sl": ["--sl_meta_k=2", "--sl_warmup_epochs=1"]}
+CMW = {"cmwnet": [], "cmwnet_sl": ["--select_per_class=2", "--sl_warmup_epochs=1"]}
 
 
 def test_cmwnet_methods_train_on_the_folder_and_csv_routes(cli, tmp_path):
@@ -168,7 +168,7 @@ def test_cmwnet_methods_train_on_the_folder_and_csv_routes(cli, tmp_path):
 @pytest.mark.parametrize("method", sorted(CMW))
 def test_cmwnet_methods_train_on_a_tfds_name(tmp_path, method):
     run = str(tmp_path / "run")
-    extra = ["--sl_meta_k=1", "--sl_warmup_epochs=1"] if method == "cmwnet_sl" else []
+    extra = ["--select_per_class=1", "--sl_warmup_epochs=1"] if method == "cmwnet_sl" else []
     argv = ["mwnet_tf.train", *QUICK[1:], "--epochs=2", "--dataset=tfds:mnist",
             f"--method={method}", "--meta_per_class=1", "--batch_size=10",
             "--meta_batch_size=5", *extra, f"--workdir={run}"]

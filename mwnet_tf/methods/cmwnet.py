@@ -92,6 +92,9 @@ class ClassAwareMetaWeightNet(MetaWeightNet):
         self.groups = class_groups(self.counts)
         super().__init__(ctx)
         self.epoch = 0
+        if self.hp.get("cmw_meta_set") == "balanced" and ctx.config.meta_source == "selected":
+            raise ValueError("--cmw_meta_set=balanced is a meta set of its own: it does not go "
+                             "with --meta_source=selected")
         if self.hp.get("cmw_meta_set") == "balanced" and not self.frozen:
             size = len(balanced_subset(ctx.data.train_y, ctx.data.num_classes, 0, 0))
             if size < ctx.config.meta_batch_size:

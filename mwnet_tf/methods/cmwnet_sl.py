@@ -3,15 +3,12 @@ selected from the training set each epoch."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
 from mwnet_tf.methods import steps
 from mwnet_tf.methods.base import Stage, predict_probabilities, reinitialize
 from mwnet_tf.methods.cmwnet import ClassAwareMetaWeightNet
-from mwnet_tf.methods.meta_select import lowest_loss_per_class
 
 META_ALPHA = 1.0  # cmwn.py mixes the meta batch with Beta(1, 1) whatever --alpha is
 
@@ -78,41 +75,30 @@ class ClassAwareMetaWeightNetSL(ClassAwareMetaWeightNet):
     - `--sl_warmup_epochs` of plain cross-entropy first (the EMA follows);
     - the meta step on every `--sl_meta_interval`-th step (10), the others the real step with
       the current weight net;
-    - the meta set rebuilt at each epoch of the meta stage from the `--sl_meta_k` (10)
+    - the meta set rebuilt at each epoch of the meta stage from the `--select_per_class` (10)
       lowest-loss training samples of each class, ranked by the EMA model in inference mode
-      against the training labels (`meta_select.lowest_loss_per_class`): a subset of the
-      training set chosen by the method, not held out. The trusted meta set is never read.
+      against the training labels: `--meta_source=selected` (this method's default and only
+      source, `mwnet_tf.training.meta_set`) with the EMA copy as the ranking model. A subset
+      of the training set chosen by the method, not held out; the trusted set is not read.
 
     `test_accuracy` is the live classifier's (the one the trainer evaluates and checkpoints);
     `ema_test_accuracy` in results.json is the EMA copy's, both as cmwn.py prints them."""
 
-    uses_meta = False  # its meta set is selected from the training set
+    uses_meta = True  # the meta set selected from the training set (--meta_source=selected)
     reference = "Shu et al. 2023 (CMW-Net-SL)"
+    ranked_by = "EMA copy of the classifier"
 
     def __init__(self, ctx):
+        if ctx.config.meta_source != "selected":
+            raise ValueError("--method=cmwnet_sl selects its meta set from the training set: "
+                             "it goes with --meta_source=selected (its default)")
         super().__init__(ctx)
-        data, k = ctx.data, int(self.hp["sl_meta_k"])
-        counts = np.bincount(np.asarray(data.train_y, np.int64), minlength=data.num_classes)
-        short = [c for c in range(data.num_classes) if 0 < counts[c] < k]
-        if short:
-            raise ValueError(f"--sl_meta_k={k}: class {short[0]} has {counts[short[0]]} "
-                             f"training labels, fewer than the {k} lowest-loss samples per "
-                             "class the meta set takes: lower --sl_meta_k")
-        size = k * int(np.sum(counts > 0))
-        if size < ctx.config.meta_batch_size:
-            raise ValueError(f"--sl_meta_k={k}: the selected meta set ({size} images) is "
-                             f"smaller than one meta batch ({ctx.config.meta_batch_size}): "
-                             "lower --meta_batch_size or raise --sl_meta_k")
         warmup = self.warmup_epochs()
         if warmup >= ctx.config.epochs:
             raise ValueError(f"--sl_warmup_epochs={warmup} leaves no meta stage in a run of "
                              f"--epochs={ctx.config.epochs}")
         self.ema = ctx.new_classifier(ctx.config.part_seed("init"))
         reinitialize(self.ema, ctx.classifier)
-        self.meta_mask = tf.Variable(np.zeros(len(data.train_y), bool), trainable=False,
-                                     name="meta_mask")
-        self.selected_epoch = tf.Variable(-1, dtype=tf.int64, trainable=False,
-                                          name="selected_epoch")
         self.seed = int(ctx.config.part_seed("order"))
 
     def plain_epochs(self) -> int:
@@ -138,43 +124,15 @@ class ClassAwareMetaWeightNetSL(ClassAwareMetaWeightNet):
                       tuple(d - warmup for d in decays if d > warmup), lr=lr)]
 
     def trackables(self):
-        return {**super().trackables(), "ema": self.ema, "meta_mask": self.meta_mask,
-                "selected_epoch": self.selected_epoch}
+        return {**super().trackables(), "ema": self.ema}
 
     def meta_batches(self, stage):
         return stage.name == "meta"
 
-    # --- the selected meta set -----------------------------------------------------------
-    def ema_losses(self) -> np.ndarray:
-        """The EMA model's cross-entropy of every training sample (inference mode)."""
-        data = self.ctx.data
-        p = predict_probabilities(self.ema, data, data.train_x)
-        picked = p[np.arange(len(p)), np.asarray(data.train_y, np.int64)]
-        return -np.log(np.maximum(picked, np.finfo(np.float64).tiny))
-
-    def begin_epoch(self, stage, epoch):
-        self.epoch = epoch
-        if stage.name != "meta" or int(self.selected_epoch.numpy()) == epoch:
-            return  # a run resumed inside the epoch keeps the set it had
-        data = self.ctx.data
-        rows = lowest_loss_per_class(self.ema_losses(), data.train_y,
-                                     int(self.hp["sl_meta_k"]), data.num_classes)
-        mask = np.zeros(len(data.train_y), bool)
-        mask[rows] = True
-        self.meta_mask.assign(mask)
-        self.selected_epoch.assign(epoch)
-
-    def selected(self) -> np.ndarray:
-        """Indices of the current meta set in the training set."""
-        return np.flatnonzero(self.meta_mask.numpy())
-
-    def stage_data(self, stage):
-        data = self.ctx.data
-        if stage.name != "meta":
-            return data
-        rows = self.selected()
-        return dataclasses.replace(data, meta_x=data.train_x[rows], meta_y=data.train_y[rows],
-                                   meta_index=data.train_index[rows])
+    def ranking_model(self):
+        """The EMA copy ranks the training samples for the meta set (cmwn.py's
+        `eval_train(net_ema)`), as the previous epoch left it."""
+        return self.ema
 
     # --- the steps -----------------------------------------------------------------------
     def _seed(self, part: int) -> tf.Tensor:

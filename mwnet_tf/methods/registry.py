@@ -145,9 +145,6 @@ PARAMS: dict[str, tuple[Param, ...]] = {
         Param("sl_warmup_epochs", None, "CMW-Net-SL: epochs of plain cross-entropy first "
               "(default: 1/30 of --epochs for up to 10 classes, 1/10 for more, as cmwn.py's "
               "10 and 30 of 300; at least 1, less than --epochs)", lower=0, kind=int),
-        Param("sl_meta_k", 10, "CMW-Net-SL: the meta set is the k lowest-loss training "
-              "samples of each class (by the EMA model), chosen again each epoch", lower=1,
-              kind=int),
         Param("sl_meta_interval", 10, "CMW-Net-SL: update the weight net every K steps "
               "(cmwn.py: 10)", lower=1, kind=int),
     ),
