@@ -161,7 +161,8 @@ def flagfile_text(text: str) -> str:
     given = given_flags(own)
     base = Config()
     defaults = paper_defaults(given.get("dataset", base.dataset), given.get("noise", base.noise),
-                              float(given.get("imbalance", base.imbalance)))
+                              float(given.get("imbalance", base.imbalance)),
+                              given.get("method", base.method))
     lines = [flag_line(f.name, defaults[f.name]) for f in flag_fields()
              if f.name in defaults and f.name not in given and defaults[f.name] is not None
              and not (f.name == "lr_decay_epochs" and "epochs" in given)]

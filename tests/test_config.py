@@ -43,7 +43,7 @@ def test_uniform_noise_runs_table2_protocol(dry_run):
 def test_every_shipped_flagfile_is_its_own_part_and_its_settings_defaults():
     """paper_defaults is the source; a flagfile's part below the marker is made from it."""
     paths = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
-    assert len(paths) == 45
+    assert len(paths) == 53
     for path in paths:
         text = open(path).read()
         assert protocols.flagfile_text(text) == text, (
