@@ -64,6 +64,19 @@ def test_balanced_subset_cuts_every_class_to_the_smallest_and_is_seeded():
     assert not np.array_equal(rows, balanced_subset(labels, 4, seed=1, epoch=1))
 
 
+def test_the_methods_defaults_are_their_authors_normalization_and_meta_source():
+    from mwnet_tf import protocols
+    for method, norm in (("mwnet", "batch"), ("cmwnet", "batch_detached"),
+                         ("cmwnet_sl", "none")):
+        d = protocols.paper_defaults("digits", "uniform", 1.0, method)
+        assert d["weight_norm"] == norm
+        assert d.get("meta_source", "trusted") == ("selected" if method == "cmwnet_sl"
+                                                   else "trusted")
+    # a flagfile's defaults follow its method
+    text = protocols.flagfile_text("--dataset=digits\n--method=cmwnet\n")
+    assert "--weight_norm=batch_detached" in text
+
+
 # --- the class-aware weight net ----------------------------------------------------------------
 
 def test_class_weight_net_gives_each_class_its_groups_head():
