@@ -22,7 +22,7 @@ from mwnet_tf.models.resnet import resnet50, resnet_cifar
 from mwnet_tf.models.small import cnn, mlp, tiny, weight_net
 from mwnet_tf.models.wide_resnet import wide_resnet
 
-# A builder for each name of `mwnet_tf.config.MODELS` (tests/test_models.py).
+# A builder for each name of `mwnet_tf.config.MODELS`.
 _BUILDERS = {"resnet32": resnet_cifar, "wrn28_10": wide_resnet, "resnet50": resnet50,
              "mlp": mlp, "cnn": cnn, "tiny": tiny}
 
