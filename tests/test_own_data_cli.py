@@ -159,7 +159,7 @@ def test_cmwnet_methods_train_on_the_folder_and_csv_routes(cli, tmp_path):
                           "--batch_size=4", "--meta_batch_size=2", f"--method={method}",
                           *QUICK[1:], "--epochs=2", *extra, f"--workdir={run}")
             assert out.returncode == 0, (method, dataset, out.stderr[-3000:])
-            results = check_takehome(run, ("cat", "dog"), dataset)
+            results = check_run_outputs(run, ("cat", "dog"), dataset)
             assert results["config"]["method"] == method
             assert os.path.isdir(os.path.join(run, "weight_fn"))
             assert len(results["weight_curves"]) == len(set(results["class_groups"]))
@@ -182,7 +182,7 @@ def test_cmwnet_methods_train_on_a_tfds_name(tmp_path, method):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = check_takehome(run, [str(k) for k in range(10)], "tfds:mnist")
+    results = check_run_outputs(run, [str(k) for k in range(10)], "tfds:mnist")
     assert results["config"]["method"] == method
 
 
