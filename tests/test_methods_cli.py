@@ -26,7 +26,8 @@ BAD = [
     (["--method=ce", "--meta_interval=2"], "--meta_interval is a hyperparameter of --method=mwnet"),
 ]
 APPROX = ["--meta_scope=head", "--meta_interval=3", "--steps_per_call=4"]
-TRAINED = ("confident_learning",)  # through the command line to the end (k + 1 stages)
+# through the command line to the end (k + 1 stages; CMW-Net's class-aware net)
+TRAINED = ("confident_learning", "cmwnet")
 WEIGHT_FN = ("mwnet", "cmwnet", "cmwnet_sl")  # the methods that export a weight function
 SELECTED = ("cmwnet_sl",)  # its meta set is selected from the training set (its default)
 # the TensorBoard images are tested in tests/test_train.py; here they would only take time
@@ -73,7 +74,7 @@ def test_every_method_runs_from_the_cli_with_its_hyperparameters_in_the_flagfile
         assert len(results["per_class_test_accuracy"]) == 10
         flagfile = (work / "flags.cfg").read_text()
         assert os.path.isdir(work / "checkpoints")
-        assert os.path.isdir(work / "weight_fn") == (method == "mwnet")
+        assert os.path.isdir(work / "weight_fn") == (method in WEIGHT_FN)
     else:  # --dry_run prints the flags.cfg the run would write
         flagfile = proc.stdout
         assert not os.path.exists(work)
