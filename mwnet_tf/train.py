@@ -141,19 +141,14 @@ def main(argv: list[str]) -> None:
         print(config_to_flagfile(config, workdir), end="")
         return
     _check_paths(config, workdir)
-    task = None
-    if config.strategy == "multi_worker":
-        try:
-            task = cluster.current_task()
-        except ValueError as e:
-            fail(str(e), 2)
+    task, resolver = _cluster_task(config)
     folder = _RunFolder(workdir, chief=task is None or task.is_chief)
     folder.claim(config)
     tf, loop = load_training()
     with commandline.quiet_stderr():
         # The strategy comes before anything else touches TensorFlow's devices: a
         # MultiWorkerMirroredStrategy can configure its collective ops only then.
-        strategy = loop.make_strategy(config.strategy)
+        strategy = loop.make_strategy(config.strategy, resolver)
     print(f"run folder: {workdir}", flush=True)
     for note in notes:
         print(note, flush=True)
@@ -185,6 +180,21 @@ def main(argv: list[str]) -> None:
         fail(str(e), 2)
     folder.release()
     _print_results(results, workdir, task)
+
+
+def _cluster_task(config: config_lib.Config):
+    """(this process's `cluster.Task`, the Slurm cluster resolver or None); (None, None) for a
+    run of one process. A bad layout is a one-line error, exit 2, before anything is written."""
+    if config.strategy != "multi_worker":
+        return None, None
+    try:
+        if config.cluster == "slurm":
+            with commandline.quiet_stderr():
+                resolver, task = cluster.slurm_task(config.slurm_port_base)
+            return task, resolver
+        return cluster.current_task(), None
+    except ValueError as e:
+        fail(str(e), 2)
 
 
 def _check_paths(config: config_lib.Config, workdir: str) -> None:
