@@ -50,8 +50,10 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
     if os.path.exists(path) and os.path.isdir(os.path.join(workdir, files.CHECKPOINTS)):
         with open(path) as f:
             old = flag_values(f.read())
+        # a field added after the run started: its flags.cfg ran with the field's old value
+        added = {k: str(v) for k, v in config_lib.ADDED_FIELDS.items() if v is not None}
         changed = sorted(k for k, v in flag_values(new).items()
-                         if k not in RESUMABLE and old.get(k) != v)
+                         if k not in RESUMABLE and old.get(k, added.get(k)) != v)
         if changed:
             raise ValueError(f"{workdir} holds a run with other settings ({', '.join(changed)}); "
                              "pass another --workdir or repeat it with --flagfile=" + path)
