@@ -109,8 +109,9 @@ class Config:
         "resized to (default 32; tfds: its own size).", lower=8, added=None)
     test_fraction: float | None = _field(
         None, "Own data without a test split: the stratified part of the trusted set held out "
-        "as the test set (default 0.5; tfds: 0.1 of its train split).", lower=0, upper=1,
-        added=None)
+        "as the test set (default 0.5; tfds: 0.1 of its train split; without a trusted set, "
+        "--meta_source=selected: 0.1 of the training set, evaluated against its given labels "
+        "as heldout_noisy_accuracy).", lower=0, upper=1, added=None)
     split_seed: int = _field(
         0, "Own data: the seed of the test hold-out (not the run seed: every run of a data set "
         "tests on the same images).", lower=0, added=0)
