@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_own_data import image_rows, make_folder, write_csv, write_npz
 
-from mwnet_tf import predict
+from mwnet_tf.outputs import prediction
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +101,7 @@ def test_own_data_with_only_a_training_set_trains_with_a_selected_meta_set(cli, 
     # predict reads the layout without meta/ too
     folder = routes["folder"][0]
     out = str(tmp_path / "pred.csv")
-    assert predict.predict(str(tmp_path / "run_folder"), folder, out) == 24
+    assert prediction.predict(str(tmp_path / "run_folder"), folder, out) == 24
 
 
 def _history(run):
