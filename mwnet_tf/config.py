@@ -20,15 +20,26 @@ from mwnet_tf.data.human_noise import ALL_LABEL_SETS, check_settings
 from mwnet_tf.data.noise import LABEL_NOISES
 from mwnet_tf.methods.registry import FLOAT16_METHODS, METHODS, PARAMS
 
-# The classifiers (`mwnet_tf.models` builds each): name -> (its usual input shape (H, W, C),
-# whether it flattens any input shape, whether a CPU compiles it with XLA in minutes).
-MODEL_TRAITS = {"resnet32": ((32, 32, 3), False, True), "wrn28_10": ((32, 32, 3), False, False),
-                "resnet50": ((224, 224, 3), False, False), "mlp": ((8, 8, 1), True, True),
-                "cnn": ((28, 28, 1), False, True), "tiny": ((8, 8, 1), True, True)}
+
+class ModelTraits(typing.NamedTuple):
+    builder: str  # `mwnet_tf.models.<module>.<function>`, as "module.function"
+    shape: tuple[int, int, int]  # its usual input (H, W, C)
+    any_shape: bool  # it flattens its input, of any shape (the others take images)
+    jit: bool  # a CPU compiles its MW-Net step with XLA in minutes
+
+
+# The classifiers, by name (`mwnet_tf.models.build_classifier` builds each).
+MODEL_TRAITS = {
+    "resnet32": ModelTraits("resnet.resnet_cifar", (32, 32, 3), False, True),
+    "wrn28_10": ModelTraits("wide_resnet.wide_resnet", (32, 32, 3), False, False),
+    "resnet50": ModelTraits("resnet.resnet50", (224, 224, 3), False, False),
+    "mlp": ModelTraits("small.mlp", (8, 8, 1), True, True),
+    "cnn": ModelTraits("small.cnn", (28, 28, 1), False, True),
+    "tiny": ModelTraits("small.tiny", (8, 8, 1), True, True),
+}
 MODELS = tuple(MODEL_TRAITS)
-MODEL_SHAPES = {name: shape for name, (shape, _, _) in MODEL_TRAITS.items()}
-ANY_SHAPE_MODELS = tuple(name for name, (_, flat, _) in MODEL_TRAITS.items() if flat)
-JIT_MODELS = tuple(name for name, (_, _, jit) in MODEL_TRAITS.items() if jit)
+MODEL_SHAPES = {name: t.shape for name, t in MODEL_TRAITS.items()}
+JIT_MODELS = tuple(name for name, t in MODEL_TRAITS.items() if t.jit)
 # Own data (`mwnet_tf.data.custom.load`): an image folder, a CSV table, an .npz of arrays, or any
 # data set prepared for tensorflow-datasets (tfds:NAME).
 OWN_DATASETS = ("folder", "csv", "npz")

@@ -8,6 +8,12 @@ that any module can raise or catch them without importing the module that usuall
 from __future__ import annotations
 
 
+def data_error(where: str, problem: str) -> "DataUnavailableError":
+    """A one-line `DataUnavailableError`: "WHERE: PROBLEM", whitespace collapsed (a path or a
+    message that holds a newline still gives one line)."""
+    return DataUnavailableError(" ".join(f"{where}: {problem}".split()))
+
+
 class DataUnavailableError(RuntimeError):
     """Data that cannot be read: a missing folder or file, a damaged or refused file."""
 

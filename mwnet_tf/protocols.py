@@ -1,9 +1,11 @@
 """The paper's protocols: the values each setting fixes unless flags say otherwise, the step
 schedule scaled to a run's length, and the run folder named after its setting.
 
-The source of the settings is `paper_defaults`; the shipped flagfiles (`flags/`) write the same
-values out for each table's setting, and a test derives every flagfile from this module
-(`docs/design.md`, "Each fact once"). Imports no TensorFlow.
+`paper_defaults` is the one source of the settings' values. A shipped flagfile (`flags/`) holds
+what its author chose above the line `DEFAULTS_MARKER` (the setting, the method, anything that
+differs from the setting's defaults) and, below it, the setting's remaining defaults written
+out for the reader by `flagfile_text` (`python -m mwnet_tf.report --flagfiles DIR`); a test
+checks that every shipped flagfile is what `flagfile_text` makes of it. Imports no TensorFlow.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 
-from mwnet_tf.config import AUTO_MODEL, Config, is_own_dataset
+from mwnet_tf.config import AUTO_MODEL, Config, flag_fields, is_own_dataset
 
 # The class-imbalance code's weight-net optimizer (Table 1).
 TABLE1_WEIGHT_NET = dict(meta_lr=1e-5, meta_optimizer="sgd", meta_momentum=0.9,
@@ -38,7 +40,7 @@ def paper_defaults(dataset: str, noise: str, imbalance: float) -> dict:
                  weight_decay=1e-3)
     elif dataset in ("cifar10", "cifar100"):
         classes = 10 if dataset == "cifar10" else 100
-        if imbalance > 1:
+        if imbalance > 1 or noise == "none":  # Table 1 (its imbalance-1 column: no noise)
             d.update(model="resnet32", epochs=100, lr_decay_epochs=(80, 90), meta_per_class=10,
                      **TABLE1_WEIGHT_NET)
         elif noise == "uniform":
@@ -105,3 +107,50 @@ def run_name(c: Config) -> str:
 
 def default_workdir(c: Config, root: str = "runs") -> str:
     return os.path.join(root, run_name(c))
+
+
+# --- the shipped flagfiles -----------------------------------------------------------------
+
+DEFAULTS_MARKER = ("# --- the setting's other defaults (protocols.paper_defaults), written by "
+                   "python -m mwnet_tf.report --flagfiles ---")
+
+
+def flag_line(name: str, value) -> str:
+    """`--name=value` as a flagfile writes it (`--name` / `--noname` for a bool)."""
+    if isinstance(value, bool):
+        return f"--{name}" if value else f"--no{name}"
+    if isinstance(value, (tuple, list)):
+        return f"--{name}={','.join(str(v) for v in value)}"
+    return f"--{name}={value:g}" if isinstance(value, float) else f"--{name}={value}"
+
+
+def given_flags(text: str) -> dict[str, str]:
+    """The flags of flagfile `text` by name, as written (`--noname`: "False", `--name`:
+    "True")."""
+    names = {f.name for f in flag_fields()}
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("--"):
+            continue
+        key, eq, value = line[2:].partition("=")
+        if not eq and key.startswith("no") and key[2:] in names:
+            key, value = key[2:], "False"
+        out[key] = value if eq else (value or "True")
+    return out
+
+
+def flagfile_text(text: str) -> str:
+    """Flagfile `text` with its part below `DEFAULTS_MARKER` made anew: every default of its
+    setting (`paper_defaults` of its dataset, noise and imbalance) that its own part above does
+    not set, in Config's field order; a schedule (`--lr_decay_epochs`) only with the epochs it
+    was made for, so that `--epochs` set above keeps the trainer's own scaling."""
+    own = text.split(DEFAULTS_MARKER)[0].rstrip("\n")
+    given = given_flags(own)
+    base = Config()
+    defaults = paper_defaults(given.get("dataset", base.dataset), given.get("noise", base.noise),
+                              float(given.get("imbalance", base.imbalance)))
+    lines = [flag_line(f.name, defaults[f.name]) for f in flag_fields()
+             if f.name in defaults and f.name not in given and defaults[f.name] is not None
+             and not (f.name == "lr_decay_epochs" and "epochs" in given)]
+    return own + "\n" + (f"\n{DEFAULTS_MARKER}\n" + "\n".join(lines) + "\n" if lines else "")

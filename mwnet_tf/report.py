@@ -9,6 +9,7 @@ Runs quoted in the docs are kept as `runs/reference/<table>/<run>/results.json` 
     python -m mwnet_tf.report --render digits                      # print one block
     python -m mwnet_tf.report --pages README.md docs               # rewrite the marked blocks
     python -m mwnet_tf.report --pages README.md docs --check       # exit 1 and diff if stale
+    python -m mwnet_tf.report --flagfiles flags --check           # the flagfiles' defaults
 
 A block is the text between two marker lines, each on a line of its own:
 `<!-- report:NAME -->` and `<!-- /report -->`. NAME is one of
@@ -40,6 +41,7 @@ above it for --pages, in the current folder otherwise). `--readme` is another na
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 import re
 import sys
@@ -47,7 +49,7 @@ from collections import Counter
 
 from absl import flags
 
-from mwnet_tf import files
+from mwnet_tf import files, protocols
 from mwnet_tf.cli import commandline
 from mwnet_tf.reporting import bench_tables, detection, memorization, spread, tables
 from mwnet_tf.reporting.tables import ReportError
@@ -205,8 +207,10 @@ def define_flags() -> None:
                         "its *.md files); the arguments after it are further pages, e.g. "
                         "--pages README.md docs.")
     flags.DEFINE_alias("readme", "pages")
-    flags.DEFINE_bool("check", False, "With --pages: write nothing, exit 1 and print a diff "
-                      "if stale.")
+    flags.DEFINE_string("flagfiles", None, "Rewrite the setting's defaults below the marker "
+                        "line of every *.cfg in this folder (DIR), from protocols.paper_defaults.")
+    flags.DEFINE_bool("check", False, "With --pages or --flagfiles: write nothing, exit 1 and "
+                      "print a diff if stale.")
     flags.DEFINE_string("render", None, "Print one block (BLOCK), e.g. curves:digits.")
     flags.DEFINE_string("reference", None, "Instead of runs/reference (DIR).")
 
@@ -231,20 +235,44 @@ def main(argv: list[str]) -> int:
 
 
 def _check_modes(runs: list[str]) -> None:
-    modes = [m for m in ("keep", "pages", "render") if FLAGS[m].value]
+    modes = [m for m in ("keep", "pages", "render", "flagfiles") if FLAGS[m].value]
     if len(modes) > 1:
         raise commandline.UsageError(f"--{modes[0]} and --{modes[1]} exclude each other")
-    if FLAGS.check and not FLAGS.pages:
-        raise commandline.UsageError("--check needs --pages (or --readme)")
+    if FLAGS.check and not (FLAGS.pages or FLAGS.flagfiles):
+        raise commandline.UsageError("--check needs --pages (or --readme) or --flagfiles")
     if bool(FLAGS.table) != FLAGS.keep:
         raise commandline.UsageError("--keep needs --table NAME, and --table goes with --keep")
     if FLAGS.render and runs:
         raise commandline.UsageError("run folders go with --keep or alone")
-    if not runs and not (FLAGS.pages or FLAGS.render):
+    if FLAGS.flagfiles and runs:
+        raise commandline.UsageError("--flagfiles takes one folder, no run folders")
+    if not runs and not (FLAGS.pages or FLAGS.render or FLAGS.flagfiles):
         raise commandline.UsageError("no run folders given (python -m mwnet_tf.report --help)")
 
 
+def _flagfiles(folder: str, check: bool) -> int:
+    """Each *.cfg of `folder` with its defaults made anew (`protocols.flagfile_text`)."""
+    paths = sorted(glob.glob(os.path.join(folder, "*.cfg")))
+    if not paths:
+        raise ReportError(f"{folder}: no flagfiles (*.cfg)")
+    stale = False
+    for path in paths:
+        old = _read_text(path)
+        new = protocols.flagfile_text(old)
+        if check:
+            diff = "".join(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                path, path + " (made anew)"))
+            print(diff, end="")
+            stale = stale or bool(diff)
+        elif new != old:
+            files.write_text(path, new)
+            print(f"{path}: rewritten")
+    return 1 if stale else 0
+
+
 def _run(runs: list[str]) -> int:
+    if FLAGS.flagfiles:
+        return _flagfiles(FLAGS.flagfiles, FLAGS.check)
     if FLAGS.pages:
         stale = False
         for page in pages([FLAGS.pages, *runs]):  # after --pages: pages

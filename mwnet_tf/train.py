@@ -116,8 +116,7 @@ class _RunFolder:
 
 
 def load_training():
-    """TensorFlow and the training loop, imported only once the flags are valid, quietly.
-    (tests/cli_runner.py imports them once for all its command lines.)"""
+    """TensorFlow and the training loop, imported only once the flags are valid, quietly."""
     with commandline.quiet_stderr():
         import tensorflow as tf
 

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from mwnet_tf import protocols
 from mwnet_tf.config import Config
 from mwnet_tf.protocols import paper_defaults, run_name
 
@@ -39,26 +40,34 @@ def test_uniform_noise_runs_table2_protocol(dry_run):
     assert got["meta_per_class"] == "100" and got["meta_optimizer"] == "sgd"
 
 
-def test_flagfile_values_are_the_paper_defaults():
-    files = glob.glob(os.path.join(REPO, "flags", "table[123]_*.cfg"))
-    assert len(files) == 24  # Table 1: 2 x 6, Tables 2 and 3: 2 x 3 each
-    for path in files:
-        with open(path) as f:
-            values = dict(line.strip()[2:].split("=", 1) for line in f
-                          if line.startswith("--") and "=" in line)
-        imbalance = float(values["imbalance"])
-        protocol = 200.0 if "table1" in path else imbalance  # Table 1 row "1" keeps its protocol
-        expected = paper_defaults(values["dataset"], values["noise"], protocol)
-        for key in ("model", "epochs", "meta_per_class", "meta_optimizer", "lr", "meta_lr"):
-            want = expected[key]
-            assert values[key] == (f"{want:g}" if isinstance(want, float) else str(want)), (
-                path, key)
-        assert values["lr_decay_epochs"] == ",".join(map(str, expected["lr_decay_epochs"]))
-        Config(**expected, dataset=values["dataset"],
-               noise=values["noise"], rate=float(values["rate"]), imbalance=imbalance)
+def test_every_shipped_flagfile_is_its_own_part_and_its_settings_defaults():
+    """paper_defaults is the source; a flagfile's part below the marker is made from it."""
+    paths = sorted(glob.glob(os.path.join(REPO, "flags", "*.cfg")))
+    assert len(paths) == 45
+    for path in paths:
+        text = open(path).read()
+        assert protocols.flagfile_text(text) == text, (
+            f"{path} is stale: python -m mwnet_tf.report --flagfiles flags")
+        own = protocols.given_flags(text.split(protocols.DEFAULTS_MARKER)[0])
+        assert "dataset" in own and "method" in own, path
 
 
-def test_offline_flagfiles_run_their_settings_defaults(dry_run):
+def test_a_flagfiles_defaults_follow_paper_defaults_and_its_own_part():
+    own = "# a header\n\n--dataset=cifar10\n--noise=flip\n--rate=0.4\n--epochs=7\n"
+    text = protocols.flagfile_text(own)
+    assert text.startswith(own) and protocols.flagfile_text(text) == text
+    got = protocols.given_flags(text)
+    expected = protocols.paper_defaults("cifar10", "flip", 1.0)
+    assert got["epochs"] == "7" and "lr_decay_epochs" not in got  # the trainer scales it
+    assert got["model"] == expected["model"] and float(got["meta_lr"]) == expected["meta_lr"]
+    assert got["nesterov"] == "False"  # written --nonesterov
+    # CIFAR without noise is Table 1's protocol (its imbalance-1 column)
+    assert protocols.paper_defaults("cifar10", "none", 1.0)["epochs"] == 100
+    stale = text.replace("--model=resnet32", "--model=wrn28_10")
+    assert protocols.flagfile_text(stale) == text
+
+
+def test_the_digits_and_fashion_flagfiles_run_their_settings(dry_run):
     files = sorted(f for f in glob.glob(os.path.join(REPO, "flags", "fashion_*.cfg")) +
                    glob.glob(os.path.join(REPO, "flags", "digits_*.cfg"))
                    if "_memorize_" not in f)  # own data (an npz subset): the next test
@@ -69,15 +78,11 @@ def test_offline_flagfiles_run_their_settings_defaults(dry_run):
         "fashion_longtail100.cfg", "fashion_longtail10_flip0.2.cfg", "fashion_uniform0.4.cfg"]
     for path in files:
         got = dry_run(f"--flagfile={path}")
-        expected = paper_defaults(got["dataset"], got["noise"], float(got["imbalance"]))
         name = os.path.basename(path)
         assert got["dataset"] == ("digits" if name.startswith("digits") else "fashion_mnist")
         if "longtail" in name:
             assert float(got["imbalance"]) == float(name.split("longtail")[1].split("_")[0]
                                                     .removesuffix(".cfg"))
-        assert (got["model"], got["epochs"], got["meta_per_class"]) == (
-            expected["model"], str(expected["epochs"]), str(expected["meta_per_class"])), name
-        assert got["lr_decay_epochs"] == ",".join(map(str, expected["lr_decay_epochs"]))
 
 
 def test_memorization_flagfiles_train_the_mlp_on_an_npz_subset_without_regularization(dry_run):

@@ -35,7 +35,7 @@ LAYERS = (
                "mwnet_tf.outputs", "mwnet_tf.cli")),
 )
 # Old import paths kept for one release (each is the module it names): nothing imports them.
-DEPRECATED = {"mwnet_tf.steps", "mwnet_tf.keras_model", "mwnet_tf.export"}
+DEPRECATED = {"mwnet_tf.steps", "mwnet_tf.keras_model", "mwnet_tf.export", "mwnet_tf.optim"}
 
 
 def _layer(module: str) -> int:

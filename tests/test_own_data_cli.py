@@ -53,7 +53,7 @@ def read_issues(run):
         return list(csv.DictReader(f))
 
 
-def check_takehome(run, classes, dataset):
+def check_run_outputs(run, classes, dataset):
     for name in TAKEHOME:
         assert os.path.isfile(os.path.join(run, name)), name
     results = json.load(open(os.path.join(run, "results.json")))
@@ -85,7 +85,7 @@ def test_folder_csv_and_npz_train_through_the_command_line(cli, tmp_path):
         out = cli.run(f"--dataset={dataset}", *args, *QUICK, f"--workdir={run}")
         assert out.returncode == 0, out.stderr[-3000:]
         assert "classes: " + ", ".join(classes) in out.stdout
-        results = check_takehome(run, classes, dataset)
+        results = check_run_outputs(run, classes, dataset)
         assert results["config"]["model"] == ("mlp" if dataset == "npz" else "cnn")
         issues = read_issues(run)
         assert len(issues) == results["own_data"]["train"]
@@ -139,7 +139,7 @@ def test_tfds_name_trains_through_the_command_line(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    results = check_takehome(run, [str(k) for k in range(10)], "tfds:mnist")
+    results = check_run_outputs(run, [str(k) for k in range(10)], "tfds:mnist")
     assert results["own_data"]["trusted"] is None and results["config"]["model"] == "cnn"
 
 
@@ -180,7 +180,7 @@ def test_a_keras_model_file_trains_with_the_methods(cli, tmp_path, method):
                   *extra, f"--workdir={run}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"with {model}" in out.stdout
-    results = check_takehome(run, ("low", "mid", "high"), "npz")
+    results = check_run_outputs(run, ("low", "mid", "high"), "npz")
     assert results["config"]["model"] == model
     saved = keras.saving.load_model(os.path.join(run, "classifier.keras"))
     assert [w.shape for w in saved.weights] == [w.shape for w in
@@ -208,7 +208,7 @@ def test_image_folder_under_mirrored_strategy_reads_each_pipelines_files(tmp_pat
                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "on 2 replica(s)" in out.stdout
-    check_takehome(run, ("cat", "dog"), "folder")
+    check_run_outputs(run, ("cat", "dog"), "folder")
 
 
 def test_an_image_damaged_after_loading_is_named_when_the_run_reads_it(tmp_path):

@@ -417,3 +417,15 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 141
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_flagfiles_mode_checks_and_rewrites_the_defaults_below_the_marker(tmp_path, capsys):
+    src = os.path.join(os.path.dirname(os.path.dirname(__file__)), "flags", "quickstart.cfg")
+    good = open(src).read()
+    (tmp_path / "quickstart.cfg").write_text(good.replace("--model=mlp", "--model=cnn"))
+    rc, out, _ = run_main(["--flagfiles", str(tmp_path), "--check"], capsys)
+    assert rc == 1 and "-model=cnn" in out and "+model=mlp" in out.replace("+--", "+")
+    rc, out, _ = run_main(["--flagfiles", str(tmp_path)], capsys)
+    assert rc == 0 and "rewritten" in out and (tmp_path / "quickstart.cfg").read_text() == good
+    rc, _, err = run_main(["--flagfiles", str(tmp_path / "none")], capsys)
+    assert rc == 1 and "no flagfiles" in err

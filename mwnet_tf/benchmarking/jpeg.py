@@ -12,7 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from mwnet_tf.data.bias import BiasedData
-from mwnet_tf.data.clothing1m import IMAGENET_MEAN, IMAGENET_STD
+from mwnet_tf.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from mwnet_tf.data.pipeline import make_test_dataset, make_train_dataset
 
 

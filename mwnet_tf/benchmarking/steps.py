@@ -189,7 +189,7 @@ def _summary(benches, times, loop_times, *, model, batch_size, input_shape, jit_
            "device": ", ".join(d.device_type for d in tf.config.list_logical_devices()),
            "cpu_count": os.cpu_count(), "machine": platform.machine(),
            "tensorflow": tf.__version__, "keras": keras.__version__, "loop": loop}
-    if "ce" in step_s and "mwnet" in step_s:  # the figures of earlier versions
+    if "ce" in step_s and "mwnet" in step_s:  # the pair the bench tables compare
         out.update(plain_step_s=step_s["ce"], mwnet_step_s=step_s["mwnet"],
                    ratio=step_s["mwnet"] / step_s["ce"])
     return out

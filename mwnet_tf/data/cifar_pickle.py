@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from mwnet_tf.data import safe_pickle
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import data_error
 
 FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 TRAIN_FILES = {"cifar10": tuple(f"data_batch_{i}" for i in range(1, 6)),
@@ -30,10 +30,6 @@ CLASSES = {"labels": 10, "fine_labels": 100, "coarse_labels": 20}
 URLS = {"cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"}
 _PIXELS = 32 * 32 * 3
-
-
-def _error(path: str, what: str) -> DataUnavailableError:
-    return DataUnavailableError(" ".join(f"{path}: {what}".split()))  # always one line
 
 
 def _files(name: str) -> tuple[str, ...]:
@@ -58,10 +54,10 @@ def find_folder(name: str, data_dir: str) -> str | None:
 
 def _read_dict(path: str) -> dict:
     if not os.path.isfile(path):
-        raise _error(path, "missing")
+        raise data_error(path, "missing")
     obj = safe_pickle.load(path, encoding="bytes")  # Python 2 pickles: keys are bytes
     if not isinstance(obj, dict):
-        raise _error(path, f"not a CIFAR file: it holds a {type(obj).__name__}, not a dict")
+        raise data_error(path, f"not a CIFAR file: it holds a {type(obj).__name__}, not a dict")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
@@ -71,12 +67,12 @@ def _int_labels(path: str, key: str, values, n: int) -> np.ndarray:
     except (TypeError, ValueError):
         labels = np.asarray([], dtype=object)
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
-        raise _error(path, f"`{key}` must hold {n} integer labels (one per row of `data`), got "
+        raise data_error(path, f"`{key}` must hold {n} integer labels (one per row of `data`), got "
                            f"{labels.dtype} of shape {labels.shape}")
     classes = CLASSES[key]
     bad = labels[(labels < 0) | (labels >= classes)]
     if bad.size:
-        raise _error(path, f"`{key}` has label {int(bad[0])} outside 0..{classes - 1}")
+        raise data_error(path, f"`{key}` has label {int(bad[0])} outside 0..{classes - 1}")
     return labels.astype(np.int64)
 
 
@@ -86,16 +82,16 @@ def read_batch(name: str, path: str) -> tuple[np.ndarray, dict[str, np.ndarray]]
     other = "cifar100" if name == "cifar10" else "cifar10"
     if "data" not in d or not all(k in d for k in LABEL_KEYS[name]):
         if "data" in d and all(k in d for k in LABEL_KEYS[other]):
-            raise _error(path, f"a {other} batch (keys {', '.join(LABEL_KEYS[other])}), not a "
+            raise data_error(path, f"a {other} batch (keys {', '.join(LABEL_KEYS[other])}), not a "
                                f"{name} one: pass --dataset={other}")
-        raise _error(path, f"not a {name} batch: expected the keys data, "
+        raise data_error(path, f"not a {name} batch: expected the keys data, "
                            f"{', '.join(LABEL_KEYS[name])}; it has {', '.join(map(str, d))}")
     data = d["data"]
     if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
             or data.shape[1] != _PIXELS):
         what = (f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray)
                 else type(data).__name__)
-        raise _error(path, f"`data` must be a uint8 array [N, {_PIXELS}], got {what}")
+        raise data_error(path, f"`data` must be a uint8 array [N, {_PIXELS}], got {what}")
     n = len(data)
     labels = {k: _int_labels(path, k, d[k], n) for k in LABEL_KEYS[name]}
     # Rows are channel-major (3 planes of 32x32); tfds' images are [32, 32, 3].
@@ -109,8 +105,8 @@ def _check_meta(name: str, path: str) -> None:
     names = d.get(key)
     if not isinstance(names, list) or len(names) != count:
         got = f"{len(names)} names" if isinstance(names, list) else "none"
-        raise _error(path, f"not {name}'s meta file: expected `{key}` with {count} class names, "
-                           f"got {got} (keys {', '.join(map(str, d))})")
+        raise data_error(path, f"not {name}'s meta file: expected `{key}` with {count} class "
+                         f"names, got {got} (keys {', '.join(map(str, d))})")
 
 
 def load_folder(name: str, folder: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -40,7 +40,8 @@ import os
 import numpy as np
 
 from mwnet_tf.data.bias import BiasedData
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.data.datasets import IMAGENET_MEAN, IMAGENET_STD
+from mwnet_tf.errors import DataUnavailableError, data_error
 
 NUM_CLASSES = 14
 CLASS_NAMES = "category_names_eng.txt"
@@ -48,14 +49,8 @@ NOISY_LABELS, CLEAN_LABELS = "noisy_label_kv.txt", "clean_label_kv.txt"
 TRAIN_KEYS, VAL_KEYS, TEST_KEYS = ("noisy_train_key_list.txt", "clean_val_key_list.txt",
                                    "clean_test_key_list.txt")
 ANNOTATIONS = (CLASS_NAMES, NOISY_LABELS, CLEAN_LABELS, TRAIN_KEYS, VAL_KEYS, TEST_KEYS)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP, RESIZE = 224, 256  # the paper: resize to 256x256, crop 224x224
 SOURCE = "https://github.com/Cysu/noisy_label (ask the authors for the download link)"
-
-
-def _error(path: str, what: str) -> DataUnavailableError:
-    return DataUnavailableError(" ".join(f"{path}: {what}".split()))
 
 
 def resize_for(crop: int) -> int:
@@ -78,12 +73,12 @@ def annotation_folder(data_dir: str) -> str:
 
 def _lines(path: str) -> list[str]:
     if not os.path.isfile(path):
-        raise _error(path, "missing (part of Clothing1M's published annotation files)")
+        raise data_error(path, "missing (part of Clothing1M's published annotation files)")
     try:
         with open(path, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
     except UnicodeDecodeError:
-        raise _error(path, "not a text file") from None
+        raise data_error(path, "not a text file") from None
 
 
 def read_labels(path: str) -> dict[str, int]:
@@ -92,10 +87,11 @@ def read_labels(path: str) -> dict[str, int]:
     for number, line in enumerate(_lines(path), 1):
         parts = line.split()
         if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise _error(path, f"line {number} is not `images/.../NAME.jpg LABEL`: {line[:80]!r}")
+            raise data_error(path, f"line {number} is not `images/.../NAME.jpg LABEL`: "
+                             f"{line[:80]!r}")
         label = int(parts[1])
         if not 0 <= label < NUM_CLASSES:
-            raise _error(path, f"line {number} has label {label} outside 0..{NUM_CLASSES - 1}")
+            raise data_error(path, f"line {number} has label {label} outside 0..{NUM_CLASSES - 1}")
         out[parts[0]] = label
     return out
 
@@ -105,9 +101,9 @@ def read_keys(path: str) -> list[str]:
     keys = _lines(path)
     bad = next((k for k in keys if len(k.split()) != 1), None)
     if bad is not None:
-        raise _error(path, f"not a key list: line {bad[:80]!r} holds more than one key")
+        raise data_error(path, f"not a key list: line {bad[:80]!r} holds more than one key")
     if not keys:
-        raise _error(path, "empty")
+        raise data_error(path, "empty")
     return keys
 
 
@@ -115,7 +111,7 @@ def _labelled(keys: list[str], labels: dict[str, int], keys_file: str,
               labels_file: str) -> np.ndarray:
     missing = next((k for k in keys if k not in labels), None)
     if missing is not None:
-        raise _error(keys_file, f"key {missing} has no label in {labels_file}")
+        raise data_error(keys_file, f"key {missing} has no label in {labels_file}")
     return np.array([labels[k] for k in keys], np.int64)
 
 
@@ -152,7 +148,7 @@ def load_clothing1m(data_dir: str, image_size: int = CROP) -> BiasedData:
 
     names = _lines(path(CLASS_NAMES))
     if len(names) != NUM_CLASSES:
-        raise _error(path(CLASS_NAMES), f"holds {len(names)} class names, not {NUM_CLASSES}")
+        raise data_error(path(CLASS_NAMES), f"holds {len(names)} class names, not {NUM_CLASSES}")
     noisy, clean = read_labels(path(NOISY_LABELS)), read_labels(path(CLEAN_LABELS))
     train_keys, val_keys, test_keys = (read_keys(path(f)) for f in (TRAIN_KEYS, VAL_KEYS,
                                                                      TEST_KEYS))
@@ -164,7 +160,7 @@ def load_clothing1m(data_dir: str, image_size: int = CROP) -> BiasedData:
                             (test_keys, TEST_KEYS)):
         missing = next((k for k in keys if k not in existing), None)
         if missing is not None:
-            raise _error(os.path.join(data_dir, missing),
+            raise data_error(os.path.join(data_dir, missing),
                          f"missing: {keys_file} names it but there is no such image")
     known = np.array([k in clean for k in train_keys])
     train_clean_y = np.array([clean.get(k, noisy[k]) for k in train_keys], np.int64)

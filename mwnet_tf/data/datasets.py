@@ -23,6 +23,9 @@ CIFAR_MEAN = tuple(v / 255.0 for v in (125.3, 123.0, 113.9))
 CIFAR_STD = tuple(v / 255.0 for v in (63.0, 62.1, 66.7))
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
+# ImageNet's statistics: the normalization of ImageNet-pretrained models (Clothing1M's ResNet-50)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 # Where the Debian package `dataset-fashion-mnist` puts the four IDX files.
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 

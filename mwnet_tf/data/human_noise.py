@@ -34,7 +34,7 @@ import numpy as np
 from mwnet_tf.data import safe_pickle
 from mwnet_tf.data.datasets import Dataset
 from mwnet_tf.data.npy_check import check_npy
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import data_error
 
 # --noise_label_set -> key in the published file, per data set.
 LABEL_SETS = {
@@ -82,28 +82,24 @@ def check_settings(dataset: str, path: str | None, label_set: str | None) -> lis
     return []
 
 
-def _error(path: str, what: str) -> DataUnavailableError:
-    return DataUnavailableError(" ".join(f"{path}: {what}".split()))
-
-
 def read_torch_labels(path: str) -> dict[str, np.ndarray]:
     """The dict of label arrays in a CIFAR-N `torch.save` archive, without PyTorch."""
     try:
         with zipfile.ZipFile(path) as z:
             names = [n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
             if len(names) != 1:
-                raise _error(path, f"a zip archive without one data.pkl (it holds "
+                raise data_error(path, f"a zip archive without one data.pkl (it holds "
                                    f"{', '.join(z.namelist()[:5]) or 'nothing'}): not a "
                                    "torch.save file")
             raw = z.read(names[0])
     except zipfile.BadZipFile as e:
-        raise _error(path, f"not a torch.save zip archive ({e}); a label file is a CIFAR-N "
+        raise data_error(path, f"not a torch.save zip archive ({e}); a label file is a CIFAR-N "
                            ".pt, or a .npy / .csv of one label per training image") from None
     except OSError as e:
-        raise _error(path, f"cannot read: {e.strerror or e}") from None
+        raise data_error(path, f"cannot read: {e.strerror or e}") from None
     obj = safe_pickle.loads(raw, f"{path}:{names[0]}")
     if not isinstance(obj, dict):
-        raise _error(path, f"holds a {type(obj).__name__}, not a dict of label arrays")
+        raise data_error(path, f"holds a {type(obj).__name__}, not a dict of label arrays")
     return obj
 
 
@@ -113,7 +109,7 @@ def _as_labels(path: str, what: str, values) -> np.ndarray:
     except (TypeError, ValueError):
         labels = np.asarray([], dtype=object)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise _error(path, f"{what} is not one integer label per image ({labels.dtype} of "
+        raise data_error(path, f"{what} is not one integer label per image ({labels.dtype} of "
                            f"shape {labels.shape})")
     return labels.astype(np.int64)
 
@@ -124,22 +120,22 @@ def _read_plain(path: str) -> np.ndarray:
             check_npy(path)  # the size its header declares, before NumPy allocates it
             values = np.load(path, allow_pickle=False)
         except OSError as e:
-            raise _error(path, f"cannot read: {e.strerror or e}") from None
+            raise data_error(path, f"cannot read: {e.strerror or e}") from None
         except ValueError as e:  # a pickled .npy, or not a .npy at all
-            raise _error(path, f"not a plain .npy array ({' '.join(str(e).split())[:160]})"
+            raise data_error(path, f"not a plain .npy array ({' '.join(str(e).split())[:160]})"
                          ) from None
         return _as_labels(path, "the array", values)
     try:
         with open(path) as f:
             text = f.read()
     except (OSError, UnicodeError) as e:
-        raise _error(path, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
+        raise data_error(path, f"cannot read: {getattr(e, 'strerror', None) or e}") from None
     fields = text.replace(",", "\n").split()
     try:
         return np.array([int(v) for v in fields], dtype=np.int64)
     except ValueError:
         bad = next(v for v in fields if not v.lstrip("-").isdigit())
-        raise _error(path, f"{bad[:40]!r} is not an integer label; a .csv holds one integer "
+        raise data_error(path, f"{bad[:40]!r} is not an integer label; a .csv holds one integer "
                            "label per training image") from None
 
 
@@ -152,7 +148,7 @@ def load_human_labels(path: str, label_set: str | None, ds: Dataset) -> np.ndarr
             number of images, labels out of range, clean labels that disagree).
     """
     if not os.path.isfile(path):
-        raise _error(path, "missing (--noise_labels)")
+        raise data_error(path, "missing (--noise_labels)")
     n, classes = len(ds.train_y), ds.num_classes
     clean = None
     if is_plain_file(path):
@@ -167,7 +163,7 @@ def load_human_labels(path: str, label_set: str | None, ds: Dataset) -> np.ndarr
                 raise ValueError(f"--noise_labels={path} is a {other} label file "
                                  f"({PUBLISHED[other]}: {', '.join(map(str, d))}), not "
                                  f"{ds.name}'s: use it with --dataset={other}")
-            raise _error(path, f"has no {key} (--noise_label_set={label_set}); it holds "
+            raise data_error(path, f"has no {key} (--noise_label_set={label_set}); it holds "
                                f"{', '.join(map(str, d)) or 'nothing'}")
         noisy = _as_labels(path, key, d[key])
         what = key

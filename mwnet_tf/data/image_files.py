@@ -24,7 +24,7 @@ import re
 import stat
 import warnings
 
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import data_error
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # The largest image read: 8192 x 8192 pixels (67,108,864; a 64-megapixel image decodes to
@@ -35,11 +35,6 @@ _MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"))
-
-
-def error(what: str, problem: str) -> DataUnavailableError:
-    """A one-line `DataUnavailableError`: "WHAT: PROBLEM" (whitespace collapsed)."""
-    return DataUnavailableError(" ".join(f"{what}: {problem}".split()))
 
 
 def is_hidden(name: str) -> bool:
@@ -59,17 +54,17 @@ def _stat(path: str) -> os.stat_result:
         return os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            raise error(path, f"a broken symlink (to {os.readlink(path)})") from None
-        raise error(path, "no such file") from None
+            raise data_error(path, f"a broken symlink (to {os.readlink(path)})") from None
+        raise data_error(path, "no such file") from None
     except OSError as e:
-        raise error(path, f"cannot be read ({e.strerror or e})") from None
+        raise data_error(path, f"cannot be read ({e.strerror or e})") from None
 
 
 def regular_file(path: str) -> os.stat_result:
     """`os.stat(path)`, checked to be a regular file (a FIFO is never opened)."""
     st = _stat(path)
     if not stat.S_ISREG(st.st_mode):
-        raise error(path, f"{_kind(st.st_mode)}, not a regular file: only image files are "
+        raise data_error(path, f"{_kind(st.st_mode)}, not a regular file: only image files are "
                     "read")
     return st
 
@@ -80,7 +75,7 @@ def resolved_inside(path: str, root: str, real_root: str | None = None) -> str:
     real_root = os.path.realpath(root) if real_root is None else real_root
     real = os.path.realpath(path)
     if os.path.commonpath([real, real_root]) != real_root:
-        raise error(path, f"leads out of the data folder {root} through a symlink (to {real})")
+        raise data_error(path, f"leads out of the data folder {root} through a symlink (to {real})")
     return real
 
 
@@ -101,16 +96,16 @@ def walk_images(folder: str, root: str | None = None, seen: dict | None = None) 
         st = _stat(path)
         key = (st.st_dev, st.st_ino)
         if key in above:
-            raise error(path, f"a symlink loop: it leads back to {seen[key]}")
+            raise data_error(path, f"a symlink loop: it leads back to {seen[key]}")
         if key in seen:
-            raise error(path, f"the folder {seen[key]} again (through a symlink): a folder "
+            raise data_error(path, f"the folder {seen[key]} again (through a symlink): a folder "
                         "may be reached one way only")
         seen[key] = path
         try:
             entries = sorted((e for e in os.scandir(path) if not is_hidden(e.name)),
                              key=lambda e: e.name)
         except OSError as e:
-            raise error(path, f"cannot be listed ({e.strerror or e})") from None
+            raise data_error(path, f"cannot be listed ({e.strerror or e})") from None
         files, folders = [], []
         for entry in entries:
             if entry.is_symlink():
@@ -125,10 +120,10 @@ def walk_images(folder: str, root: str | None = None, seen: dict | None = None) 
             if stat.S_ISDIR(mode):
                 folders.append(entry.path)
             elif not stat.S_ISREG(mode):
-                raise error(entry.path, f"{_kind(mode)}, not a regular file: only image files "
+                raise data_error(entry.path, f"{_kind(mode)}, not a regular file: only image files "
                             "are read")
             elif not has_image_extension(entry.name):
-                raise error(entry.path, "not an image file: images are "
+                raise data_error(entry.path, "not an image file: images are "
                             f"{', '.join(IMAGE_EXTENSIONS)} files (hidden files, '.name', are "
                             "ignored)")
             else:
@@ -148,18 +143,18 @@ def read_header(path: str) -> tuple[str, str, tuple[int, int]]:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise error(path, f"cannot be read ({e.strerror or e})") from None
+        raise data_error(path, f"cannot be read ({e.strerror or e})") from None
     with os.fdopen(fd, "rb") as f:
         mode = os.fstat(f.fileno()).st_mode
         if not stat.S_ISREG(mode):  # replaced since the os.stat
-            raise error(path, f"{_kind(mode)}, not a regular file: only image files are read")
+            raise data_error(path, f"{_kind(mode)}, not a regular file: only image files are read")
         try:
             head = f.read(8)
         except OSError as e:
-            raise error(path, f"cannot be read ({e.strerror or e})") from None
+            raise data_error(path, f"cannot be read ({e.strerror or e})") from None
         fmt = next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
         if fmt is None:
-            raise error(path, "not an image: not a JPEG, PNG, BMP or GIF file by its first "
+            raise data_error(path, "not an image: not a JPEG, PNG, BMP or GIF file by its first "
                         "bytes")
         f.seek(0)
         try:
@@ -169,15 +164,15 @@ def read_header(path: str) -> tuple[str, str, tuple[int, int]]:
                     info = image.mode, tuple(int(v) for v in image.size)
         except Image.DecompressionBombError as e:
             declared = re.search(r"\((\d+) pixels\)", str(e))
-            raise error(path, f"{fmt} image too large: its header declares "
+            raise data_error(path, f"{fmt} image too large: its header declares "
                         f"{int(declared[1]) if declared else 'more than'} pixels, more than "
                         f"the {MAX_PIXELS} pixels an image may have") from None
         except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-            raise error(path, f"damaged {fmt} image: its header cannot be read ({e})") \
+            raise data_error(path, f"damaged {fmt} image: its header cannot be read ({e})") \
                 from None
     mode, (width, height) = info
     if width * height > MAX_PIXELS:
-        raise error(path, f"{fmt} image too large: its header declares {width} x {height} = "
+        raise data_error(path, f"{fmt} image too large: its header declares {width} x {height} = "
                     f"{width * height} pixels, more than the {MAX_PIXELS} pixels an image may "
                     "have")
     return fmt, mode, (width, height)

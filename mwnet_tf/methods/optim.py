@@ -40,7 +40,31 @@ def _dense(gradient, dtype):
     return ops.cast(gradient, dtype)
 
 
-class TorchSGD(keras.optimizers.Optimizer):
+class _CoupledL2(keras.optimizers.Optimizer):
+    """A Keras optimizer with torch.optim's coupled L2: `g + weight_decay * w` is what the
+    update rule sees (Keras' own, decoupled `weight_decay` stays unset)."""
+
+    def __init__(self, learning_rate, weight_decay, name, **kwargs):
+        super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.coupled_weight_decay = float(weight_decay)
+
+    def _gradient(self, gradient, variable):
+        """The dense gradient in the variable's dtype, with the coupled L2 term added."""
+        g = _dense(gradient, variable.dtype)
+        if self.coupled_weight_decay:
+            g = ops.add(g, ops.multiply(_to_dtype(self.coupled_weight_decay, variable.dtype),
+                                        variable))
+        return g
+
+    def get_config(self):
+        config = super().get_config()
+        config["weight_decay"] = self.coupled_weight_decay
+        return config
+
+
+class TorchSGD(_CoupledL2):
     """SGD with `torch.optim.SGD`'s rule (dampening 0).
 
     Per step: `g += weight_decay * w`; with momentum, `buf = momentum * buf + g` (buf starts at 0)
@@ -58,16 +82,13 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def __init__(self, learning_rate, momentum=0.0, nesterov=False, weight_decay=0.0,
                  name="torch_sgd", **kwargs):
-        super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
+        super().__init__(learning_rate, weight_decay, name, **kwargs)
         if momentum < 0:
             raise ValueError(f"momentum must be >= 0, got {momentum}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         if nesterov and momentum <= 0:
             raise ValueError("Nesterov momentum needs momentum > 0")
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
-        self.coupled_weight_decay = float(weight_decay)
 
     def build(self, variables):
         """Creates one momentum buffer per variable (none when `momentum` is 0)."""
@@ -82,9 +103,7 @@ class TorchSGD(keras.optimizers.Optimizer):
         """Applies one torch-SGD step to `variable`."""
         dtype = variable.dtype
         lr = _to_dtype(learning_rate, dtype)
-        g = _dense(gradient, dtype)
-        if self.coupled_weight_decay:
-            g = ops.add(g, ops.multiply(_to_dtype(self.coupled_weight_decay, dtype), variable))
+        g = self._gradient(gradient, variable)
         if self.momentum != 0:
             buf = self.momentums[self._get_variable_index(variable)]
             momentum = _to_dtype(self.momentum, dtype)
@@ -95,12 +114,11 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"momentum": self.momentum, "nesterov": self.nesterov,
-                       "weight_decay": self.coupled_weight_decay})
+        config.update({"momentum": self.momentum, "nesterov": self.nesterov})
         return config
 
 
-class TorchAdam(keras.optimizers.Optimizer):
+class TorchAdam(_CoupledL2):
     """Adam with `torch.optim.Adam`'s rule (amsgrad off).
 
     Per step, with `t = iterations + 1`: `g += weight_decay * w`;
@@ -120,18 +138,15 @@ class TorchAdam(keras.optimizers.Optimizer):
 
     def __init__(self, learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.0,
                  name="torch_adam", **kwargs):
-        super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
+        super().__init__(learning_rate, weight_decay, name, **kwargs)
         for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{arg} must be in [0, 1), got {value}")
         if epsilon < 0:
             raise ValueError(f"epsilon must be >= 0, got {epsilon}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         self.beta_1 = float(beta_1)
         self.beta_2 = float(beta_2)
         self.epsilon = float(epsilon)
-        self.coupled_weight_decay = float(weight_decay)
 
     def build(self, variables):
         """Creates the first and second moment of every variable."""
@@ -145,9 +160,7 @@ class TorchAdam(keras.optimizers.Optimizer):
         """Applies one torch-Adam step to `variable`."""
         dtype = variable.dtype
         lr = _to_dtype(learning_rate, dtype)
-        g = _dense(gradient, dtype)
-        if self.coupled_weight_decay:
-            g = ops.add(g, ops.multiply(_to_dtype(self.coupled_weight_decay, dtype), variable))
+        g = self._gradient(gradient, variable)
         beta_1 = _to_dtype(self.beta_1, dtype)
         beta_2 = _to_dtype(self.beta_2, dtype)
         one = _to_dtype(1.0, dtype)
@@ -169,6 +182,5 @@ class TorchAdam(keras.optimizers.Optimizer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
-                       "weight_decay": self.coupled_weight_decay})
+        config.update({"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon})
         return config

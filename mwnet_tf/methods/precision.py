@@ -22,13 +22,15 @@ from typing import Iterator
 import keras
 import tensorflow as tf
 
-MODES = ("none", "bfloat16", "float16")
+from mwnet_tf.config import MIXED_PRECISION
+
 _POLICIES = {"none": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
 def check(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"mixed_precision must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in MIXED_PRECISION:
+        raise ValueError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got "
+                         f"{mode!r}")
 
 
 @contextlib.contextmanager

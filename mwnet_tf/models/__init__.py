@@ -13,18 +13,19 @@ classifiers (their output layer computes in float32), never for the weight net.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from typing import Iterator
 
 import keras
 
-from mwnet_tf.config import ANY_SHAPE_MODELS, MODELS
-from mwnet_tf.models.resnet import resnet50, resnet_cifar
-from mwnet_tf.models.small import cnn, mlp, tiny, weight_net
-from mwnet_tf.models.wide_resnet import wide_resnet
+from mwnet_tf.config import MODEL_TRAITS, MODELS
+from mwnet_tf.models.small import weight_net
 
-# A builder for each name of `mwnet_tf.config.MODELS` (tests/test_models.py).
-_BUILDERS = {"resnet32": resnet_cifar, "wrn28_10": wide_resnet, "resnet50": resnet50,
-             "mlp": mlp, "cnn": cnn, "tiny": tiny}
+
+def builder(name: str):
+    """The function that builds classifier `name` (`config.MODEL_TRAITS[name].builder`)."""
+    module, _, function = MODEL_TRAITS[name].builder.rpartition(".")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
 
 
 @contextlib.contextmanager
@@ -45,14 +46,14 @@ def _floatx_policy(keep_mixed: bool = True) -> Iterator[None]:
 def build_classifier(name: str, num_classes: int, input_shape: tuple[int, ...], *,
                      synchronized_bn: bool = False, seed: int | None = None) -> keras.Model:
     """A classifier by name (one of MODELS) mapping images to logits [N, num_classes]."""
-    if name not in _BUILDERS:
+    if name not in MODEL_TRAITS:
         raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
-    if name not in ANY_SHAPE_MODELS and len(input_shape) != 3:
+    if not MODEL_TRAITS[name].any_shape and len(input_shape) != 3:
         raise ValueError(f"--model={name} takes images [height, width, channels]; this data's "
                          f"samples have shape {tuple(input_shape)}: use --model=mlp")
     with _floatx_policy():
-        return _BUILDERS[name](num_classes, tuple(input_shape), synchronized_bn=synchronized_bn,
-                               seed=seed)
+        return builder(name)(num_classes, tuple(input_shape), synchronized_bn=synchronized_bn,
+                             seed=seed)
 
 
 def build_weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:

@@ -23,7 +23,7 @@ from mwnet_tf import files
 from mwnet_tf.errors import WeightFnError
 from mwnet_tf.models import build_weight_net
 
-SIGNATURE = "serving_default"
+SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 DEFAULT_LOSSES = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 

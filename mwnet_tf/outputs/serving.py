@@ -34,7 +34,7 @@ from mwnet_tf.data.class_names import default_class_names
 from mwnet_tf.data.clothing1m import resize_for
 from mwnet_tf.data.pipeline import normalize
 
-SIGNATURE = "serving_default"
+SIGNATURE = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 INPUT = "inputs"
 OUTPUT = "probabilities"
 SPEC_FORMAT = 1

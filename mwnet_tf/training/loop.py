@@ -41,7 +41,7 @@ from mwnet_tf.training.epoch import Epochs, epoch_lr, reading_images, train_epoc
 from mwnet_tf.training.evaluation import Evaluation, epoch_line
 from mwnet_tf.training.run_folder import check_same_data, remove_leftovers
 
-# used through this module by train.py, bench.py and the tests
+# the training wing's entry points
 __all__ = ["Interrupted", "TrainingError", "epoch_lr", "load_data", "make_optimizer",
            "make_strategy", "train_and_evaluate", "train_epoch"]
 
@@ -435,5 +435,5 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
                                            dataset=config.dataset, class_names=class_names,
                                            log=log, data_root=data_root(config.dataset,
                                                                         config.data_dir))
-        results_lib.write(workdir, results, parts.method, parts.ckpt, takehome=take_home)
+        results_lib.write(workdir, results, parts.method, parts.ckpt, finish=take_home)
     return results

@@ -42,14 +42,14 @@ def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict
     }
 
 
-def write(workdir: str, results: dict, method, ckpt, takehome=None) -> None:
-    """The method's exports, then what `takehome()` writes (label_issues.csv, the classifier;
+def write(workdir: str, results: dict, method, ckpt, finish=None) -> None:
+    """The method's exports, then what `finish()` writes (label_issues.csv, the classifier;
     its entries join `results`), then `results.json`; a failed write is a `WriteError`
     naming the checkpoint kept (`ckpt.writing`)."""
     with ckpt.writing(f"the exports in {workdir}"):
         method.export(workdir)
-        if takehome is not None:
-            results.update(takehome())
+        if finish is not None:
+            results.update(finish())
     path = os.path.join(workdir, files.RESULTS)
     with ckpt.writing(path):
         files.write_json(path, results, fault="results")

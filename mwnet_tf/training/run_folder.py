@@ -74,7 +74,7 @@ def check_same_data(workdir: str, prints: dict[str, str]) -> None:
     """A run folder holding checkpoints resumes only on the data it started on: a
     `ValueError` when its `data.json` (written when it started) names other fingerprints
     (`prints`, per split). A folder without checkpoints starts afresh, one without
-    `data.json` (written before it existed) is not checked."""
+    `data.json` is not checked."""
     path = os.path.join(workdir, files.DATA)
     ckpts = os.path.join(workdir, files.CHECKPOINTS)
     if not (os.path.isfile(path) and os.path.isdir(ckpts) and os.listdir(ckpts)):

@@ -27,7 +27,7 @@ from mwnet_tf.data.bias import BiasedData, part_rngs
 from mwnet_tf.data.imbalance import long_tail_indices
 from mwnet_tf.data.instance_noise import instance_noisy_labels
 from mwnet_tf.data.noise import corrupt_labels, empirical_transition, transition_matrix
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import data_error
 
 # The part of the trusted set held out for testing when the data has no test split: half,
 # because the test accuracy is the number a run reports, and the trusted sets this is made for
@@ -47,11 +47,6 @@ OWN_NOISES = ("none", "uniform", "flip", "flip1", "instance")
 # the most classes own data may have: labels are class indices 0..C-1, and every class gets a
 # name, a logit and a row of the noise-transition matrices, so a label of 10^12 is a mistake
 MAX_CLASSES = 100_000
-
-
-def error(what: str, problem: str) -> DataUnavailableError:
-    """A one-line `DataUnavailableError`: "WHAT: PROBLEM" (whitespace collapsed)."""
-    return DataUnavailableError(" ".join(f"{what}: {problem}".split()))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -173,7 +168,7 @@ def hold_out(labels: np.ndarray, fraction: float, seed: int, class_names,
     for c, name in enumerate(class_names):
         idx = np.flatnonzero(labels == c)
         if idx.size < 2:
-            raise error(what, f"class {name!r} has {idx.size} image(s), too few to hold out a "
+            raise data_error(what, f"class {name!r} has {idx.size} image(s), too few to hold out a "
                         "test part (at least 2 per class): add a test split")
         k = int(np.clip(round(fraction * idx.size), 1, idx.size - 1))
         held.append(rng.choice(idx, k, replace=False))
@@ -203,7 +198,7 @@ def _per_class(labels: np.ndarray, meta_per_class: int, class_names, rng: np.ran
     for c, name in enumerate(class_names):
         idx = np.flatnonzero(labels == c)
         if idx.size < meta_per_class:
-            raise error(what, f"class {name!r} has only {idx.size} images, fewer than "
+            raise data_error(what, f"class {name!r} has only {idx.size} images, fewer than "
                         f"meta_per_class={meta_per_class}")
         chosen.append(rng.choice(idx, meta_per_class, replace=False))
     return np.sort(np.concatenate(chosen)).astype(np.int64)

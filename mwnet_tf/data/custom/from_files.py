@@ -52,18 +52,17 @@ from mwnet_tf.data.custom.biased import (
     MAX_CLASSES,
     NO_TRUSTED_WAY,
     OwnData,
-    error,
     hold_out,
     hold_out_training,
 )
+from mwnet_tf.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from mwnet_tf.data.image_files import is_hidden, read_header, resolved_inside, walk_images
 from mwnet_tf.data.pipeline import decode_image, find_undecodable
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError, data_error
 
 DEFAULT_IMAGE_SIZE = 32
 VERIFY_LIMIT = 10_000
 STATS_SAMPLE = 512
-IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SPLITS = ("train", "meta", "test")
 _GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -83,14 +82,14 @@ def _class_folders(split_dir: str, root: str, seen: dict) -> dict[str, list[str]
         if is_hidden(entry.name):
             continue
         if not entry.is_dir():
-            raise error(entry.path, f"a file directly in {split_dir}: images go into class "
+            raise data_error(entry.path, f"a file directly in {split_dir}: images go into class "
                         "folders, <split>/<class>/<image>")
         files = walk_images(entry.path, root, seen)
         if not files:
-            raise error(entry.path, "empty class folder (no image in it)")
+            raise data_error(entry.path, "empty class folder (no image in it)")
         classes[entry.name] = files
     if not classes:
-        raise error(split_dir, "no class folders in it (expected <split>/<class>/<image>)")
+        raise data_error(split_dir, "no class folders in it (expected <split>/<class>/<image>)")
     return classes
 
 
@@ -108,7 +107,7 @@ def list_image_folder(data_dir: str, *, need_trusted: bool = True
         resolved_inside(split_dir, data_dir)
     for needed in ("train", "meta") if need_trusted else ("train",):
         if needed not in present:
-            raise error(os.path.join(data_dir, needed),
+            raise data_error(os.path.join(data_dir, needed),
                         "missing: an image folder needs train/<class>/ (labels as given) and "
                         "meta/<class>/ (the trusted set), test/<class>/ optional"
                         + (f"; {NO_TRUSTED_WAY}" if needed == "meta" else ""))
@@ -120,11 +119,11 @@ def list_image_folder(data_dir: str, *, need_trusted: bool = True
             continue
         extra = [c for c in folders[split] if c not in names]
         if extra:
-            raise error(os.path.join(present[split], extra[0]),
+            raise data_error(os.path.join(present[split], extra[0]),
                         f"class {extra[0]!r} is not a class of train/ ({', '.join(names)})")
         lacking = [c for c in names if c not in folders[split]]
         if lacking:
-            raise error(os.path.join(present[split], lacking[0]),
+            raise data_error(os.path.join(present[split], lacking[0]),
                         f"missing: class {lacking[0]!r} of train/ has no folder in {split}/")
 
     def flat(split):
@@ -171,16 +170,16 @@ def _inside(path: str, root: str, csv_path: str, line: int) -> str:
     real_root = os.path.realpath(root)
     if os.path.commonpath([os.path.abspath(full), os.path.abspath(root)]) != \
             os.path.abspath(root):
-        raise error(where, f"path {path!r} leaves the data folder {root} (through '..' or "
+        raise data_error(where, f"path {path!r} leaves the data folder {root} (through '..' or "
                     "an absolute path)")
     if not os.path.lexists(full):
-        raise error(where, f"path {path!r}: no such file ({full})")
+        raise data_error(where, f"path {path!r}: no such file ({full})")
     real = os.path.realpath(full)
     if os.path.commonpath([real, real_root]) != real_root:
-        raise error(where, f"path {path!r} leaves the data folder {root} through a symlink "
+        raise data_error(where, f"path {path!r} leaves the data folder {root} through a symlink "
                     f"(to {real})")
     if not os.path.isfile(real):
-        raise error(where, f"path {path!r} is not a file ({full})")
+        raise data_error(where, f"path {path!r} is not a file ({full})")
     return full
 
 
@@ -212,17 +211,17 @@ def _read_csv_rows(csv_path: str, training: bool, need_trusted: bool = True
             reader.fieldnames = header
             rows = [(reader.line_num, row) for row in reader]
     except (UnicodeDecodeError, csv.Error) as e:
-        raise error(csv_path, f"not a readable CSV text file ({e})") from None
+        raise data_error(csv_path, f"not a readable CSV text file ({e})") from None
     missing = [c for c in ("path", "label") if c not in header]
     if missing:
-        raise error(csv_path, f"no {' or '.join(missing)} column in its header "
+        raise data_error(csv_path, f"no {' or '.join(missing)} column in its header "
                     f"({','.join(header) or 'empty'}): expected path,label[,split][,true_label]")
     if "split" not in header and training and need_trusted:
-        raise error(csv_path, "no split column: mark each row train, meta (the trusted, "
+        raise data_error(csv_path, "no split column: mark each row train, meta (the trusted, "
                     "clean labels) or test; the trusted rows cannot be guessed; "
                     f"{NO_TRUSTED_WAY}: a table without a split column is all training rows")
     if not rows:
-        raise error(csv_path, "no rows")
+        raise data_error(csv_path, "no rows")
     return header, rows
 
 
@@ -234,20 +233,21 @@ def _csv_records(csv_path: str, header: list[str], rows: list, training: bool,
     records = []
     for line, row in rows:
         if None in row or any(row.get(c) is None for c in header):
-            raise error(f"{csv_path} line {line}", f"has {len(header) + len(row.get(None, []))}"
-                        f" fields where the header has {len(header)}")
+            raise data_error(f"{csv_path} line {line}",
+                             f"has {len(header) + len(row.get(None, []))} fields where the "
+                             f"header has {len(header)}")
         split = (row["split"].strip().lower() if "split" in header
                  else "train" if training else "test")
         if split not in SPLITS:
-            raise error(f"{csv_path} line {line}", f"split {row['split']!r} is not one of "
+            raise data_error(f"{csv_path} line {line}", f"split {row['split']!r} is not one of "
                         f"{', '.join(SPLITS)}")
         label, true = row["label"].strip(), row["true_label"].strip() if has_true else None
         if not row["path"].strip() or not label or (has_true and not true):
-            raise error(f"{csv_path} line {line}", "an empty path, label or true_label")
+            raise data_error(f"{csv_path} line {line}", "an empty path, label or true_label")
         records.append((line, row["path"].strip(), label, split, true))
     for split in _needed_splits(training, need_trusted):
         if not any(r[3] == split for r in records):
-            raise error(csv_path, f"no {split} rows (split column): a table needs train rows "
+            raise data_error(csv_path, f"no {split} rows (split column): a table needs train rows "
                         "and meta rows (the trusted set)"
                         + (f"; {NO_TRUSTED_WAY}" if split == "meta" else ""))
     return records
@@ -264,16 +264,16 @@ def _csv_classes(csv_path: str, records: list, classes, has_true: bool):
     try:
         integers = _label_kind(every)
     except ValueError as e:
-        raise error(csv_path, f"labels mix integers (e.g. {str(e)!r}) and class names: use one "
-                    "kind") from None
+        raise data_error(csv_path, f"labels mix integers (e.g. {str(e)!r}) and class names: "
+                         "use one kind") from None
     if integers:
         for line, _, label, _, true in records:
             for value in (label, true) if has_true else (label,):
                 if value.startswith("-"):
-                    raise error(f"{csv_path} line {line}", f"label {value[:40]!r}: labels are "
+                    raise data_error(f"{csv_path} line {line}", f"label {value[:40]!r}: labels are "
                                 "class indices 0, 1, ... (no negative labels)")
                 if len(value.lstrip("0")) > 6 or _int(value) >= MAX_CLASSES:
-                    raise error(f"{csv_path} line {line}", f"label {value[:40]!r}: integer "
+                    raise data_error(f"{csv_path} line {line}", f"label {value[:40]!r}: integer "
                                 f"labels are class indices below {MAX_CLASSES} (at most "
                                 f"{MAX_CLASSES} classes)")
     if classes is not None:
@@ -284,7 +284,7 @@ def _csv_classes(csv_path: str, records: list, classes, has_true: bool):
     else:
         names = tuple(sorted({r[2] for r in records if r[3] == "train"}))
         if len(names) > MAX_CLASSES:
-            raise error(csv_path, f"{len(names)} class names, more than the {MAX_CLASSES} "
+            raise data_error(csv_path, f"{len(names)} class names, more than the {MAX_CLASSES} "
                         "classes own data may have")
     # integer labels index the classes, names name them
     index = {(str(k) if integers else n): k for k, n in enumerate(names)}
@@ -292,7 +292,7 @@ def _csv_classes(csv_path: str, records: list, classes, has_true: bool):
     def label_of(value, line) -> int:
         key = str(_int(value)) if integers else value
         if key not in index:
-            raise error(f"{csv_path} line {line}", f"label {value!r} is not one of the "
+            raise data_error(f"{csv_path} line {line}", f"label {value!r} is not one of the "
                         f"{len(names)} classes ({_short(names)})")
         return index[key]
 
@@ -324,7 +324,7 @@ def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
         counts = np.bincount(splits[split][1], minlength=len(names))
         if (counts == 0).any():
             name = names[int(np.argmin(counts))]
-            raise error(csv_path, f"class {name!r} has no {split} rows")
+            raise data_error(csv_path, f"class {name!r} has no {split} rows")
     arrays = {s: (np.array(p), np.array(y, np.int64)) for s, (p, y, _) in splits.items()}
     true_y = (np.array(splits["train"][2], np.int64) if has_true and "train" in splits
               else None)
@@ -379,7 +379,7 @@ def _decoded_stats(paths: np.ndarray, image_size: int, channels: int,
         found = find_undecodable(paths, decode)
         if found is None:
             raise
-        raise error(found[0], f"damaged image: cannot be decoded ({found[1]})") from None
+        raise data_error(found[0], f"damaged image: cannot be decoded ({found[1]})") from None
     mean = total / count
     std = np.sqrt(np.maximum(squares / count - mean ** 2, 0.0))
     std = np.where(std > 1e-6, std, 1.0)
@@ -394,7 +394,7 @@ def _finish(name: str, source: str, names: tuple[str, ...],
     if image_size < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size}")
     if not names:
-        raise error(source, "no classes")
+        raise data_error(source, "no classes")
     color = False
     for paths, _ in splits.values():
         for path in paths:
@@ -420,7 +420,7 @@ def _finish(name: str, source: str, names: tuple[str, ...],
 
         found = find_undecodable(every, lambda p: decode_image(p, 8, channels))
         if found is not None:
-            raise error(found[0], f"damaged image: cannot be decoded ({found[1]})")
+            raise data_error(found[0], f"damaged image: cannot be decoded ({found[1]})")
     if mean_std is None:
         rng = np.random.default_rng(split_seed)
         sample = (train_x if len(train_x) <= STATS_SAMPLE
@@ -428,7 +428,7 @@ def _finish(name: str, source: str, names: tuple[str, ...],
         mean, std = _decoded_stats(sample, image_size, channels)
     else:
         if mean_std == "imagenet":
-            mean_std = IMAGENET_MEAN_STD
+            mean_std = IMAGENET_MEAN, IMAGENET_STD
         mean, std = (tuple(float(v) for v in m) for m in mean_std)
         if channels == 1 and len(mean) == 3:
             mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)

@@ -28,12 +28,11 @@ from mwnet_tf.data.custom.biased import (
     MAX_CLASSES,
     NO_TRUSTED_WAY,
     OwnData,
-    error,
     hold_out,
     hold_out_training,
 )
 from mwnet_tf.data.npy_check import check_npz
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError, data_error
 
 REQUIRED = ("x_train", "y_train", "x_meta", "y_meta")
 TRUSTED = ("x_meta", "y_meta")  # required unless the meta set is selected (`need_trusted`)
@@ -72,25 +71,25 @@ def _read_arrays(path: str, need_trusted: bool = True) -> dict[str, np.ndarray]:
     try:
         check_npz(path)  # the sizes its members declare, before NumPy allocates them
     except ValueError as e:
-        raise error(path, str(e)) from None
+        raise data_error(path, str(e)) from None
     try:
         archive = np.load(path, allow_pickle=False)
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-        raise error(path, f"not a NumPy .npz file ({e})") from None
+        raise data_error(path, f"not a NumPy .npz file ({e})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise error(path, "a single array (.npy), not an .npz archive of named arrays")
+        raise data_error(path, "a single array (.npy), not an .npz archive of named arrays")
     with archive:
         keys = set(archive.files)
         missing = [k for k in REQUIRED if k not in keys
                    and (need_trusted or k not in TRUSTED)]
         if missing:
             way = f"; {NO_TRUSTED_WAY}" if set(missing) <= set(TRUSTED) else ""
-            raise error(path, f"no {', '.join(missing)} in it (holds: "
+            raise data_error(path, f"no {', '.join(missing)} in it (holds: "
                         f"{', '.join(sorted(keys)) or 'nothing'}); expected "
                         f"{', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}{way}")
         for a, b in (("x_test", "y_test"), TRUSTED):
             if (a in keys) != (b in keys):
-                raise error(path, f"{a} and {b} go together: it holds only one of them")
+                raise data_error(path, f"{a} and {b} go together: it holds only one of them")
         arrays = {}
         for k in REQUIRED + OPTIONAL:
             if k not in keys:
@@ -98,10 +97,10 @@ def _read_arrays(path: str, need_trusted: bool = True) -> dict[str, np.ndarray]:
             try:
                 arrays[k] = archive[k]
             except ValueError as e:  # object arrays: "Object arrays cannot be loaded ..."
-                raise error(path, f"{k} holds Python objects, refused (allow_pickle=False; "
+                raise data_error(path, f"{k} holds Python objects, refused (allow_pickle=False; "
                             f"{e}): store numbers and strings only") from None
             except (OSError, zipfile.BadZipFile, EOFError) as e:
-                raise error(path, f"{k} cannot be read ({e})") from None
+                raise data_error(path, f"{k} cannot be read ({e})") from None
     return arrays
 
 
@@ -113,23 +112,23 @@ def _split_arrays(path: str, arrays: dict) -> tuple[dict, dict]:
         ys["train_true"] = arrays["y_train_true"]
     for s, x in xs.items():
         if x is not None and (x.dtype.kind not in "biuf" or x.ndim < 2 or len(x) == 0):
-            raise error(path, f"x_{s} must be a non-empty numeric array [N, ...], got "
+            raise data_error(path, f"x_{s} must be a non-empty numeric array [N, ...], got "
                         f"dtype {x.dtype} shape {x.shape}")
     for s, y in ys.items():
         if y is None:
             continue
         name = f"y_{s}"
         if y.dtype.kind not in "iu" or y.ndim != 1:
-            raise error(path, f"{name} must be integer labels [N], got dtype {y.dtype} "
+            raise data_error(path, f"{name} must be integer labels [N], got dtype {y.dtype} "
                         f"shape {y.shape}")
         x = xs["train" if s == "train_true" else s]
         if len(y) != len(x):
-            raise error(path, f"{name} has {len(y)} labels for {len(x)} rows of "
+            raise data_error(path, f"{name} has {len(y)} labels for {len(x)} rows of "
                         f"x_{'train' if s == 'train_true' else s}")
     feature = xs["train"].shape[1:]
     for s in ("meta", "test"):
         if xs[s] is not None and xs[s].shape[1:] != feature:
-            raise error(path, f"x_{s} rows have shape {xs[s].shape[1:]}, x_train rows "
+            raise data_error(path, f"x_{s} rows have shape {xs[s].shape[1:]}, x_train rows "
                         f"{feature}")
     return xs, ys
 
@@ -139,36 +138,36 @@ def _class_names(path: str, arrays: dict, ys: dict) -> tuple[str, ...]:
     every class present in the training and trusted rows."""
     for s, y in ys.items():
         if y is not None and len(y) and int(y.min()) < 0:
-            raise error(path, f"y_{s} holds label {int(y.min())}: labels are class indices "
+            raise data_error(path, f"y_{s} holds label {int(y.min())}: labels are class indices "
                         "0, 1, ... (no negative labels)")
         if y is not None and len(y) and int(y.max()) >= MAX_CLASSES:
-            raise error(path, f"y_{s} holds label {int(y.max())}: labels are class indices "
+            raise data_error(path, f"y_{s} holds label {int(y.max())}: labels are class indices "
                         f"below {MAX_CLASSES} (at most {MAX_CLASSES} classes)")
     top = max(int(y.max()) for y in ys.values() if y is not None)
     if "class_names" in arrays:
         names = arrays["class_names"]
         if names.ndim == 1 and len(names) > MAX_CLASSES:
-            raise error(path, f"class_names holds {len(names)} names, more than the "
+            raise data_error(path, f"class_names holds {len(names)} names, more than the "
                         f"{MAX_CLASSES} classes own data may have")
         if names.dtype.kind not in "US" or names.ndim != 1:
-            raise error(path, f"class_names must be strings [C], got dtype {names.dtype} "
+            raise data_error(path, f"class_names must be strings [C], got dtype {names.dtype} "
                         f"shape {names.shape}")
         names = tuple(str(n.decode() if isinstance(n, bytes) else n) for n in names)
         if len(set(names)) != len(names):
-            raise error(path, "class_names holds a name twice")
+            raise data_error(path, "class_names holds a name twice")
     else:
         names = tuple(str(k) for k in range(top + 1))
     for s, y in ys.items():
         bad = y[(y < 0) | (y >= len(names))] if y is not None else []
         if len(bad):
-            raise error(path, f"y_{s} holds label {int(bad[0])}, outside the {len(names)} "
+            raise data_error(path, f"y_{s} holds label {int(bad[0])}, outside the {len(names)} "
                         f"classes 0..{len(names) - 1}")
     for s, what in (("train", "training"), ("meta", "trusted (meta)")):
         if ys[s] is None:  # no trusted set: the meta set is selected
             continue
         counts = np.bincount(ys[s], minlength=len(names))
         if (counts == 0).any():
-            raise error(path, f"class {names[int(np.argmin(counts))]!r} has no {what} rows")
+            raise data_error(path, f"class {names[int(np.argmin(counts))]!r} has no {what} rows")
     return names
 
 

@@ -16,10 +16,10 @@ import os
 
 import numpy as np
 
-from mwnet_tf.data.custom.biased import DEFAULT_SPLIT_SEED, OwnData, error, hold_out
+from mwnet_tf.data.custom.biased import DEFAULT_SPLIT_SEED, OwnData, hold_out
 from mwnet_tf.data.custom.from_npz import array_stats, is_image_array
 from mwnet_tf.data.datasets import _missing_tfds_message
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError, data_error
 
 DEFAULT_TFDS_TEST_FRACTION = 0.1
 
@@ -28,11 +28,11 @@ def _pick(features, kind, key: str | None, what: str, flag: str, name: str) -> s
     candidates = [k for k in features.keys() if isinstance(features[k], kind)]
     if key is not None:
         if key not in candidates:
-            raise error(f"tfds:{name}", f"{flag}={key} is not one of its {what} features "
+            raise data_error(f"tfds:{name}", f"{flag}={key} is not one of its {what} features "
                         f"({', '.join(candidates) or 'none'})")
         return key
     if len(candidates) != 1:
-        raise error(f"tfds:{name}", f"{'no' if not candidates else 'several'} {what} features"
+        raise data_error(f"tfds:{name}", f"{'no' if not candidates else 'several'} {what} features"
                     f" ({', '.join(candidates) or 'none'}): "
                     + (f"name one with {flag}" if candidates else "not a classification set "
                        "of images"))
@@ -65,7 +65,7 @@ def load_tfds_dataset(name: str, data_dir: str | None = None, image_key: str | N
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # DatasetNotFoundError and others: tfds' exceptions vary by version
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise error(f"tfds:{name}", f"not a tensorflow-datasets data set ({first[:200]})") \
+        raise data_error(f"tfds:{name}", f"not a tensorflow-datasets data set ({first[:200]})") \
             from None
     if not builder.is_prepared():
         raise DataUnavailableError(_missing_tfds_message(name, os.fspath(builder.data_dir_root)))
@@ -80,7 +80,7 @@ def load_tfds_dataset(name: str, data_dir: str | None = None, image_key: str | N
     # No split information (e.g. `tfds.testing.mock_data`): "train" and "test" are assumed.
     splits = list(builder.info.splits.keys()) or ["train", "test"]
     if "train" not in splits:
-        raise error(f"tfds:{name}", f"no train split (splits: {', '.join(splits)})")
+        raise data_error(f"tfds:{name}", f"no train split (splits: {', '.join(splits)})")
     test_split = next((s for s in ("test", "validation") if s in splits), None)
 
     def read(split):

@@ -12,9 +12,9 @@ import numpy as np
 
 from mwnet_tf.config import OWN_DATASETS, is_own_dataset
 from mwnet_tf.data.custom import from_files, from_npz, from_tfds
-from mwnet_tf.data.custom.biased import DEFAULT_SPLIT_SEED, OwnData, error
+from mwnet_tf.data.custom.biased import DEFAULT_SPLIT_SEED, OwnData
 from mwnet_tf.data.data_dir import problem as data_dir_problem
-from mwnet_tf.errors import DataUnavailableError
+from mwnet_tf.errors import DataUnavailableError, data_error
 
 
 def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None = None,
@@ -61,6 +61,6 @@ def check_classes(own: OwnData) -> OwnData:
     present = np.unique(own.train_y)
     if len(present) < 2:
         only = (repr(own.class_names[int(present[0])]) if len(present) else "none")
-        raise error(own.source, f"the training labels hold a single class ({only}): a "
+        raise data_error(own.source, f"the training labels hold a single class ({only}): a "
                     "classifier needs at least two, else it is right on every image")
     return own
