@@ -62,6 +62,10 @@ CLUSTERS = ("tf_config", "slurm")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 # How a batch's weighted losses are reduced (`mwnet_tf.methods.steps`).
 WEIGHT_NORMS = ("none", "batch")
+# Where a meta method's meta set comes from: the clean (trusted) set, or chosen from the
+# training set each epoch (`mwnet_tf.methods.meta_select`, `mwnet_tf.training.meta_set`).
+META_SOURCES = ("trusted", "selected")
+SELECT_PER_CLASS = 10  # CMW-Net-SL's k: samples per class of a selected meta set
 _ALWAYS = object()  # `added`: the field existed when the first runs were kept
 
 
@@ -118,8 +122,9 @@ class Config:
         "resized to (default 32; tfds: its own size).", lower=8, added=None)
     test_fraction: float | None = _field(
         None, "Own data without a test split: the stratified part of the trusted set held out "
-        "as the test set (default 0.5; tfds: 0.1 of its train split).", lower=0, upper=1,
-        added=None)
+        "as the test set (default 0.5; tfds: 0.1 of its train split; without a trusted set, "
+        "--meta_source=selected: 0.1 of the training set, evaluated against its given labels "
+        "as heldout_noisy_accuracy).", lower=0, upper=1, added=None)
     split_seed: int = _field(
         0, "Own data: the seed of the test hold-out (not the run seed: every run of a data set "
         "tests on the same images).", lower=0, added=0)
@@ -142,6 +147,18 @@ class Config:
     meta_per_class: int | None = _field(
         10, "Clean meta images per class (own data: default all trusted images; tfds:NAME: "
         "10, taken out of its train split).", lower=1, by_setting=True)
+    meta_source: str = _field(
+        "trusted", "Where a meta method's meta set comes from: trusted (the clean set: "
+        "--meta_per_class images per class of the built-in data sets, own data's meta/, meta "
+        "rows or x_meta) or selected (a subset of the training set chosen by the method, not "
+        "held out: at each epoch that reads it, the --select_per_class lowest-loss samples of "
+        "every class by the current classifier, with their given labels, as CMW-Net-SL "
+        "builds its meta set; own data needs no trusted set then).", choices=META_SOURCES,
+        added="trusted")
+    select_per_class: int = _field(
+        SELECT_PER_CLASS, "--meta_source=selected: samples per class of the selected meta set (k, "
+        "CMW-Net-SL's 10); every class needs at least k training samples.", lower=1,
+        upper=100_000, added=SELECT_PER_CLASS)
     method: str = _field("mwnet", "Training method.", choices=METHODS)
     model: str = _field(
         "mlp", f"Classifier: one of {', '.join(MODELS)}; auto (own data's default: mlp for "
@@ -319,6 +336,18 @@ def _own_seed_errors(c: Config) -> list[str]:
     return errors
 
 
+def _meta_source_errors(c: Config) -> list[str]:
+    """--meta_source=selected and its --select_per_class. (A method that reads no meta set is
+    refused by the trainer, which knows each method's `uses_meta`.)"""
+    if c.meta_source != "selected":
+        return ([] if c.select_per_class == SELECT_PER_CLASS else
+                ["--select_per_class goes with --meta_source=selected"])
+    if c.method_params.get("weight_fn"):
+        return ["--weight_fn trains with a frozen weight function, which reads no meta set: "
+                "--meta_source=selected does not apply"]
+    return []
+
+
 def validate(c: Config) -> list[str]:
     """Returns one message per invalid field (empty when the config is valid)."""
     checks = [
@@ -376,7 +405,7 @@ def validate(c: Config) -> list[str]:
                                       ("meta_seed", c.meta_seed is not None),
                                       ("noise_seed", c.noise_seed is not None)) if v]
         errors += [not_for_clothing1m(given)] if given else []
-    errors += _own_seed_errors(c)
+    errors += _own_seed_errors(c) + _meta_source_errors(c)
     if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     return errors + _method_errors(c)

@@ -88,19 +88,21 @@ def scaled_schedule(decay_epochs, base_epochs: int, epochs: int) -> tuple[int, .
 
 
 def run_name(c: Config) -> str:
-    """A folder name that says the setting, e.g. `cifar100-flip0.4-mwnet-s0`."""
+    """A folder name that says the setting, e.g. `cifar100-flip0.4-mwnet-s0` (a meta set
+    selected from the training set: `cifar100-flip0.4-mwnet-selected-s0`)."""
+    method = c.method + ("-selected" if c.meta_source == "selected" else "")
     if c.dataset == "clothing1m":  # its own noisy labels: no bias to name
-        return f"clothing1m-{c.method}-s{c.seed}"
+        return f"clothing1m-{method}-s{c.seed}"
     bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "clean"
     if is_own_dataset(c.dataset):
         name = c.dataset.replace(":", "_")
         bias = f"{c.noise}{c.rate:g}" if c.noise != "none" else "given"
-        return f"{name}-{bias}-{c.method}-s{c.seed}"
+        return f"{name}-{bias}-{method}-s{c.seed}"
     if c.noise == "human":  # cifar10-human_worst-..., or -human_file- for a .npy / .csv
         bias = f"human_{c.noise_label_set or 'file'}"
     if c.imbalance > 1:
         bias += f"-lt{c.imbalance:g}"
-    return f"{c.dataset}-{bias}-{c.method}-s{c.seed}"
+    return f"{c.dataset}-{bias}-{method}-s{c.seed}"
 
 
 def default_workdir(c: Config, root: str = "runs") -> str:

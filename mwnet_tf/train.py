@@ -50,8 +50,10 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
     if os.path.exists(path) and os.path.isdir(os.path.join(workdir, files.CHECKPOINTS)):
         with open(path) as f:
             old = flag_values(f.read())
+        # a field added after the run started: its flags.cfg ran with the field's old value
+        added = {k: str(v) for k, v in config_lib.ADDED_FIELDS.items() if v is not None}
         changed = sorted(k for k, v in flag_values(new).items()
-                         if k not in RESUMABLE and old.get(k) != v)
+                         if k not in RESUMABLE and old.get(k, added.get(k)) != v)
         if changed:
             raise ValueError(f"{workdir} holds a run with other settings ({', '.join(changed)}); "
                              "pass another --workdir or repeat it with --flagfile=" + path)
@@ -227,8 +229,14 @@ def _stop_on_signals() -> list[int]:
 def _print_results(results: dict, workdir: str, task) -> None:
     where = (f"results in {workdir}/results.json" if task is None or task.is_chief else
              f"worker {task.task_id}: the chief writes the run folder")
-    print(f"test accuracy {results['test_accuracy']:.2f}% (best "
-          f"{results['best_test_accuracy']:.2f}%); {where}", flush=True)
+    if "test_accuracy" in results:
+        print(f"test accuracy {results['test_accuracy']:.2f}% (best "
+              f"{results['best_test_accuracy']:.2f}%); {where}", flush=True)
+    else:  # no test split: a part of the training set held out with its given labels
+        print(f"held-out accuracy against the given (possibly wrong) labels "
+              f"{results['heldout_noisy_accuracy']:.2f}% (best "
+              f"{results['best_heldout_noisy_accuracy']:.2f}%), not a test accuracy; {where}",
+              flush=True)
     if "weight_curve" in results:
         curve = "  ".join(f"{k}:{v:.3f}" for k, v in results["weight_curve"].items())
         print(f"learned weight function (loss:weight) {curve}", flush=True)

@@ -600,6 +600,57 @@ def _cases() -> list[Case]:
               ("two symlink loops in the input folder", "symlink loops", "symlink loop"),
               ("a notes.txt in the input folder", "not an image", "notes.txt"),
               ("a PNG header declaring 100000 x 100000 pixels", "bomb", "too large"))),
+        *_meta_source_cases(t, folder, table, arrays),
+    ]
+
+
+def _training_only(base, kind):
+    """Own data in base/data with a training set alone: an image folder (train/, 4 images per
+    class), a table without a split column (base/data/data.csv) or an .npz (base/data/data.npz)."""
+    import pathlib
+
+    import numpy as np
+    import test_own_data as own
+    root = pathlib.Path(base) / "data"
+    if kind == "folder":
+        own.make_folder(root, {"train": 4})
+    elif kind == "csv":
+        root.mkdir()
+        rows = own.image_rows(root, {"train": ["cat", "dog"] * 4})
+        own.write_csv(root, [r.rsplit(",", 1)[0] for r in rows], "path,label")
+    else:
+        root.mkdir()
+        np.savez(root / "data.npz", x_train=np.random.default_rng(0).normal(size=(12, 3)),
+                 y_train=np.arange(12) % 2)
+
+
+def _meta_source_cases(t, folder, table, arrays) -> list[Case]:
+    """--meta_source=selected and own data without a trusted set."""
+    selected = "--meta_source=selected"
+    return [
+        Case("flag", "an unknown --meta_source", [*t, "--meta_source=random"], 2,
+             "--meta_source=random"),
+        Case("flag", "--select_per_class without --meta_source=selected",
+             [*t, "--select_per_class=5"], 2, "--select_per_class goes with"),
+        Case("flag", "--meta_source=selected for a method that reads no meta set",
+             [*t, selected, "--method=ce"], 2, "--method=ce reads none"),
+        Case("flag", "--meta_source=selected with a frozen --weight_fn",
+             [*t, selected, "--weight_fn={base}/wfn"], 2, "reads no meta set"),
+        Case("flag", "--meta_source=selected with a class of fewer than k samples",
+             [*t, selected, "--select_per_class=500"], 2, "fewer than the 500 per class"),
+        Case("own data", "an image folder without meta/ (trusted, the default)", folder, 1,
+             "train with --meta_source=selected",
+             setup=lambda b: _training_only(b, "folder")),
+        Case("own data", "a CSV table without a split column (trusted, the default)", table, 1,
+             "train with --meta_source=selected", setup=lambda b: _training_only(b, "csv")),
+        Case("own data", "an npz without x_meta and y_meta (trusted, the default)", arrays, 1,
+             "train with --meta_source=selected", setup=lambda b: _training_only(b, "npz")),
+        Case("own data", "--meta_per_class without a trusted set",
+             [*folder, selected, "--meta_per_class=2"], 2, "has no trusted set",
+             setup=lambda b: _training_only(b, "folder")),
+        Case("run folder", "a selected meta set smaller than one meta batch (no folder left)",
+             [*folder, selected, "--select_per_class=2", "--meta_batch_size=8"], 2,
+             "raise select_per_class", setup=lambda b: _training_only(b, "folder")),
     ]
 
 

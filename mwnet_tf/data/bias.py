@@ -46,6 +46,12 @@ class BiasedData:
         corruption_known: Whether `corrupted` tells the truth of every training label: False
             when the true labels are unknown (own data with its labels as given, Clothing1M
             outside its clean overlap), and then no figure splits clean from corrupted.
+        test_name: The name of the evaluation set's metrics: "test", or "heldout_noisy" for a
+            part of own training data held out with its given, possibly wrong, labels (no
+            trusted set, no test split): `heldout_noisy_accuracy`, never a test accuracy.
+        meta_true_y: The true labels of a meta set selected from the training set
+            (`--meta_source=selected`, whose labels `meta_y` are the given ones and may be
+            wrong); None for a trusted meta set, whose labels are taken as true.
     """
 
     train_x: np.ndarray
@@ -67,6 +73,8 @@ class BiasedData:
     channels: int = 3
     resize_crop: bool = True
     corruption_known: bool = True
+    test_name: str = "test"
+    meta_true_y: np.ndarray | None = None
 
     @property
     def from_files(self) -> bool:

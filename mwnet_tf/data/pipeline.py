@@ -292,12 +292,14 @@ def _meta_stream(data: BiasedData, meta_batch_size: int, seed: int, epoch: int,
                     deterministic=True)
 
 
-def check_meta_batch(meta_size: int, meta_batch_size: int) -> None:
-    """A `ValueError` when a meta set of `meta_size` images cannot fill one meta batch."""
+def check_meta_batch(meta_size: int, meta_batch_size: int, per_class: str = "meta_per_class"
+                     ) -> None:
+    """A `ValueError` when a meta set of `meta_size` images cannot fill one meta batch
+    (`per_class`: the flag that sets its size per class)."""
     if meta_size < meta_batch_size:
         raise ValueError(f"the meta set ({meta_size} images) is smaller than one meta batch "
                          f"({meta_batch_size}): lower the meta batch size or raise "
-                         "meta_per_class")
+                         f"{per_class}")
 
 
 def make_train_dataset(data: BiasedData, *, batch_size: int, meta_batch_size: int, seed: int,

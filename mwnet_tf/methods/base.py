@@ -19,7 +19,13 @@ whether it reads the clean meta set, and:
 - `trackables()`: its extra state (a weight net, a second classifier, their optimizers, its
   variables), saved in every checkpoint beside the classifier;
 - `stage_data(stage)`: the data a stage trains on (default: the training set, or the meta set
-  when `stage.source == "meta"`).
+  when `stage.source == "meta"`);
+- for a meta set selected from the training set (`--meta_source=selected`,
+  `mwnet_tf.training.meta_set`): `reads_meta(stage)` and `reads_meta_at_end(stage)`, where the
+  method reads the meta set (it is chosen again at each of those points), and
+  `ranking_model()`, the model whose losses rank the training samples (default: the
+  classifier being trained). The method reads the meta set from `ctx.data`, which the trainer
+  replaces at each selection: a method keeps no copy of it across epochs.
 
 The trainer owns everything else: strategy, the classifier and its optimizer, the learning rate
 of each epoch, evaluation, summaries, checkpoints and the run folder.
@@ -107,7 +113,7 @@ class Method:
     it when the class is defined."""
 
     name = ""
-    uses_meta = False  # reads the clean meta set in any way (then it must be the run's meta set)
+    uses_meta = False  # reads the meta set in any way (then it must be the run's meta set)
     params: tuple[Param, ...] = ()
     reference = ""
 
@@ -136,6 +142,25 @@ class Method:
         if stage.source == "meta":
             return meta_as_training(self.ctx.data)
         return self.ctx.data
+
+    # --- a meta set selected from the training set (--meta_source=selected) ---------------
+    ranked_by = "classifier"  # what `ranking_model` is, for results.json
+
+    def reads_meta(self, stage: Stage) -> bool:
+        """Whether the stage's epochs read the meta set (meta batches beside the training
+        batches, or the meta set as their training data): a selected meta set is chosen again
+        at the start of each of them."""
+        return self.meta_batches(stage) or stage.source == "meta"
+
+    def reads_meta_at_end(self, stage: Stage) -> bool:
+        """Whether `end_stage(stage)` reads the meta set (GLC's corruption matrix): a selected
+        meta set is chosen again just before it."""
+        return False
+
+    def ranking_model(self) -> keras.Model:
+        """The model whose losses rank the training samples for a selected meta set: the
+        classifier being trained, in inference mode, as the previous epoch left it."""
+        return self.ctx.classifier
 
     # --- state -----------------------------------------------------------------------------
     def trackables(self) -> dict[str, Any]:
@@ -196,9 +221,11 @@ class Method:
 # --- helpers shared by methods ---------------------------------------------------------------
 
 def meta_as_training(data: BiasedData) -> BiasedData:
-    """The clean meta set in the place of the training set (labels clean, none corrupted)."""
+    """The meta set in the place of the training set: a trusted one's labels taken as clean
+    (none corrupted); a selected one's true labels where known (`BiasedData.meta_true_y`)."""
+    clean = data.meta_y if data.meta_true_y is None else data.meta_true_y
     return dataclasses.replace(data, train_x=data.meta_x, train_y=data.meta_y,
-                               train_clean_y=data.meta_y, train_index=data.meta_index)
+                               train_clean_y=clean, train_index=data.meta_index)
 
 
 def training_subset(data: BiasedData, rows: np.ndarray) -> BiasedData:

@@ -40,9 +40,11 @@ class FineTune(Method):
         super().__init__(ctx)
         meta_size, batch = len(ctx.data.meta_y), self.config.batch_size
         if meta_size < batch:
+            more = ("--select_per_class" if self.config.meta_source == "selected"
+                    else "--meta_per_class")
             raise ValueError(f"fine_tune trains on the meta set ({meta_size} images), which is "
                              f"smaller than one batch ({batch}): lower --batch_size or raise "
-                             "--meta_per_class")
+                             f"{more}")
 
     def ft_epochs(self) -> int:
         if self.hp["ft_epochs"] is not None:

@@ -114,6 +114,9 @@ class GoldLossCorrection(Method):
     def trackables(self):
         return {"corruption_matrix": self.corruption}
 
+    def reads_meta_at_end(self, stage):
+        return stage.name == "estimate"  # the corruption matrix
+
     def estimate(self) -> np.ndarray:
         """The corruption matrix of the current classifier on the meta set."""
         data = self.ctx.data

@@ -128,14 +128,15 @@ class LearningToReweight(Method):
     def sample_weights(self, x, y, losses):
         """L2RW's weights of the samples: `l2rw_batch_weights` on consecutive chunks of the
         run's global batch size (a last, shorter chunk as it is), each against the same meta
-        batch (the first `--meta_batch_size` samples of the meta set), at the optimizer's
-        current learning rate."""
+        batch (the first `--meta_batch_size` samples of the meta set, as it is now: a
+        selected one changes each epoch), at the optimizer's current learning rate."""
         ctx = self.ctx
-        if not hasattr(self, "_weights_fn"):
-            data = ctx.data
+        if getattr(self, "_meta_of", None) is not ctx.data:  # a selected meta set changes
+            data = self._meta_of = ctx.data
             m = ctx.options.global_meta_batch_size
             self._meta = (normalize(load_images(data, data.meta_x[:m]), data.mean, data.std),
                           tf.constant(data.meta_y[:m], tf.int32))
+        if not hasattr(self, "_weights_fn"):
             self._weights_fn = tf.function(
                 lambda x, y, mx, my, lr: l2rw_batch_weights(ctx.classifier, lr, x, y, mx, my))
         n = ctx.options.global_batch_size

@@ -211,7 +211,7 @@ def _labeled(source: str, spec: dict, check=None):
     names = list(spec["class_names"])
     try:
         if os.path.isdir(source):
-            found, splits = list_image_folder(source)
+            found, splits = list_image_folder(source, need_trusted=False)
             root = source
             unknown = [n for n in found if n not in names]
             if unknown:

@@ -175,10 +175,13 @@ def _per_seed(members: list[tuple[str, dict]]) -> list[dict]:
 
 def row_name(config: dict) -> str:
     """The method, and the approximations it was run with (rows of their own):
-    "mwnet", "mwnet (meta_scope=head)", "mwnet (meta_interval=10)"."""
+    "mwnet", "mwnet (meta_scope=head)", "mwnet (meta_interval=10)", and a meta set selected
+    from the training set: "mwnet (meta_source=selected)"."""
     method = config["method"]
     parts = [f"{k}={config[k]}" for k, default in ADDED_LATER.get(method, {}).items()
              if config.get(k, default) != default and k != "weight_fn"]
+    if config.get("meta_source", "trusted") != "trusted":  # a meta set chosen by the method
+        parts.append(f"meta_source={config['meta_source']}")
     if config.get("weight_fn"):  # a frozen weight function, named after the run it came from
         source = os.path.basename(os.path.dirname(os.path.normpath(config["weight_fn"])))
         parts.append(f"frozen weight_fn of {source}")

@@ -1,10 +1,11 @@
 """One epoch of a stage: its learning rate, data, compiled loop, progress lines and metrics.
 
 `Epochs.run(epoch, ...)` trains the run's 0-based epoch `epoch`: it finds the method's stage
-and the epoch within it, starts a fresh classifier where the stage asks for one, sets the
-learning rate, builds the stage's data pipeline (positioned after the steps already done
-when resuming inside the epoch) and runs `train_epoch`, which calls the compiled training
-loop and hands the position to the checkpointer after every call.
+and the epoch within it, selects the meta set again where it is chosen from the training set
+and the stage reads it (`mwnet_tf.training.meta_set`), starts a fresh classifier where the
+stage asks for one, sets the learning rate, builds the stage's data pipeline (positioned
+after the steps already done when resuming inside the epoch) and runs `train_epoch`, which
+calls the compiled training loop and hands the position to the checkpointer after every call.
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ class Epochs:
 
     def __init__(self, config: Config, data: BiasedData, method, *, classifier, optimizer,
                  new_classifier, strategy: tf.distribute.Strategy,
-                 distributed: bool, log, progress_bar: bool):
+                 distributed: bool, log, progress_bar: bool, selection=None):
         self.config, self.data, self.method, self.log = config, data, method, log
         self.classifier, self.optimizer, self.new_classifier = (classifier, optimizer,
                                                                 new_classifier)
@@ -209,6 +210,28 @@ class Epochs:
         self.stages = method.stages()
         self.total = sum(s.epochs for s in self.stages)
         self.loops: dict[int, object] = {}
+        # --meta_source=selected: the `meta_set.SelectedMeta`, and the current epoch's record
+        # of the set it read (`meta_clean_fraction`; empty for an epoch that read none)
+        self.selection = selection
+        self.meta_record: dict[str, float] = {}
+
+    def _select_meta(self, rank: bool) -> None:
+        """The selected meta set into the method's data: ranked again (`rank`), or as the
+        checkpoint holds it (a run resumed inside the epoch)."""
+        if rank:
+            self.selection.select(self.method.ranking_model())
+        self.method.ctx.data = self.selection.data()
+        self.meta_record = self.selection.record()
+
+    def _refresh_meta(self, epoch: int, start_step: int, ckpt) -> None:
+        """At the start of an epoch whose stage reads the meta set, a selected one is chosen
+        again by the model as the previous epoch left it (before a fresh stage starts anew)."""
+        self.meta_record = {}
+        stage = self.stages[stage_at(self.stages, epoch)[0]]
+        if self.selection is None or not self.method.reads_meta(stage):
+            return
+        with reading_images(self.data, True, ckpt.last):
+            self._select_meta(rank=start_step == 0)
 
     def _start(self, epoch: int, start_step: int) -> tuple[int, Stage, int, float]:
         """Finds the epoch's stage, gives it fresh weights if it asks for them at its start,
@@ -255,6 +278,7 @@ class Epochs:
         """Trains epoch `epoch` from step `start_step` (continuing `ckpt.partial`'s sums when
         resuming inside it), reporting each call to `ckpt.after_call`."""
         c = self.config
+        self._refresh_meta(epoch, start_step, ckpt)
         index, stage, stage_epoch, lr = self._start(epoch, start_step)
         stage_data = self.method.stage_data(stage)
         steps = len(stage_data.train_y) // c.batch_size
@@ -289,4 +313,6 @@ class Epochs:
         """After the epoch's evaluation: ends the stage if this was its last epoch."""
         if result.stage_epoch == result.stage.epochs - 1:
             with reading_images(self.data, True, ckpt.last):
+                if self.selection is not None and self.method.reads_meta_at_end(result.stage):
+                    self._select_meta(rank=True)
                 self.method.end_stage(result.stage)

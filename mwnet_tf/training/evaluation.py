@@ -35,14 +35,19 @@ def evaluate(eval_step, dataset) -> dict:
 
 
 def epoch_line(epoch: int, total_epochs: int, stage_name: str | None, lr: float, train: dict,
-               test: dict, seconds: float) -> str:
+               test: dict, seconds: float, meta: dict | None = None,
+               test_name: str = "test") -> str:
     """The log line of a finished epoch (1-based `epoch`; `stage_name` for runs of several
-    stages)."""
+    stages; `meta`: the selected meta set's record; `test_name`: "heldout_noisy" for a part
+    of the training set held out with its given labels)."""
     extra = "".join(f"  {k} {train[k]:.3f}" for k in
                     ("meta_loss", "weight_clean", "weight_corrupted") if k in train)
+    if meta and "meta_clean_fraction" in meta:
+        extra += f"  meta clean {meta['meta_clean_fraction']:.3f}"
     where = f" ({stage_name})" if stage_name else ""
+    evaluated = "heldout (given labels)" if test_name == "heldout_noisy" else test_name
     return (f"epoch {epoch}/{total_epochs}{where}  lr {lr:g}  train loss "
-            f"{train['loss']:.4f} acc {train['accuracy']:.2f}%{extra}  test loss "
+            f"{train['loss']:.4f} acc {train['accuracy']:.2f}%{extra}  {evaluated} loss "
             f"{test['loss']:.4f} acc {test['accuracy']:.2f}%  {seconds:.1f}s")
 
 
@@ -54,12 +59,14 @@ class Evaluation:
     def __init__(self, data: BiasedData, method, *, batch_size: int, workdir: str,
                  chief: bool, strategy: tf.distribute.Strategy | None):
         self.data = data
+        self.name = data.test_name  # "test", or "heldout_noisy": its TensorBoard folder too
         self.step = steps.make_eval_step(method.eval_model(), strategy, data.num_classes)
         self.dataset = make_test_dataset(data, batch_size=batch_size)
         if strategy is not None:
             self.dataset = strategy.experimental_distribute_dataset(self.dataset)
-        self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, k)) if chief
-                        else tf.summary.create_noop_writer() for k in ("train", "test")}
+        self.writers = {k: tf.summary.create_file_writer(os.path.join(workdir, folder))
+                        if chief else tf.summary.create_noop_writer()
+                        for k, folder in (("train", "train"), ("test", self.name))}
 
     def test(self, last_checkpoint) -> dict:
         """`evaluate` on the test set (an image that cannot be decoded names

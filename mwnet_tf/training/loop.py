@@ -34,8 +34,8 @@ from mwnet_tf.methods import optim, precision, steps
 from mwnet_tf.models import build_classifier, keras_file
 from mwnet_tf.models.pretrained import check_file, load_pretrained
 from mwnet_tf.outputs import finish
+from mwnet_tf.training import meta_set, tracking
 from mwnet_tf.training import results as results_lib
-from mwnet_tf.training import tracking
 from mwnet_tf.training.checkpointer import Checkpointer
 from mwnet_tf.training.epoch import Epochs, epoch_lr, reading_images, train_epoch
 from mwnet_tf.training.evaluation import Evaluation, epoch_line
@@ -90,7 +90,8 @@ def load_own(config: Config) -> OwnData:
     return load_own_data(config.dataset, config.data_dir, image_size=config.image_size,
                          augment=config.augment, test_fraction=config.test_fraction,
                          split_seed=config.split_seed, verify=config.verify_images,
-                         image_key=config.image_key, label_key=config.label_key)
+                         image_key=config.image_key, label_key=config.label_key,
+                         need_trusted=config.meta_source == "trusted")
 
 
 def _load_data(config: Config, log=None,
@@ -201,6 +202,9 @@ def _prepare(config: Config, strategy: tf.distribute.Strategy | None) -> tf.dist
 def _load(config: Config, data: BiasedData | None, replicas: int, log, hasher=None):
     """The run's data (loaded unless given), own data as loaded (or None), the config with
     --model=auto resolved, and the method class, checked and described."""
+    method_cls = methods.get(config.method)
+    if config.meta_source == "selected":
+        _check_selected(config, method_cls)
     own = None
     if data is None:
         data, own = _load_data(config, log, hasher)
@@ -209,26 +213,54 @@ def _load(config: Config, data: BiasedData | None, replicas: int, log, hasher=No
         log(f"--model=auto: {config.model} for inputs of shape {tuple(data.input_shape)}")
     if is_model_file(config.model):
         load_model_file(config.model, data)  # its problems before anything is built
-    method_cls = methods.get(config.method)
     if len(data.train_y) < config.batch_size:
         raise ValueError(f"the training set ({len(data.train_y)} images) is smaller than one "
                          f"batch ({config.batch_size})")
     rate = data.realized_noise_rate
     noise = ("labels as given, their noise unknown" if rate != rate
              else f"{100 * rate:.1f}% labels corrupted")
+    selected = config.meta_source == "selected"
+    if selected:  # a class with too few samples, before anything is built
+        meta_set.first_selection(data, config.select_per_class,
+                                 own.class_names if own is not None else None)
+    meta = (f"{config.select_per_class * data.num_classes} meta selected" if selected
+            else f"{len(data.meta_y)} meta")
+    test = ("held out with their given labels" if data.test_name == "heldout_noisy"
+            else "test")
     log(f"{config.dataset}: {len(data.train_y)} training images "
-        f"({noise}), {len(data.meta_y)} meta, "
-        f"{len(data.test_y)} test; {config.method} with {config.model} on {replicas} replica(s)")
+        f"({noise}), {meta}, {len(data.test_y)} {test}; {config.method} with {config.model} "
+        f"on {replicas} replica(s)")
     if own is not None:
         log(f"classes: {', '.join(own.class_names)}")
+    if selected:
+        log(f"meta set: selected from the training set at each epoch that reads it, the "
+            f"{config.select_per_class} lowest-loss samples of every class by the "
+            f"{method_cls.ranked_by}'s loss against their given labels (a subset chosen by the "
+            "method, not a trusted set, not held out"
+            + ("; the trusted meta set is not used)" if len(data.meta_y) else ")"))
+    if data.test_name == "heldout_noisy":
+        log(f"evaluation: {len(data.test_y)} training samples held out (stratified, "
+            f"--split_seed={config.split_seed}) with their given labels: its accuracy "
+            "(heldout_noisy_accuracy) is against labels that may be wrong, not a test accuracy")
     return config, data, own, method_cls
+
+
+def _check_selected(config: Config, method_cls) -> None:
+    """--meta_source=selected goes with a method that reads a meta set."""
+    if method_cls.uses_meta:
+        return
+    readers = [m for m in methods.METHODS if methods.get(m).uses_meta]
+    raise ValueError(f"--meta_source=selected chooses the meta set of a method that reads one "
+                     f"({', '.join(readers)}); --method={config.method} reads none")
 
 
 def check_start(config: Config, data: BiasedData, method: methods.Method) -> None:
     """The check of the meta batches that the first epoch of a stage would otherwise make
     only once the run folder has changed: a `ValueError` before anything is written."""
     if any(method.meta_batches(stage) for stage in method.stages()):
-        check_meta_batch(len(data.meta_y), config.meta_batch_size)
+        check_meta_batch(len(data.meta_y), config.meta_batch_size,
+                         "select_per_class" if config.meta_source == "selected"
+                         else "meta_per_class")
 
 
 @dataclasses.dataclass
@@ -240,12 +272,14 @@ class _Parts:
     method: methods.Method
     tracker: tracking.Tracker
     ckpt: Checkpointer
+    selection: meta_set.SelectedMeta | None  # --meta_source=selected
 
 
 def _build(config: Config, data: BiasedData, method_cls, strategy: tf.distribute.Strategy,
-           workdir: str, chief: bool, log, stop_requested) -> _Parts:
-    """In the strategy's scope: the classifier, its optimizer, the method, the tracker and
-    the checkpointer, restored from the latest checkpoint if there is one."""
+           workdir: str, chief: bool, log, stop_requested, class_names=None) -> _Parts:
+    """In the strategy's scope: the classifier, its optimizer, the selected meta set
+    (`--meta_source=selected`), the method, the tracker and the checkpointer, restored from
+    the latest checkpoint if there is one."""
     replicas = strategy.num_replicas_in_sync
     options = steps.StepOptions(config.batch_size, config.meta_batch_size, config.weight_norm)
     with strategy.scope():
@@ -255,8 +289,13 @@ def _build(config: Config, data: BiasedData, method_cls, strategy: tf.distribute
             log(f"backbone weights from {config.pretrained}; new head randomly initialized")
         optimizer = make_optimizer(config, "classifier")
         optimizer.build(classifier.trainable_variables)
+        selection = (meta_set.SelectedMeta(data, config.select_per_class,
+                                           batch_size=config.eval_batch_size,
+                                           class_names=class_names)
+                     if config.meta_source == "selected" else None)
         method = method_cls(methods.Context(
-            config=config, data=data, classifier=classifier, optimizer=optimizer,
+            config=config, data=selection.data() if selection else data,
+            classifier=classifier, optimizer=optimizer,
             options=options, new_classifier=new_classifier,
             new_optimizer=functools.partial(make_optimizer, config), num_replicas=replicas))
         with reading_images(data, started=False):
@@ -266,10 +305,13 @@ def _build(config: Config, data: BiasedData, method_cls, strategy: tf.distribute
                                        images=config.tensorboard_images)
         ckpt = Checkpointer(strategy, workdir, config, chief=chief,
                             models={"classifier": classifier, "optimizer": optimizer},
-                            extra={**tracker.trackables(), **method.trackables()},
+                            extra={**tracker.trackables(), **method.trackables(),
+                                   **(selection.trackables() if selection else {})},
                             stop_requested=stop_requested)
         ckpt.restore(log)
-    return _Parts(classifier, optimizer, new_classifier, method, tracker, ckpt)
+        if selection is not None:  # as the checkpoint left it (a run with nothing left too)
+            method.ctx.data = selection.data()
+    return _Parts(classifier, optimizer, new_classifier, method, tracker, ckpt, selection)
 
 
 def _run_epoch(epoch: int, start_step: int, epochs: Epochs, evaluation: Evaluation,
@@ -285,10 +327,12 @@ def _run_epoch(epoch: int, start_step: int, epochs: Epochs, evaluation: Evaluati
     ckpt.end_epoch(done.steps, test["accuracy"] if done.stage.reported else None)
     evaluation.summaries(epoch + 1, done.lr, done.train, test)
     with ckpt.writing(f"the epoch's history and summaries in {workdir}"):
-        tracker.end_epoch(epoch + 1, done.lr, done.train, test, evaluation.writers)
+        tracker.end_epoch(epoch + 1, done.lr, done.train, test, evaluation.writers,
+                          extra=epochs.meta_record)
     path = ckpt.save()
     log(epoch_line(epoch + 1, epochs.total, done.stage.name if len(epochs.stages) > 1 else None,
-                   done.lr, done.train, test, time.time() - t0))
+                   done.lr, done.train, test, time.time() - t0, epochs.meta_record,
+                   evaluation.name))
     ckpt.stop_after_epoch(epochs.total, path)
     return done.train, test
 
@@ -350,8 +394,9 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
         prints = content.fingerprint(data, contents=own is not None, hasher=hasher)
         check_same_data(workdir, prints)  # a resumed run: the data it started on
         os.makedirs(workdir, exist_ok=True)
-    parts = _build(config, data, method_cls, strategy, workdir, chief, log, stop_requested)
-    check_start(config, data, parts.method)
+    parts = _build(config, data, method_cls, strategy, workdir, chief, log, stop_requested,
+                   class_names)
+    check_start(config, parts.method.ctx.data, parts.method)
     if chief:  # the run has started: the run folder may change from here on
         remove_leftovers(workdir)
         if on_start is not None:
@@ -363,7 +408,7 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     epochs = Epochs(config, data, parts.method, classifier=parts.classifier,
                     optimizer=parts.optimizer, new_classifier=parts.new_classifier,
                     strategy=strategy, distributed=distributed, log=log,
-                    progress_bar=progress_bar and chief)
+                    progress_bar=progress_bar and chief, selection=parts.selection)
     evaluation = Evaluation(data, parts.method, batch_size=config.eval_batch_size,
                             workdir=workdir, chief=chief,
                             strategy=strategy if distributed else None)
@@ -376,6 +421,13 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     if own is not None:
         results["own_data"] = own.summary()
     results["classes"] = class_names
+    results["meta_source"] = config.meta_source
+    if parts.selection is not None:
+        results["meta_selection"] = parts.selection.summary(parts.method.ranked_by)
+    if data.test_name == "heldout_noisy":  # the set evaluated on: training samples held out
+        results["heldout_noisy"] = {"size": int(len(data.test_y)),
+                                    "fraction": own.test_held_out if own else None,
+                                    "labels": "given (possibly wrong)"}
     if chief:
         def take_home() -> dict:  # label_issues.csv and the classifier to take home
             with reading_images(data, True, parts.ckpt.last):

@@ -18,16 +18,18 @@ from mwnet_tf.training import diagnostics
 
 def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict,
             best_accuracy: float, seconds: float, tracker, method) -> dict:
-    """The run's results: final and best test accuracy, the last epoch's training metrics
+    """The run's results: final and best test accuracy (of a part of the training set held
+    out with its given labels: `heldout_noisy_accuracy`), the last epoch's training metrics
     (`train`), the setting, and the tracker's and the method's own results; for a learned
     weight function, whether it falls with the loss (`diagnostics.weight_trend`)."""
     tracked = tracker.results()
     trend = ({} if "weight_function" not in tracked else diagnostics.weight_trend(
         tracked["weight_function"]["losses"], tracked["weight_function"]["weights"]))
+    name = data.test_name  # "test", or "heldout_noisy" (given labels: never a test accuracy)
     return {
-        "test_accuracy": test["accuracy"],
-        "best_test_accuracy": best_accuracy,
-        "per_class_test_accuracy": test.get("per_class_accuracy"),
+        f"{name}_accuracy": test["accuracy"],
+        f"best_{name}_accuracy": best_accuracy,
+        f"per_class_{name}_accuracy": test.get("per_class_accuracy"),
         "realized_noise_rate": float(data.realized_noise_rate),
         "epochs": sum(s.epochs for s in stages),
         "stages": [dataclasses.asdict(s) for s in stages],

@@ -60,6 +60,7 @@ class Tracker:
             TRACKED_FROM_FILES if data.from_files else diagnostics.TRACKED)
         self.corrupted = np.asarray(data.corrupted[index], bool)
         self.corruption_known = data.corruption_known
+        self.test_name = data.test_name  # "test", or "heldout_noisy" (`BiasedData.test_name`)
         self.x = normalize(load_images(data, data.train_x[index]), data.mean, data.std)
         self.y = tf.constant(data.train_y[index], tf.int32)
         self.batches = [(self.x[i:i + batch_size], self.y[i:i + batch_size])
@@ -98,8 +99,11 @@ class Tracker:
         if bool(self._has_previous.numpy()):
             self.previous = self._previous.numpy()
 
-    def end_epoch(self, epoch: int, lr: float, train: dict, test: dict, writers: dict) -> None:
-        """After epoch `epoch` (1-based): the tracked samples' figures and a history row."""
+    def end_epoch(self, epoch: int, lr: float, train: dict, test: dict, writers: dict,
+                  extra: dict | None = None) -> None:
+        """After epoch `epoch` (1-based): the tracked samples' figures and a history row.
+        `extra`: more entries of the row, each also a scalar of the training summaries
+        (a selected meta set's `meta_clean_fraction`, as `meta_set/clean_fraction`)."""
         t0 = time.time()
         losses = self.losses()
         weights = self.method.sample_weights(self.x, self.y, losses)
@@ -108,9 +112,10 @@ class Tracker:
         if weights is not None:
             self._previous.assign(weights)
             self._has_previous.assign(True)
+        name = self.test_name
         row = {"epoch": epoch, "lr": lr, "train_loss": train["loss"],
-               "train_accuracy": train["accuracy"], "test_loss": test["loss"],
-               "test_accuracy": test["accuracy"], "train": dict(train)}
+               "train_accuracy": train["accuracy"], f"{name}_loss": test["loss"],
+               f"{name}_accuracy": test["accuracy"], "train": dict(train), **(extra or {})}
         row.update({k: summary[k] for k in ("weight_clean", "weight_corrupted",
                                             "weight_variation_mean", "weight_variation_std")
                     if k in summary})
@@ -122,6 +127,9 @@ class Tracker:
         self._set_last(losses, weights, summary, test)
         if self.chief:
             self._summaries(epoch, losses, weights, summary, writers)
+            with writers["train"].as_default(step=epoch):
+                for k, v in (extra or {}).items():
+                    tf.summary.scalar(k.replace("meta_", "meta_set/", 1), v)
             self.write(os.path.join(self.workdir, files.HISTORY), self.history)
         self.seconds += time.time() - t0
 

@@ -35,6 +35,13 @@ from mwnet_tf.errors import data_error
 # tell methods apart. Give a test split (or a smaller fraction) when the trusted set is large.
 DEFAULT_TEST_FRACTION = 0.5
 DEFAULT_SPLIT_SEED = 0  # fixed, not the run seed: every run of a data set tests on the same set
+# What a run without a trusted set takes, for the messages that refuse one.
+NO_TRUSTED_WAY = ("without a trusted set, train with --meta_source=selected (a meta set chosen "
+                  "from the training set each epoch)")
+# Data with neither a trusted set nor a test split (`--meta_source=selected`): the part of the
+# training split held out, with its given labels, to evaluate on (as tfds' 0.1 of "train"):
+# the training set is the larger one here, and every held-out image is one fewer to learn from.
+DEFAULT_HELDOUT_FRACTION = 0.1
 OWN_NOISES = ("none", "uniform", "flip", "flip1", "instance")
 
 # the most classes own data may have: labels are class indices 0..C-1, and every class gets a
@@ -64,9 +71,18 @@ class OwnData:
         train_true_y: int64 [N] the true labels of the training set, when known.
         image_size: Side of the square images decoded from files (None: arrays in memory).
         channels: Channels the images are decoded to (files: 3 if any image has color, else 1).
-        test_held_out: The fraction of the trusted set (tfds: of the training split) held out,
-            stratified, as the test set because the data has none; None when it has one.
+        test_held_out: The fraction of the trusted set (tfds, and data without a trusted set:
+            of the training split) held out, stratified, as the test set because the data has
+            none; None when it has one.
         verified: Whether every image file was decoded once at load time.
+        test_labels_given: The test set is a part of the training set held out with its given
+            labels (data with neither a trusted set nor a test split, `--meta_source=selected`):
+            its accuracy is against labels that may be wrong, and is reported as
+            `heldout_noisy_accuracy`, never as a test accuracy.
+
+    `meta_x` None means no trusted set: a tfds set's is carved from its training split
+    (`carves_trusted`); folder, csv and npz data without one train only with a meta set
+    selected from the training set (`--meta_source=selected`).
     """
 
     name: str
@@ -86,10 +102,16 @@ class OwnData:
     channels: int | None = None
     test_held_out: float | None = None
     verified: bool = False
+    test_labels_given: bool = False
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def carves_trusted(self) -> bool:
+        """Whether its trusted set is carved from its training split (tfds:NAME)."""
+        return self.name.startswith("tfds:")
 
     @property
     def from_files(self) -> bool:
@@ -105,14 +127,19 @@ class OwnData:
             "clean_labels_known": self.train_true_y is not None,
             "image_size": self.image_size, "channels": self.channels,
             "augment": self.augment, "verified": self.verified,
+            "test_labels_given": self.test_labels_given,
         }
 
     def describe(self) -> str:
         """One line for the log."""
-        trusted = ("carved from training" if self.meta_y is None
-                   else f"{len(self.meta_y)} trusted")
+        trusted = (f"{len(self.meta_y)} trusted" if self.meta_y is not None
+                   else "carved from training" if self.carves_trusted else "no trusted set")
         if self.test_held_out is None:
             test = f"{len(self.test_y)} test"
+        elif self.test_labels_given:
+            test = (f"{len(self.test_y)} held out ({self.test_held_out:g} of the training "
+                    "split, stratified, with their given labels: heldout_noisy_accuracy, not "
+                    "a test accuracy)")
         else:
             part = "trusted set" if self.meta_y is not None else "training split"
             test = (f"{len(self.test_y)} test (held out: {self.test_held_out:g} of the "
@@ -150,6 +177,18 @@ def hold_out(labels: np.ndarray, fraction: float, seed: int, class_names,
     return keep, test
 
 
+def hold_out_training(train_x: np.ndarray, train_y: np.ndarray, true_y: np.ndarray | None,
+                      fraction: float | None, seed: int, class_names, source: str):
+    """Data with neither a trusted set nor a test split: a seeded, stratified part of the
+    training split (`fraction`, None: `DEFAULT_HELDOUT_FRACTION`) held out, with its given
+    labels, as the set to evaluate on. Returns (train_x, train_y, true_y, test_x, test_y,
+    fraction)."""
+    fraction = DEFAULT_HELDOUT_FRACTION if fraction is None else float(fraction)
+    keep, test = hold_out(train_y, fraction, seed, class_names, f"{source} training split")
+    return (train_x[keep], train_y[keep], None if true_y is None else true_y[keep],
+            train_x[test], train_y[test], fraction)
+
+
 def _per_class(labels: np.ndarray, meta_per_class: int, class_names, rng: np.random.Generator,
                what: str) -> np.ndarray:
     """Sorted indices of `meta_per_class` random images of every class."""
@@ -165,37 +204,20 @@ def _per_class(labels: np.ndarray, meta_per_class: int, class_names, rng: np.ran
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0,
-                         imbalance: float = 1.0, meta_per_class: int | None = None,
-                         seed: int = 0, meta_seed: int | None = None,
-                         noise_seed: int | None = None) -> BiasedData:
-    """The `BiasedData` of one run on own data.
-
-    Order, each stage with its own generator spawned from `seed` (as `make_biased_data`):
-    the trusted set (`meta_per_class` random images per class of the given trusted set, or
-    all of it when None; a tfds set: `meta_per_class` per class taken out of the training
-    split, required), then the long-tail cut of the training set (`imbalance`, 1: none), then
-    label noise on the given training labels (`noise`: "none" keeps them as given; "uniform",
-    "flip", "flip1" draw from the transition matrix of `rate`; "instance" needs data in
-    memory). Data read from files keeps its paths: the pipeline decodes them. `meta_seed` and
-    `noise_seed` (None: `seed`) seed the trusted-set draw and the noise alone, as in
-    `make_biased_data`.
-
-    Raises:
-        ValueError: a noise this data cannot take, or a tfds set without `meta_per_class`.
-        DataUnavailableError: a class with fewer trusted images than `meta_per_class`.
-    """
-    if noise not in OWN_NOISES:
-        why = {"human": "own labels are used as given: --noise=none is the labels of your data",
-               "hierarchical": "own data has no coarse classes"}.get(noise, "unknown noise")
-        raise ValueError(f"noise {noise!r} does not apply to own data ({why}); expected one of "
-                         f"{OWN_NOISES}")
-    if noise == "instance" and own.from_files:
-        raise ValueError("instance-dependent noise needs the images in memory; own image "
-                         "folders and tables are read from files: use uniform, flip or flip1")
-    meta_rng, tail_rng, noise_rng = part_rngs(seed, meta_seed, noise_seed)
+def _trusted_part(own: OwnData, meta_per_class: int | None, meta_rng: np.random.Generator):
+    """(training pool, meta_index, meta_x, meta_y) of `make_own_biased_data`'s first stage: the
+    trusted set drawn, carved from the training split (tfds), or empty (no trusted set)."""
     names = own.class_names
-    if own.meta_x is None:
+    if own.meta_x is None and not own.carves_trusted:  # the trainer selects the meta set
+        if meta_per_class is not None:
+            raise ValueError(f"--meta_per_class={meta_per_class} draws trusted images per "
+                             f"class, and {own.source} has no trusted set: the meta set is "
+                             "selected from the training set (--select_per_class sets its "
+                             "size)")
+        pool = np.arange(len(own.train_y), dtype=np.int64)
+        meta_index = np.zeros(0, np.int64)
+        meta_x, meta_y = own.train_x[:0], np.zeros(0, np.int64)
+    elif own.meta_x is None:
         if meta_per_class is None:
             raise ValueError(f"{own.name} has no trusted set of its own: give meta_per_class, "
                              "the clean images per class taken out of its training split")
@@ -210,6 +232,41 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
             meta_index = _per_class(own.meta_y, meta_per_class, names, meta_rng,
                                     f"{own.source} trusted set")
         meta_x, meta_y = own.meta_x[meta_index], own.meta_y[meta_index]
+    return pool, meta_index, meta_x, meta_y
+
+
+def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0,
+                         imbalance: float = 1.0, meta_per_class: int | None = None,
+                         seed: int = 0, meta_seed: int | None = None,
+                         noise_seed: int | None = None) -> BiasedData:
+    """The `BiasedData` of one run on own data.
+
+    Order, each stage with its own generator spawned from `seed` (as `make_biased_data`):
+    the trusted set (`meta_per_class` random images per class of the given trusted set, or
+    all of it when None; a tfds set: `meta_per_class` per class taken out of the training
+    split, required; folder, csv or npz data without a trusted set: an empty one, for the
+    trainer to select from the training set, `--meta_source=selected`), then the long-tail
+    cut of the training set (`imbalance`, 1: none), then label noise on the given training
+    labels (`noise`: "none" keeps them as given; "uniform", "flip", "flip1" draw from the
+    transition matrix of `rate`; "instance" needs data in memory). Data read from files keeps
+    its paths: the pipeline decodes them. `meta_seed` and `noise_seed` (None: `seed`) seed
+    the trusted-set draw and the noise alone, as in `make_biased_data`.
+
+    Raises:
+        ValueError: a noise this data cannot take, a tfds set without `meta_per_class`, or
+            `meta_per_class` for data without a trusted set.
+        DataUnavailableError: a class with fewer trusted images than `meta_per_class`.
+    """
+    if noise not in OWN_NOISES:
+        why = {"human": "own labels are used as given: --noise=none is the labels of your data",
+               "hierarchical": "own data has no coarse classes"}.get(noise, "unknown noise")
+        raise ValueError(f"noise {noise!r} does not apply to own data ({why}); expected one of "
+                         f"{OWN_NOISES}")
+    if noise == "instance" and own.from_files:
+        raise ValueError("instance-dependent noise needs the images in memory; own image "
+                         "folders and tables are read from files: use uniform, flip or flip1")
+    meta_rng, tail_rng, noise_rng = part_rngs(seed, meta_seed, noise_seed)
+    pool, meta_index, meta_x, meta_y = _trusted_part(own, meta_per_class, meta_rng)
     train_index = pool[long_tail_indices(own.train_y[pool], imbalance, tail_rng)]
     given = own.train_y[train_index].astype(np.int64)
     known = own.train_true_y is not None
@@ -241,4 +298,5 @@ def make_own_biased_data(own: OwnData, *, noise: str = "none", rate: float = 0.0
         std=tuple(own.std), augment=own.augment, transition=transition,
         realized_noise_rate=realized, train_index=train_index, meta_index=meta_index,
         image_size=own.image_size, channels=own.channels or 3, resize_crop=False,
-        corruption_known=known or noise != "none")
+        corruption_known=known or noise != "none",
+        test_name="heldout_noisy" if own.test_labels_given else "test")

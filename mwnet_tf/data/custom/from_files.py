@@ -8,6 +8,10 @@ Folder layout::
     DIR/meta/<class>/...    the trusted set, clean labels
     DIR/test/<class>/...    optional; without it a stratified part of meta/ is held out
 
+Without a trusted set (`need_trusted=False`, a run whose meta set is selected from the
+training set) meta/ is optional; with neither meta/ nor test/, a stratified part of train/ is
+held out with its given labels (`OwnData.test_labels_given`).
+
 Class names are the sorted folder names of train/; meta/ (and test/) must have the same ones.
 Images may sit in sub-folders of a class folder. The folders are walked by
 `image_files.walk_images` (the rule `predict` also follows): hidden files and folders
@@ -17,7 +21,9 @@ symlinks may not lead out of the data folder, and no folder is entered twice.
 Table: a CSV with a header and the columns `path` and `label`, optional `split` (train, meta
 or test) and `true_label`. A table without a `split` column is refused: MW-Net needs a
 trusted set, and only the user knows which labels can be trusted (taking it at random out of
-noisy labels would make the "trusted" set as noisy as the rest).
+noisy labels would make the "trusted" set as noisy as the rest). A run whose meta set is
+selected from the training set (`need_trusted=False`) takes such a table as all training
+rows, and a table with a split column but no meta rows.
 
 Images: JPEG, PNG, BMP or GIF (first frame), recognized by their first bytes when the files
 are listed (a file that is not one of them is an error naming it). Their headers are read
@@ -44,8 +50,10 @@ from mwnet_tf.data.custom.biased import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_FRACTION,
     MAX_CLASSES,
+    NO_TRUSTED_WAY,
     OwnData,
     hold_out,
+    hold_out_training,
 )
 from mwnet_tf.data.datasets import IMAGENET_MEAN, IMAGENET_STD
 from mwnet_tf.data.image_files import is_hidden, read_header, resolved_inside, walk_images
@@ -85,21 +93,24 @@ def _class_folders(split_dir: str, root: str, seen: dict) -> dict[str, list[str]
     return classes
 
 
-def list_image_folder(data_dir: str) -> tuple[tuple[str, ...], dict]:
+def list_image_folder(data_dir: str, *, need_trusted: bool = True
+                      ) -> tuple[tuple[str, ...], dict]:
     """The files of an image folder's layout, checked but not decoded: (class names,
-    {split: (paths, int64 labels)}) for train, meta and (when present) test. Also what
-    `mwnet_tf.predict` reads such a folder with."""
+    {split: (paths, int64 labels)}) for train, meta and test (each of the last two when
+    present; meta/ required with `need_trusted`). Also what `mwnet_tf.predict` reads such a
+    folder with."""
     if not os.path.isdir(data_dir):
         raise DataUnavailableError(f"--data_dir={data_dir} does not exist or is not a folder")
     present = {s: os.path.join(data_dir, s) for s in SPLITS
                if os.path.isdir(os.path.join(data_dir, s))}
     for split_dir in present.values():
         resolved_inside(split_dir, data_dir)
-    for needed in ("train", "meta"):
+    for needed in ("train", "meta") if need_trusted else ("train",):
         if needed not in present:
             raise data_error(os.path.join(data_dir, needed),
                         "missing: an image folder needs train/<class>/ (labels as given) and "
-                        "meta/<class>/ (the trusted set), test/<class>/ optional")
+                        "meta/<class>/ (the trusted set), test/<class>/ optional"
+                        + (f"; {NO_TRUSTED_WAY}" if needed == "meta" else ""))
     seen: dict = {}  # the folders entered: none twice, across the splits
     folders = {s: _class_folders(d, data_dir, seen) for s, d in present.items()}
     names = tuple(folders["train"])
@@ -126,9 +137,9 @@ def list_image_folder(data_dir: str) -> tuple[tuple[str, ...], dict]:
 
 
 def load_image_folder(data_dir: str, *, image_size: int = DEFAULT_IMAGE_SIZE,
-                      augment: bool = True, test_fraction: float = DEFAULT_TEST_FRACTION,
+                      augment: bool = True, test_fraction: float | None = None,
                       split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
-                      mean_std=None) -> OwnData:
+                      mean_std=None, need_trusted: bool = True) -> OwnData:
     """Images in `data_dir/train/<class>/`, `data_dir/meta/<class>/` and optionally
     `data_dir/test/<class>/` (module docstring).
 
@@ -137,12 +148,16 @@ def load_image_folder(data_dir: str, *, image_size: int = DEFAULT_IMAGE_SIZE,
         image_size: Side of the square the images are resized to.
         augment: Random crop (after reflect padding of image_size // 8) and horizontal flip of
             the training and trusted images.
-        test_fraction: Without test/: the part of each class of meta/ held out for testing.
+        test_fraction: Without test/: the part of each class of meta/ held out for testing
+            (None: `DEFAULT_TEST_FRACTION`); without meta/ either, the part of train/ held
+            out with its given labels (None: `DEFAULT_HELDOUT_FRACTION`).
         split_seed: Seed of that hold-out (fixed by default: every run tests on the same set).
         verify: Decode every image at load time (None: when there are at most VERIFY_LIMIT).
         mean_std: None (from a sample of the training images), "imagenet" or (mean, std).
+        need_trusted: Refuse a folder without meta/ (False: a run whose meta set is selected
+            from the training set, `--meta_source=selected`).
     """
-    names, splits = list_image_folder(data_dir)
+    names, splits = list_image_folder(data_dir, need_trusted=need_trusted)
     return _finish("folder", data_dir, names, splits, None, image_size=image_size,
                    augment=augment, test_fraction=test_fraction, split_seed=split_seed,
                    verify=verify, mean_std=mean_std)
@@ -184,7 +199,8 @@ def _int(label: str) -> int:
     return int(label.lstrip("0") or "0")
 
 
-def _read_csv_rows(csv_path: str, training: bool) -> tuple[list[str], list]:
+def _read_csv_rows(csv_path: str, training: bool, need_trusted: bool = True
+                   ) -> tuple[list[str], list]:
     """(header, [(line number, row dict)]) of a CSV table, its columns checked."""
     if not os.path.isfile(csv_path):
         raise DataUnavailableError(f"{csv_path}: no such file (the CSV table of the data)")
@@ -200,16 +216,19 @@ def _read_csv_rows(csv_path: str, training: bool) -> tuple[list[str], list]:
     if missing:
         raise data_error(csv_path, f"no {' or '.join(missing)} column in its header "
                     f"({','.join(header) or 'empty'}): expected path,label[,split][,true_label]")
-    if "split" not in header and training:
+    if "split" not in header and training and need_trusted:
         raise data_error(csv_path, "no split column: mark each row train, meta (the trusted, "
-                    "clean labels) or test; the trusted rows cannot be guessed")
+                    "clean labels) or test; the trusted rows cannot be guessed; "
+                    f"{NO_TRUSTED_WAY}: a table without a split column is all training rows")
     if not rows:
         raise data_error(csv_path, "no rows")
     return header, rows
 
 
-def _csv_records(csv_path: str, header: list[str], rows: list, training: bool) -> list:
-    """[(line, path, label, split, true label or None)] of the rows, each checked."""
+def _csv_records(csv_path: str, header: list[str], rows: list, training: bool,
+                 need_trusted: bool = True) -> list:
+    """[(line, path, label, split, true label or None)] of the rows, each checked; rows
+    without a split column are training rows (`training`) or test rows (predict's)."""
     has_true = "true_label" in header
     records = []
     for line, row in rows:
@@ -217,7 +236,8 @@ def _csv_records(csv_path: str, header: list[str], rows: list, training: bool) -
             raise data_error(f"{csv_path} line {line}",
                              f"has {len(header) + len(row.get(None, []))} fields where the "
                              f"header has {len(header)}")
-        split = row["split"].strip().lower() if "split" in header else "test"
+        split = (row["split"].strip().lower() if "split" in header
+                 else "train" if training else "test")
         if split not in SPLITS:
             raise data_error(f"{csv_path} line {line}", f"split {row['split']!r} is not one of "
                         f"{', '.join(SPLITS)}")
@@ -225,11 +245,17 @@ def _csv_records(csv_path: str, header: list[str], rows: list, training: bool) -
         if not row["path"].strip() or not label or (has_true and not true):
             raise data_error(f"{csv_path} line {line}", "an empty path, label or true_label")
         records.append((line, row["path"].strip(), label, split, true))
-    for split in ("train", "meta") if training else ():
+    for split in _needed_splits(training, need_trusted):
         if not any(r[3] == split for r in records):
             raise data_error(csv_path, f"no {split} rows (split column): a table needs train rows "
-                        "and meta rows (the trusted set)")
+                        "and meta rows (the trusted set)"
+                        + (f"; {NO_TRUSTED_WAY}" if split == "meta" else ""))
     return records
+
+
+def _needed_splits(training: bool, need_trusted: bool) -> tuple[str, ...]:
+    """The splits a table must have rows of."""
+    return () if not training else ("train", "meta") if need_trusted else ("train",)
 
 
 def _csv_classes(csv_path: str, records: list, classes, has_true: bool):
@@ -274,13 +300,16 @@ def _csv_classes(csv_path: str, records: list, classes, has_true: bool):
 
 
 def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
-                   training: bool = True) -> tuple[tuple[str, ...], dict, np.ndarray | None]:
+                   training: bool = True, need_trusted: bool = True
+                   ) -> tuple[tuple[str, ...], dict, np.ndarray | None]:
     """The rows of a CSV table, checked but not decoded: (class names, {split: (absolute
     paths, int64 labels)}, the training rows' true labels or None). `training=False` (what
     `mwnet_tf.predict` reads a table with, `classes` the run's): the split column is optional
-    (rows without one count as test) and no split is required."""
-    header, rows = _read_csv_rows(csv_path, training)
-    records = _csv_records(csv_path, header, rows, training)
+    (rows without one count as test) and no split is required. `need_trusted=False` (a run
+    whose meta set is selected from the training set): meta rows are optional, and a table
+    without a split column is all training rows."""
+    header, rows = _read_csv_rows(csv_path, training, need_trusted)
+    records = _csv_records(csv_path, header, rows, training, need_trusted)
     has_true = "true_label" in header
     names, label_of = _csv_classes(csv_path, records, classes, has_true)
     root = os.path.dirname(os.path.abspath(csv_path))
@@ -291,7 +320,7 @@ def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
         paths.append(full)
         labels.append(label_of(label, line))
         trues.append(label_of(true, line) if has_true else -1)
-    for split in ("train", "meta") if training else ():
+    for split in [s for s in ("train", "meta") if s in splits] if training else ():
         counts = np.bincount(splits[split][1], minlength=len(names))
         if (counts == 0).any():
             name = names[int(np.argmin(counts))]
@@ -304,9 +333,9 @@ def list_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
 
 def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
                    image_size: int = DEFAULT_IMAGE_SIZE, augment: bool = True,
-                   test_fraction: float = DEFAULT_TEST_FRACTION,
+                   test_fraction: float | None = None,
                    split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
-                   mean_std=None) -> OwnData:
+                   mean_std=None, need_trusted: bool = True) -> OwnData:
     """Images listed in a CSV table (module docstring).
 
     Paths are relative to the table's folder and must stay inside it (no `..`, no symlink
@@ -314,7 +343,8 @@ def load_csv_table(csv_path: str, *, classes: Sequence[str] | None = None,
     classes are `classes` when given, else the sorted names (integers: 0..max) of the
     training rows. Other arguments as `load_image_folder`.
     """
-    names, arrays, true_y = list_csv_table(csv_path, classes=classes)
+    names, arrays, true_y = list_csv_table(csv_path, classes=classes,
+                                           need_trusted=need_trusted)
     return _finish("csv", csv_path, names, arrays, true_y, image_size=image_size,
                    augment=augment, test_fraction=test_fraction, split_seed=split_seed,
                    verify=verify, mean_std=mean_std)
@@ -358,7 +388,7 @@ def _decoded_stats(paths: np.ndarray, image_size: int, channels: int,
 
 def _finish(name: str, source: str, names: tuple[str, ...],
             splits: dict[str, tuple[np.ndarray, np.ndarray]], true_y: np.ndarray | None, *,
-            image_size: int, augment: bool, test_fraction: float, split_seed: int,
+            image_size: int, augment: bool, test_fraction: float | None, split_seed: int,
             verify: bool | None, mean_std) -> OwnData:
     """Checks the files, holds out a test set if needed, verifies, computes the statistics."""
     if image_size < 1:
@@ -370,18 +400,21 @@ def _finish(name: str, source: str, names: tuple[str, ...],
         for path in paths:
             color = image_has_color(path) or color
     channels = 3 if color else 1
-    meta_x, meta_y = splits["meta"]
-    held = None
+    meta_x, meta_y = splits.get("meta", (None, None))
+    train_x, train_y = splits["train"]
+    held, given = None, False
     if "test" in splits:
         test_x, test_y = splits["test"]
+    elif meta_x is None:  # neither: a part of the training set, its labels as given
+        train_x, train_y, true_y, test_x, test_y, held = hold_out_training(
+            train_x, train_y, true_y, test_fraction, split_seed, names, source)
+        given = True
     else:
-        keep, test = hold_out(meta_y, test_fraction, split_seed, names,
-                              f"{source} trusted set")
+        held = DEFAULT_TEST_FRACTION if test_fraction is None else float(test_fraction)
+        keep, test = hold_out(meta_y, held, split_seed, names, f"{source} trusted set")
         test_x, test_y = meta_x[test], meta_y[test]
         meta_x, meta_y = meta_x[keep], meta_y[keep]
-        held = float(test_fraction)
-    train_x, train_y = splits["train"]
-    every = np.concatenate([train_x, meta_x, test_x])
+    every = np.concatenate([train_x, test_x] + ([] if meta_x is None else [meta_x]))
     verified = len(every) <= VERIFY_LIMIT if verify is None else bool(verify)
     if verified:
 
@@ -405,4 +438,4 @@ def _finish(name: str, source: str, names: tuple[str, ...],
                    train_y=train_y, meta_x=meta_x, meta_y=meta_y, test_x=test_x, test_y=test_y,
                    mean=mean, std=std, augment=bool(augment), train_true_y=true_y,
                    image_size=int(image_size), channels=channels, test_held_out=held,
-                   verified=verified)
+                   verified=verified, test_labels_given=given)

@@ -2,7 +2,10 @@
 
 Keys: `x_train`, `y_train`, `x_meta`, `y_meta` (the trusted set), optionally `x_test` and
 `y_test` (without them a stratified part of the trusted set is held out), `y_train_true` (the
-true training labels, when known) and `class_names` (strings; default "0", "1", ...).
+true training labels, when known) and `class_names` (strings; default "0", "1", ...). A run
+whose meta set is selected from the training set (`need_trusted=False`) takes a file without
+`x_meta` and `y_meta`; without `x_test` either, a stratified part of the training rows is held
+out with their given labels (`OwnData.test_labels_given`).
 
 `x` may have any shape [N, ...] and any numeric dtype: uint8 images [N, H, W, C] are
 normalized per channel and augmented (crop + flip) by default, and uint8 [N, H, W] with H, W
@@ -23,13 +26,16 @@ from mwnet_tf.data.custom.biased import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_FRACTION,
     MAX_CLASSES,
+    NO_TRUSTED_WAY,
     OwnData,
     hold_out,
+    hold_out_training,
 )
 from mwnet_tf.data.npy_check import check_npz
 from mwnet_tf.errors import DataUnavailableError, data_error
 
 REQUIRED = ("x_train", "y_train", "x_meta", "y_meta")
+TRUSTED = ("x_meta", "y_meta")  # required unless the meta set is selected (`need_trusted`)
 OPTIONAL = ("x_test", "y_test", "y_train_true", "class_names")
 
 
@@ -58,7 +64,7 @@ def array_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def _read_arrays(path: str) -> dict[str, np.ndarray]:
+def _read_arrays(path: str, need_trusted: bool = True) -> dict[str, np.ndarray]:
     """The named arrays of the .npz at `path` (allow_pickle=False), required ones checked."""
     if not os.path.isfile(path):
         raise DataUnavailableError(f"{path}: no such file (the .npz file of the data)")
@@ -74,13 +80,16 @@ def _read_arrays(path: str) -> dict[str, np.ndarray]:
         raise data_error(path, "a single array (.npy), not an .npz archive of named arrays")
     with archive:
         keys = set(archive.files)
-        missing = [k for k in REQUIRED if k not in keys]
+        missing = [k for k in REQUIRED if k not in keys
+                   and (need_trusted or k not in TRUSTED)]
         if missing:
+            way = f"; {NO_TRUSTED_WAY}" if set(missing) <= set(TRUSTED) else ""
             raise data_error(path, f"no {', '.join(missing)} in it (holds: "
                         f"{', '.join(sorted(keys)) or 'nothing'}); expected "
-                        f"{', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}")
-        if ("x_test" in keys) != ("y_test" in keys):
-            raise data_error(path, "x_test and y_test go together: it holds only one of them")
+                        f"{', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}{way}")
+        for a, b in (("x_test", "y_test"), TRUSTED):
+            if (a in keys) != (b in keys):
+                raise data_error(path, f"{a} and {b} go together: it holds only one of them")
         arrays = {}
         for k in REQUIRED + OPTIONAL:
             if k not in keys:
@@ -154,6 +163,8 @@ def _class_names(path: str, arrays: dict, ys: dict) -> tuple[str, ...]:
             raise data_error(path, f"y_{s} holds label {int(bad[0])}, outside the {len(names)} "
                         f"classes 0..{len(names) - 1}")
     for s, what in (("train", "training"), ("meta", "trusted (meta)")):
+        if ys[s] is None:  # no trusted set: the meta set is selected
+            continue
         counts = np.bincount(ys[s], minlength=len(names))
         if (counts == 0).any():
             raise data_error(path, f"class {names[int(np.argmin(counts))]!r} has no {what} rows")
@@ -161,18 +172,22 @@ def _class_names(path: str, arrays: dict, ys: dict) -> tuple[str, ...]:
 
 
 def load_npz_arrays(path: str, *, augment: bool | None = None,
-                    test_fraction: float = DEFAULT_TEST_FRACTION,
-                    split_seed: int = DEFAULT_SPLIT_SEED) -> OwnData:
+                    test_fraction: float | None = None,
+                    split_seed: int = DEFAULT_SPLIT_SEED, need_trusted: bool = True) -> OwnData:
     """Arrays of an .npz file (module docstring).
 
     Args:
         path: The .npz file.
         augment: Crop + flip the training and trusted images (None: for uint8 images
             [N, H, W, C] only; True on other arrays is an error).
-        test_fraction: Without x_test: the part of each class of the trusted set held out.
+        test_fraction: Without x_test: the part of each class of the trusted set held out
+            (None: `DEFAULT_TEST_FRACTION`); without x_meta either, the part of the training
+            rows held out with their given labels (None: `DEFAULT_HELDOUT_FRACTION`).
         split_seed: Seed of that hold-out.
+        need_trusted: Refuse a file without x_meta and y_meta (False: a run whose meta set is
+            selected from the training set, `--meta_source=selected`).
     """
-    arrays = _read_arrays(path)
+    arrays = _read_arrays(path, need_trusted)
     xs, ys = _split_arrays(path, arrays)
     xs = _with_channel_axis(xs)
     names = _class_names(path, arrays, ys)
@@ -181,19 +196,25 @@ def load_npz_arrays(path: str, *, augment: bool | None = None,
         raise ValueError(f"augmentation (crop + flip) needs uint8 images [N, H, W, C], H and "
                          f"W >= 8; {path} holds x of dtype {xs['train'].dtype} shape "
                          f"{xs['train'].shape}")
-    meta_x, meta_y = xs["meta"], ys["meta"].astype(np.int64)
-    held = None
+    meta_x = xs["meta"]
+    meta_y = None if meta_x is None else ys["meta"].astype(np.int64)
+    train_x, train_y = xs["train"], ys["train"].astype(np.int64)
+    true_y = ys.get("train_true")
+    true_y = None if true_y is None else true_y.astype(np.int64)
+    held, given = None, False
     if xs["test"] is not None:
         test_x, test_y = xs["test"], ys["test"].astype(np.int64)
+    elif meta_x is None:  # neither: a part of the training rows, their labels as given
+        train_x, train_y, true_y, test_x, test_y, held = hold_out_training(
+            train_x, train_y, true_y, test_fraction, split_seed, names, path)
+        given = True
     else:
-        keep, test = hold_out(meta_y, test_fraction, split_seed, names, f"{path} trusted set")
+        held = DEFAULT_TEST_FRACTION if test_fraction is None else float(test_fraction)
+        keep, test = hold_out(meta_y, held, split_seed, names, f"{path} trusted set")
         test_x, test_y, meta_x, meta_y = meta_x[test], meta_y[test], meta_x[keep], meta_y[keep]
-        held = float(test_fraction)
-    mean, std = array_stats(xs["train"])
-    true_y = ys.get("train_true")
-    return OwnData(name="npz", source=path, class_names=names, train_x=xs["train"],
-                   train_y=ys["train"].astype(np.int64), meta_x=meta_x, meta_y=meta_y,
+    mean, std = array_stats(train_x)
+    return OwnData(name="npz", source=path, class_names=names, train_x=train_x,
+                   train_y=train_y, meta_x=meta_x, meta_y=meta_y,
                    test_x=test_x, test_y=test_y, mean=mean, std=std,
                    augment=images if augment is None else bool(augment),
-                   train_true_y=None if true_y is None else true_y.astype(np.int64),
-                   test_held_out=held)
+                   train_true_y=true_y, test_held_out=held, test_labels_given=given)

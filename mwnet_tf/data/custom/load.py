@@ -20,11 +20,14 @@ from mwnet_tf.errors import DataUnavailableError, data_error
 def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None = None,
                   augment: bool | None = None, test_fraction: float | None = None,
                   split_seed: int = DEFAULT_SPLIT_SEED, verify: bool | None = None,
-                  image_key: str | None = None, label_key: str | None = None) -> OwnData:
+                  image_key: str | None = None, label_key: str | None = None,
+                  need_trusted: bool = True) -> OwnData:
     """The loader of `--dataset` (`config.is_own_dataset`) on `--data_dir`: the image folder,
     the .csv file, the .npz file, or the tfds data_dir (None: tfds' default). Options left None
     take each loader's default; those a format has no use for are ignored (image_size: the
-    images of a folder or table, resized tfds images; image_key / label_key: tfds)."""
+    images of a folder or table, resized tfds images; image_key / label_key: tfds).
+    `need_trusted=False` (`--meta_source=selected`): a folder, table or .npz without a trusted
+    set is taken (a tfds set's is carved from its training split either way)."""
     if not is_own_dataset(dataset):
         raise ValueError(f"unknown own data set {dataset!r}; expected one of "
                          f"{', '.join(OWN_DATASETS)}, tfds:NAME")
@@ -38,8 +41,9 @@ def load_own_data(dataset: str, data_dir: str | None, *, image_size: int | None 
     if data_dir is None:
         raise DataUnavailableError(data_dir_problem(dataset, None))
     if dataset == "npz":
-        return check_classes(from_npz.load_npz_arrays(data_dir, augment=augment, **split))
-    files = dict(split, verify=verify)
+        return check_classes(from_npz.load_npz_arrays(data_dir, augment=augment,
+                                                      need_trusted=need_trusted, **split))
+    files = dict(split, verify=verify, need_trusted=need_trusted)
     if image_size is not None:
         files["image_size"] = image_size
     if augment is not None:
