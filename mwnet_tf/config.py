@@ -57,6 +57,8 @@ def is_model_file(name: str) -> bool:
     return name.endswith(".keras")
 META_OPTIMIZERS = ("adam", "sgd")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+# Where a multi-worker run reads its task layout (`mwnet_tf.training.cluster`).
+CLUSTERS = ("tf_config", "slurm")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 # How a batch's weighted losses are reduced (`mwnet_tf.methods.steps`).
 WEIGHT_NORMS = ("none", "batch", "batch_detached")
@@ -120,8 +122,9 @@ class Config:
         "resized to (default 32; tfds: its own size).", lower=8, added=None)
     test_fraction: float | None = _field(
         None, "Own data without a test split: the stratified part of the trusted set held out "
-        "as the test set (default 0.5; tfds: 0.1 of its train split).", lower=0, upper=1,
-        added=None)
+        "as the test set (default 0.5; tfds: 0.1 of its train split; without a trusted set, "
+        "--meta_source=selected: 0.1 of the training set, evaluated against its given labels "
+        "as heldout_noisy_accuracy).", lower=0, upper=1, added=None)
     split_seed: int = _field(
         0, "Own data: the seed of the test hold-out (not the run seed: every run of a data set "
         "tests on the same images).", lower=0, added=0)
@@ -208,6 +211,16 @@ class Config:
                                  volatile=True)
     strategy: str = _field("auto", "auto: MirroredStrategy when several GPUs, else one device.",
                            choices=STRATEGIES, resumable=True, volatile=True)
+    cluster: str = _field(
+        "tf_config", "With --strategy=multi_worker, where the task layout comes from: "
+        "tf_config (the TF_CONFIG variable) or slurm (the variables of a Slurm job step: "
+        "SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_STEP_NODELIST, SLURM_STEP_TASKS_PER_NODE; "
+        "TensorFlow's SlurmClusterResolver).", choices=CLUSTERS, resumable=True, volatile=True,
+        added="tf_config")
+    slurm_port_base: int = _field(
+        8888, "With --cluster=slurm: the port of a node's first task (the next tasks on the "
+        "node take the next ports).", lower=1024, upper=65535, resumable=True, volatile=True,
+        added=8888)
     jit_compile: bool = _field(False, "XLA-compile the training step.", resumable=True,
                                volatile=True)
     mixed_precision: str = _field(
@@ -347,6 +360,8 @@ def _meta_source_errors(c: Config) -> list[str]:
 def validate(c: Config) -> list[str]:
     """Returns one message per invalid field (empty when the config is valid)."""
     checks = [
+        (c.cluster == "tf_config" or c.strategy == "multi_worker",
+         f"--cluster={c.cluster} goes with --strategy=multi_worker"),
         (c.dataset == "clothing1m" or c.noise == "human"
          or (c.noise_labels is None and c.noise_label_set is None),
          "--noise_labels and --noise_label_set go with --noise=human"),

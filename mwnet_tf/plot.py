@@ -53,6 +53,9 @@ def load_run(folder: str) -> dict:
     if missing:
         raise PlotError(f"{path} has no {' or '.join(missing)} (written before per-epoch "
                         "history was kept: rerun it with this version)")
+    if "heldout_noisy_accuracy" in results:
+        raise PlotError(f"{path}: a run evaluated on a part of its training set held out with "
+                        "its given labels (heldout_noisy_accuracy) has no test accuracy to plot")
     return results
 
 

@@ -50,8 +50,10 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
     if os.path.exists(path) and os.path.isdir(os.path.join(workdir, files.CHECKPOINTS)):
         with open(path) as f:
             old = flag_values(f.read())
+        # a field added after the run started: its flags.cfg ran with the field's old value
+        added = {k: str(v) for k, v in config_lib.ADDED_FIELDS.items() if v is not None}
         changed = sorted(k for k, v in flag_values(new).items()
-                         if k not in RESUMABLE and old.get(k) != v)
+                         if k not in RESUMABLE and old.get(k, added.get(k)) != v)
         if changed:
             raise ValueError(f"{workdir} holds a run with other settings ({', '.join(changed)}); "
                              "pass another --workdir or repeat it with --flagfile=" + path)
@@ -141,19 +143,14 @@ def main(argv: list[str]) -> None:
         print(config_to_flagfile(config, workdir), end="")
         return
     _check_paths(config, workdir)
-    task = None
-    if config.strategy == "multi_worker":
-        try:
-            task = cluster.current_task()
-        except ValueError as e:
-            fail(str(e), 2)
+    task, resolver = _cluster_task(config)
     folder = _RunFolder(workdir, chief=task is None or task.is_chief)
     folder.claim(config)
     tf, loop = load_training()
     with commandline.quiet_stderr():
         # The strategy comes before anything else touches TensorFlow's devices: a
         # MultiWorkerMirroredStrategy can configure its collective ops only then.
-        strategy = loop.make_strategy(config.strategy)
+        strategy = loop.make_strategy(config.strategy, resolver)
     print(f"run folder: {workdir}", flush=True)
     for note in notes:
         print(note, flush=True)
@@ -185,6 +182,21 @@ def main(argv: list[str]) -> None:
         fail(str(e), 2)
     folder.release()
     _print_results(results, workdir, task)
+
+
+def _cluster_task(config: config_lib.Config):
+    """(this process's `cluster.Task`, the Slurm cluster resolver or None); (None, None) for a
+    run of one process. A bad layout is a one-line error, exit 2, before anything is written."""
+    if config.strategy != "multi_worker":
+        return None, None
+    try:
+        if config.cluster == "slurm":
+            with commandline.quiet_stderr():
+                resolver, task = cluster.slurm_task(config.slurm_port_base)
+            return task, resolver
+        return cluster.current_task(), None
+    except ValueError as e:
+        fail(str(e), 2)
 
 
 def _check_paths(config: config_lib.Config, workdir: str) -> None:

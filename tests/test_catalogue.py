@@ -21,6 +21,8 @@ import tempfile
 import pytest
 from cli import CliSession  # (tests/cli.py)
 
+from mwnet_tf.training.cluster import SLURM_VARIABLES as SLURM
+
 pytestmark = pytest.mark.e2e  # runs programs or whole trainings: not in the fast tier
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -461,6 +463,20 @@ def _cases() -> list[Case]:
              "TF_CONFIG", env={"TF_CONFIG": json.dumps(
                  {"cluster": {"worker": ["localhost:1", "localhost:2"]},
                   "task": {"type": "worker", "index": 5}})}),
+        # Slurm
+        Case("Slurm", "--cluster=slurm outside a Slurm job step",
+             [*t, "--strategy=multi_worker", "--cluster=slurm"], 2, "SLURM_PROCID",
+             env={v: None for v in SLURM}),
+        Case("Slurm", "a job step whose node list lists fewer tasks than it has",
+             [*t, "--strategy=multi_worker", "--cluster=slurm"], 2, "2 tasks but only 1",
+             env={"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "2",
+                  "SLURM_STEP_NODELIST": "localhost", "SLURM_STEP_TASKS_PER_NODE": "1"}),
+        Case("Slurm", "a node list Slurm would not write",
+             [*t, "--strategy=multi_worker", "--cluster=slurm"], 2, "Invalid hostlist",
+             env={"SLURM_PROCID": "0", "SLURM_STEP_NUM_TASKS": "2",
+                  "SLURM_STEP_NODELIST": "node[1-", "SLURM_STEP_TASKS_PER_NODE": "2"}),
+        Case("Slurm", "--cluster=slurm without --strategy=multi_worker",
+             [*t, "--cluster=slurm"], 2, "goes with --strategy=multi_worker"),
         # weight functions
         Case("weight_fn", "a weight function that does not exist",
              [*t, "--weight_fn={base}/nowhere"], 2, "nowhere"),

@@ -258,3 +258,17 @@ def test_the_docs_state_the_rule_its_defaults_and_the_naming_of_a_noisy_held_out
                  "its fine-tuning stage"):
         assert text in methods, text
 
+
+
+def test_a_run_folder_started_before_the_field_existed_resumes_as_trusted(tmp_path):
+    from mwnet_tf import train
+    from mwnet_tf.cli.train_flags import config_to_flagfile
+
+    work = tmp_path / "run"
+    (work / "checkpoints").mkdir(parents=True)
+    old = [line for line in config_to_flagfile(Config(), str(work)).splitlines()
+           if "meta_source" not in line and "select_per_class" not in line]
+    (work / "flags.cfg").write_text("\n".join(old) + "\n")
+    train.prepare_workdir(Config(), str(work))  # the same run: resumes
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(meta_source\)"):
+        train.prepare_workdir(Config(meta_source="selected"), str(work))

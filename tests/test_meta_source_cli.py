@@ -93,6 +93,11 @@ def test_own_data_with_only_a_training_set_trains_with_a_selected_meta_set(cli, 
             assert r["label_issue_detection"]["n"] == held["train"]
         else:
             assert all("meta_clean_fraction" not in row for row in r["history"])
+    # plot refuses a run without a test accuracy in one line
+    from mwnet_tf import plot
+    from mwnet_tf.errors import PlotError
+    with pytest.raises(PlotError, match="has no test accuracy to plot"):
+        plot.load_run(str(tmp_path / "run_npz"))
     # predict reads the layout without meta/ too
     folder = routes["folder"][0]
     out = str(tmp_path / "pred.csv")

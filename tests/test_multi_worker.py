@@ -4,6 +4,7 @@ process, and a run that loses a worker and resumes from the chief's checkpoint."
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -148,6 +149,45 @@ def test_two_workers_equal_one_process_and_only_the_chief_writes(tmp_path, one_p
     for out in outs:
         assert out.splitlines()[-1].startswith(
             "error: the workers would resume from different checkpoints (steps 0 to 33)"), out
+
+
+def _free_port_pair() -> int:
+    """A port p with p and p + 1 free on 127.0.0.1 (a Slurm node's two tasks take both)."""
+    for _ in range(50):
+        (port,) = launch.free_ports(1)
+        if port < 65535 and _is_free(port) and _is_free(port + 1):
+            return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_two_slurm_tasks_equal_one_process_and_only_task_0_writes(tmp_path, one_process_run):
+    """The variables `srun --ntasks=2` sets on one node (`localhost`), read by TensorFlow's
+    SlurmClusterResolver: the same run as one process, written by task 0 alone."""
+    dirs = [tmp_path / "task0" / "run", tmp_path / "task1" / "run"]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    port = _free_port_pair()
+    slurm = {"SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "localhost",
+             "SLURM_STEP_TASKS_PER_NODE": "2", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "17"}
+    procs = [_train([*ARGS, "--strategy=multi_worker", "--cluster=slurm",
+                     f"--slurm_port_base={port}", f"--workdir={d}"],
+                    _env(SLURM_PROCID=str(i), TMPDIR=str(scratch), **slurm), cpu=i)
+             for i, d in enumerate(dirs)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "on 2 replica(s)" in outs[0] and "on 2 replica(s)" in outs[1]
+    _assert_same_run(_results(dirs[0]), one_process_run)
+    assert not dirs[1].parent.exists()  # task 1 wrote nothing
+    assert "worker 1: the chief writes the run folder" in outs[1]
 
 
 def test_two_workers_on_image_files_equal_one_process(tmp_path, tmp_path_factory):

@@ -1,9 +1,12 @@
-"""Multi-worker settings: `TF_CONFIG` read and checked before TensorFlow starts.
+"""Multi-worker settings: where this process sits in the cluster, checked before anything is
+written and before TensorFlow's devices start.
 
-`MultiWorkerMirroredStrategy` takes its cluster from the `TF_CONFIG` environment variable and
-must be created before anything initializes TensorFlow's devices, so the entry point checks
-`TF_CONFIG` here (plain JSON, no TensorFlow) and creates the strategy first. A bad `TF_CONFIG`
-is a `ValueError` with a one-line message.
+`--cluster=tf_config`: `MultiWorkerMirroredStrategy` reads the `TF_CONFIG` environment
+variable, checked here as plain JSON (no TensorFlow). `--cluster=slurm`: TensorFlow's
+`SlurmClusterResolver` reads the variables Slurm sets for each task of a job step (`srun`),
+and the strategy is given that resolver. Either way the strategy must be created before
+anything initializes TensorFlow's devices, so the entry point checks the layout here and
+creates the strategy first. A bad or partial layout is a `ValueError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -11,8 +14,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 
 TASK_TYPES = ("chief", "worker")
+# What SlurmClusterResolver reads of a job step (its node list and tasks per node, this task's
+# rank), all set by `srun` for each task it starts.
+SLURM_VARIABLES = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_NODELIST",
+                   "SLURM_STEP_TASKS_PER_NODE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,3 +88,57 @@ def _is_address(address: str) -> bool:
 def current_task() -> Task:
     """This process's task, from the environment's `TF_CONFIG`."""
     return parse_tf_config(os.environ.get("TF_CONFIG"))
+
+
+def _sees_gpus(environ) -> bool:
+    """Whether the job step has GPUs to hand out: CUDA_VISIBLE_DEVICES set (Slurm sets it for
+    an allocation of GPUs), or nvidia-smi present (the resolver counts GPUs with it)."""
+    return bool(environ.get("CUDA_VISIBLE_DEVICES")) or shutil.which("nvidia-smi") is not None
+
+
+def slurm_task(port_base: int, environ=None):
+    """(`SlurmClusterResolver`, `Task`) of this Slurm task, or a `ValueError` naming what is
+    missing or wrong. Imports TensorFlow (not its devices): call it before anything else of
+    TensorFlow, after the flags are checked.
+
+    On GPUs the resolver gives each task its share of the node's GPUs (CUDA_VISIBLE_DEVICES);
+    without GPUs (a CPU job step) every task takes the CPUs and no GPU is assigned."""
+    environ = os.environ if environ is None else environ
+    missing = [v for v in SLURM_VARIABLES if not environ.get(v)]
+    if missing:
+        raise ValueError("--cluster=slurm needs the variables of a Slurm job step (start each "
+                         f"task with srun): {', '.join(missing)} not set")
+    for name in ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
+        if not environ[name].isdigit():
+            raise ValueError(f"{name}={environ[name]!r} is not a whole number")
+    rank, tasks = int(environ["SLURM_PROCID"]), int(environ["SLURM_STEP_NUM_TASKS"])
+    if not 0 <= rank < tasks:
+        raise ValueError(f"SLURM_PROCID={rank} is out of range for SLURM_STEP_NUM_TASKS="
+                         f"{tasks}")
+    import tensorflow as tf  # third-party, heavy: only for a Slurm run
+
+    gpus = {} if _sees_gpus(environ) else dict(gpus_per_node=tasks, gpus_per_task=1,
+                                               auto_set_gpu=False)
+    saved = {v: os.environ.get(v) for v in SLURM_VARIABLES}
+    os.environ.update({v: environ[v] for v in SLURM_VARIABLES})  # what the resolver reads
+    try:
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
+            port_base=port_base, **gpus)
+        workers = resolver.cluster_spec().as_dict().get("worker", [])
+    except (RuntimeError, ValueError, AssertionError) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0].rstrip(": ")
+        raise ValueError("the Slurm job step's layout cannot be read (SLURM_STEP_NODELIST="
+                         f"{environ['SLURM_STEP_NODELIST']!r}, SLURM_STEP_TASKS_PER_NODE="
+                         f"{environ['SLURM_STEP_TASKS_PER_NODE']!r}): {why}") from None
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+    if len(workers) != tasks or resolver.task_type != "worker":
+        raise ValueError(f"the Slurm job step lists {len(workers)} task(s) on its nodes "
+                         f"(SLURM_STEP_TASKS_PER_NODE={environ['SLURM_STEP_TASKS_PER_NODE']!r}) "
+                         f"for SLURM_STEP_NUM_TASKS={tasks}")
+    return resolver, Task(task_type="worker", task_id=int(resolver.task_id),
+                          num_workers=len(workers))

@@ -46,10 +46,11 @@ __all__ = ["Interrupted", "TrainingError", "epoch_lr", "load_data", "make_optimi
            "make_strategy", "train_and_evaluate", "train_epoch"]
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """"auto": MirroredStrategy over all GPUs if there are several, else the default."""
+def make_strategy(name: str, cluster_resolver=None) -> tf.distribute.Strategy:
+    """"auto": MirroredStrategy over all GPUs if there are several, else the default;
+    "multi_worker" from `TF_CONFIG`, or from `cluster_resolver` when given (Slurm)."""
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=cluster_resolver)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()

@@ -218,9 +218,8 @@ def _read_csv_rows(csv_path: str, training: bool, need_trusted: bool = True
                     f"({','.join(header) or 'empty'}): expected path,label[,split][,true_label]")
     if "split" not in header and training and need_trusted:
         raise data_error(csv_path, "no split column: mark each row train, meta (the trusted, "
-                         "clean labels) or test; the trusted rows cannot be guessed; "
-                         f"{NO_TRUSTED_WAY}: a table without a split column is all training "
-                         "rows")
+                    "clean labels) or test; the trusted rows cannot be guessed; "
+                    f"{NO_TRUSTED_WAY}: a table without a split column is all training rows")
     if not rows:
         raise data_error(csv_path, "no rows")
     return header, rows
@@ -248,9 +247,9 @@ def _csv_records(csv_path: str, header: list[str], rows: list, training: bool,
         records.append((line, row["path"].strip(), label, split, true))
     for split in _needed_splits(training, need_trusted):
         if not any(r[3] == split for r in records):
-            raise data_error(csv_path, f"no {split} rows (split column): a table needs train "
-                             "rows and meta rows (the trusted set)"
-                             + (f"; {NO_TRUSTED_WAY}" if split == "meta" else ""))
+            raise data_error(csv_path, f"no {split} rows (split column): a table needs train rows "
+                        "and meta rows (the trusted set)"
+                        + (f"; {NO_TRUSTED_WAY}" if split == "meta" else ""))
     return records
 
 

@@ -85,9 +85,8 @@ def _read_arrays(path: str, need_trusted: bool = True) -> dict[str, np.ndarray]:
         if missing:
             way = f"; {NO_TRUSTED_WAY}" if set(missing) <= set(TRUSTED) else ""
             raise data_error(path, f"no {', '.join(missing)} in it (holds: "
-                             f"{', '.join(sorted(keys)) or 'nothing'}); expected "
-                             f"{', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}"
-                             f"{way}")
+                        f"{', '.join(sorted(keys)) or 'nothing'}); expected "
+                        f"{', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}{way}")
         for a, b in (("x_test", "y_test"), TRUSTED):
             if (a in keys) != (b in keys):
                 raise data_error(path, f"{a} and {b} go together: it holds only one of them")
