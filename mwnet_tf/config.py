@@ -357,6 +357,13 @@ def _meta_source_errors(c: Config) -> list[str]:
     return []
 
 
+def _weight_net_errors(c: Config) -> list[str]:
+    """The weight net's optimizer: AMSGrad is Adam's."""
+    if c.meta_amsgrad and c.meta_optimizer != "adam":
+        return ["--meta_amsgrad goes with --meta_optimizer=adam"]
+    return []
+
+
 def validate(c: Config) -> list[str]:
     """Returns one message per invalid field (empty when the config is valid)."""
     checks = [
@@ -401,8 +408,6 @@ def validate(c: Config) -> list[str]:
          "lr_decay_epochs must be increasing epochs between 1 and epochs - 1"),
         (0 < c.lr_decay_factor <= 1, "lr_decay_factor must lie in (0, 1]"),
         (c.momentum < 1 and c.meta_momentum < 1, "momentum must lie in [0, 1)"),
-        (not c.meta_amsgrad or c.meta_optimizer == "adam",
-         "--meta_amsgrad goes with --meta_optimizer=adam"),
         (c.mixed_precision != "float16" or c.method in FLOAT16_METHODS,
          f"mixed_precision=float16 (loss scaling) is implemented for {', '.join(FLOAT16_METHODS)}"
          f"; use bfloat16 with --method={c.method}"),
@@ -416,7 +421,7 @@ def validate(c: Config) -> list[str]:
                                       ("meta_seed", c.meta_seed is not None),
                                       ("noise_seed", c.noise_seed is not None)) if v]
         errors += [not_for_clothing1m(given)] if given else []
-    errors += _own_seed_errors(c) + _meta_source_errors(c)
+    errors += _own_seed_errors(c) + _meta_source_errors(c) + _weight_net_errors(c)
     if c.noise == "human" and not is_own_dataset(c.dataset):
         errors += check_settings(c.dataset, c.noise_labels, c.noise_label_set)
     return errors + _method_errors(c)
