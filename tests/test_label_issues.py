@@ -86,7 +86,8 @@ def biased():
 
 
 def _method(name, data, **params):
-    config = Config(**dict(RUN, method=name, method_params=params))
+    source = "selected" if name == "cmwnet_sl" else "trusted"  # cmwnet_sl's only source
+    config = Config(**dict(RUN, method=name, method_params=params, meta_source=source))
 
     def new_classifier(seed):
         return build_classifier("tiny", data.num_classes, data.input_shape, seed=seed)
@@ -122,7 +123,7 @@ def test_every_methods_label_scores_are_finite_and_cover_the_training_set(name, 
                 assert np.all(np.isfinite(values)), column
     np.testing.assert_array_equal(table["rank"], np.arange(1, n + 1))
     assert sorted(table["index"]) == sorted(biased.train_index)
-    if name in ("mwnet", "l2rw", "confident_learning", "co_teaching"):
+    if name in ("mwnet", "cmwnet", "cmwnet_sl", "l2rw", "confident_learning", "co_teaching"):
         assert table["weight"] is not None
     else:
         assert table["weight"] is None
