@@ -152,11 +152,17 @@ def given_flags(text: str) -> dict[str, str]:
     return out
 
 
+# Defaults that follow the method: a flagfile does not write them out, so that a `--method`
+# given after it (`--flagfile=flags/digits_flip0.4.cfg --method=cmwnet`) takes its own.
+METHOD_DEPENDENT = ("weight_norm", "meta_source")
+
+
 def flagfile_text(text: str) -> str:
     """Flagfile `text` with its part below `DEFAULTS_MARKER` made anew: every default of its
     setting (`paper_defaults` of its dataset, noise and imbalance) that its own part above does
-    not set, in Config's field order; a schedule (`--lr_decay_epochs`) only with the epochs it
-    was made for, so that `--epochs` set above keeps the trainer's own scaling."""
+    not set, in Config's field order, but those of `METHOD_DEPENDENT`; a schedule
+    (`--lr_decay_epochs`) only with the epochs it was made for, so that `--epochs` set above
+    keeps the trainer's own scaling."""
     own = text.split(DEFAULTS_MARKER)[0].rstrip("\n")
     given = given_flags(own)
     base = Config()
@@ -165,5 +171,6 @@ def flagfile_text(text: str) -> str:
                               given.get("method", base.method))
     lines = [flag_line(f.name, defaults[f.name]) for f in flag_fields()
              if f.name in defaults and f.name not in given and defaults[f.name] is not None
+             and f.name not in METHOD_DEPENDENT
              and not (f.name == "lr_decay_epochs" and "epochs" in given)]
     return own + "\n" + (f"\n{DEFAULTS_MARKER}\n" + "\n".join(lines) + "\n" if lines else "")
