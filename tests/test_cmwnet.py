@@ -72,9 +72,9 @@ def test_the_methods_defaults_are_their_authors_normalization_and_meta_source():
         assert d["weight_norm"] == norm
         assert d.get("meta_source", "trusted") == ("selected" if method == "cmwnet_sl"
                                                    else "trusted")
-    # a flagfile's defaults follow its method
+    # a flagfile does not write them: a --method given after it takes its own
     text = protocols.flagfile_text("--dataset=digits\n--method=cmwnet\n")
-    assert "--weight_norm=batch_detached" in text
+    assert "--weight_norm" not in text and "--meta_source" not in text
 
 
 # --- the class-aware weight net ----------------------------------------------------------------

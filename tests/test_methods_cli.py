@@ -79,6 +79,10 @@ def test_every_method_runs_from_the_cli_with_its_hyperparameters_in_the_flagfile
         flagfile = proc.stdout
         assert not os.path.exists(work)
     assert f"--method={method}" in flagfile
+    # the normalization of the method's authors' code (protocols.paper_defaults), smoke.cfg
+    # writing none
+    norm = {"cmwnet": "batch_detached", "cmwnet_sl": "none"}.get(method, "batch")
+    assert f"--weight_norm={norm}\n" in flagfile, method
     for p in methods.get(method).params:  # the method's hyperparameters are in flags.cfg
         if p.default is not None:
             assert f"--{p.name}=" in flagfile, p.name
