@@ -97,3 +97,11 @@ def test_epoch_metrics_leave_out_a_mean_over_no_samples():
     json.dumps(m, allow_nan=False)  # strict JSON in results.json
     m = epoch.epoch_metrics(dict(sums, count_corrupted=1, weight_sum_corrupted=0.2))
     assert m["weight_corrupted"] == pytest.approx(0.2) and m["weight_clean"] == pytest.approx(0.6)
+
+
+def test_an_epoch_without_a_meta_step_has_no_meta_loss():
+    """A weight net updated every K-th step can miss a short epoch (3 steps, K = 10)."""
+    sums = {"count": 4, "loss_sum": 2.0, "correct": 3, "steps": 3, "meta_loss": 0.0,
+            "meta_steps": 0.0}
+    assert "meta_loss" not in epoch.epoch_metrics(sums)
+    assert epoch.epoch_metrics(dict(sums, meta_loss=1.5, meta_steps=1.0))["meta_loss"] == 1.5

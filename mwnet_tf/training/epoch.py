@@ -127,8 +127,9 @@ def epoch_metrics(sums: dict, corruption_known: bool = True) -> dict[str, float]
     neither when the truth of the labels is unknown, `BiasedData.corruption_known`)."""
     n = sums["count"]
     m = {"loss": sums["loss_sum"] / n, "accuracy": 100.0 * sums["correct"] / n}
-    if "meta_loss" in sums:
-        m["meta_loss"] = sums["meta_loss"] / sums.get("meta_steps", sums["steps"])
+    meta_steps = sums.get("meta_steps", sums.get("steps"))
+    if "meta_loss" in sums and meta_steps:  # an epoch without a meta step has no meta loss
+        m["meta_loss"] = sums["meta_loss"] / meta_steps
     if "weight_sum" in sums:
         m["weight_mean"] = sums["weight_sum"] / n
         if "count_corrupted" in sums and corruption_known:
