@@ -225,6 +225,19 @@ class Method:
 
 # --- helpers shared by methods ---------------------------------------------------------------
 
+def split_run(config, first: str, first_epochs: int, second: str) -> list[Stage]:
+    """The run's epochs as two stages, `first_epochs` of stage `first`, the rest `second`
+    (one stage `second` when `first_epochs` is 0), on the run's one learning-rate schedule:
+    the second stage starts at the rate the first ended with and decays where the run would."""
+    decays = tuple(config.lr_decay_epochs)
+    if first_epochs == 0:
+        return [Stage(second, config.epochs, decays)]
+    lr = config.lr * config.lr_decay_factor ** sum(1 for d in decays if d <= first_epochs)
+    return [Stage(first, first_epochs, tuple(d for d in decays if d < first_epochs)),
+            Stage(second, config.epochs - first_epochs,
+                  tuple(d - first_epochs for d in decays if d > first_epochs), lr=lr)]
+
+
 def meta_as_training(data: BiasedData) -> BiasedData:
     """The meta set in the place of the training set: a trusted one's labels taken as clean
     (none corrupted); a selected one's true labels where known (`BiasedData.meta_true_y`)."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from mwnet_tf.data import BiasedData
 from mwnet_tf.methods import steps
-from mwnet_tf.methods.base import Stage
+from mwnet_tf.methods.base import split_run
 from mwnet_tf.methods.mwnet import MetaWeightNet
 from mwnet_tf.models import build_class_weight_net, weight_function
 
@@ -129,14 +129,7 @@ class ClassAwareMetaWeightNet(MetaWeightNet):
         return int(round(PLAIN_FRACTION * c.epochs)) if c.imbalance > 1 else 0
 
     def stages(self):
-        c = self.config
-        plain, decays = self.plain_epochs(), tuple(c.lr_decay_epochs)
-        if plain == 0:
-            return [Stage("meta", c.epochs, decays)]
-        lr = c.lr * c.lr_decay_factor ** sum(1 for d in decays if d <= plain)
-        return [Stage("plain", plain, tuple(d for d in decays if d < plain)),
-                Stage("meta", c.epochs - plain, tuple(d - plain for d in decays if d > plain),
-                      lr=lr)]
+        return split_run(self.config, "plain", self.plain_epochs(), "meta")
 
     def meta_batches(self, stage):
         return stage.name == "meta" and not self.frozen

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf.methods import steps
-from mwnet_tf.methods.base import Stage, predict_probabilities, reinitialize
+from mwnet_tf.methods.base import predict_probabilities, reinitialize, split_run
 from mwnet_tf.methods.cmwnet import ClassAwareMetaWeightNet
 
 META_ALPHA = 1.0  # cmwn.py mixes the meta batch with Beta(1, 1) whatever --alpha is
@@ -114,14 +114,7 @@ class ClassAwareMetaWeightNetSL(ClassAwareMetaWeightNet):
         return min(max(1, int(round(share * c.epochs))), c.epochs - 1)
 
     def stages(self):
-        c = self.config
-        warmup, decays = self.warmup_epochs(), tuple(c.lr_decay_epochs)
-        if warmup == 0:
-            return [Stage("meta", c.epochs, decays)]
-        lr = c.lr * c.lr_decay_factor ** sum(1 for d in decays if d <= warmup)
-        return [Stage("warm-up", warmup, tuple(d for d in decays if d < warmup)),
-                Stage("meta", c.epochs - warmup,
-                      tuple(d - warmup for d in decays if d > warmup), lr=lr)]
+        return split_run(self.config, "warm-up", self.warmup_epochs(), "meta")
 
     def trackables(self):
         return {**super().trackables(), "ema": self.ema}
