@@ -6,8 +6,8 @@ from mwnet_tf.errors import ReportError
 from mwnet_tf.reporting.detection import detection
 
 
-def _run(method, noise, auroc, p, loss_auroc=0.5, loss_p=0.4):
-    config = dict(method=method, noise=noise, rate=0.4, imbalance=1.0)
+def _run(method, noise, auroc, p, loss_auroc=0.5, loss_p=0.4, **extra):
+    config = dict(method=method, noise=noise, rate=0.4, imbalance=1.0, **extra)
     found = dict(auroc=auroc, precision_at_k=p, recall_at_k=p, k=10, n=100,
                  loss_auroc=loss_auroc, loss_precision_at_k=loss_p)
     return ("run", {"config": config, "label_issue_detection": found})
@@ -28,6 +28,14 @@ def test_rows_per_method_columns_per_setting_then_the_same_runs_ranked_by_loss()
     assert "90.00 ± 7.07" in mwnet and "40.00 ± 0.00" in mwnet
     ce = next(line for line in by_loss if line.startswith("| ce"))
     assert [c.strip() for c in ce.split("|")[1:-1]] == ["ce", "50.00", "40.00", "50.00", "40.00"]
+
+
+def test_a_selected_meta_set_is_a_row_of_its_own_not_averaged_with_the_trusted_one():
+    text = detection([_run("mwnet", "flip", 0.9, 0.8, meta_source="trusted"),
+                      _run("mwnet", "flip", 0.3, 0.2, meta_source="selected")])
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| mwnet")}
+    assert "90.00" in rows["mwnet"] and "30.00" in rows["mwnet (meta_source=selected)"]
 
 
 def test_a_run_without_known_truth_is_an_error():

@@ -5,7 +5,14 @@ truly wrong labels (where precision and recall are equal)."""
 from __future__ import annotations
 
 from mwnet_tf.errors import ReportError
-from mwnet_tf.reporting.tables import _mean_std, _method_order, _table, setting, setting_label
+from mwnet_tf.reporting.tables import (
+    _mean_std,
+    _method_order,
+    _table,
+    row_name,
+    setting,
+    setting_label,
+)
 
 
 def _cell(values: list[float]) -> str:
@@ -13,8 +20,9 @@ def _cell(values: list[float]) -> str:
 
 
 def detection(runs: list[tuple[str, dict]]) -> str:
-    """Two tables of one row per method and a column pair (AUROC, precision at k) per setting,
-    means ± std over seeds: the method's own signal (`signal_*` of results.json; `auroc` of
+    """Two tables of one row per method (`row_name`: its approximations, or a meta set
+    selected from the training set, rows of their own) and a column pair (AUROC, precision at
+    k) per setting, means ± std over seeds: the method's own signal (`signal_*` of results.json; `auroc` of
     runs that have none), then the same runs' training samples ranked by their classifier's
     final loss alone, the order of `label_issues.csv`."""
     cells: dict[tuple[str, tuple], list[dict]] = {}
@@ -22,7 +30,7 @@ def detection(runs: list[tuple[str, dict]]) -> str:
         found = r.get("label_issue_detection")
         if not found:
             raise ReportError(f"{name} has no label_issue_detection (no known true labels)")
-        cells.setdefault((r["config"]["method"], setting(r["config"])), []).append(found)
+        cells.setdefault((row_name(r["config"]), setting(r["config"])), []).append(found)
     settings = sorted({s for _, s in cells}, key=lambda s: (s[2], s[0], s[1]))
     methods = _method_order(m for m, _ in cells)
     header = ["method"] + [f"{setting_label(*s)} {what}" for s in settings
