@@ -23,8 +23,8 @@ def detection(runs: list[tuple[str, dict]]) -> str:
     """Two tables of one row per method (`row_name`: its approximations, or a meta set
     selected from the training set, rows of their own) and a column pair (AUROC, precision at
     k) per setting, means ± std over seeds: the method's own signal (`signal_*` of
-    results.json; `auroc` of runs that have none), then the same runs' training samples ranked by their classifier's
-    final loss alone, the order of `label_issues.csv`."""
+    results.json; `auroc` of runs that have none), then the same runs' training samples
+    ranked by their classifier's final loss alone, the order of `label_issues.csv`."""
     cells: dict[tuple[str, tuple], list[dict]] = {}
     for name, r in runs:
         found = r.get("label_issue_detection")
