@@ -31,7 +31,6 @@ from mwnet_tf.cli.train_flags import (
     config_from_flags,
     config_to_flagfile,
     define_flags,
-    flag_values,
 )
 from mwnet_tf.data import data_dir as data_dir_check
 from mwnet_tf.errors import DataUnavailableError, Interrupted, TrainingError
@@ -49,10 +48,10 @@ def prepare_workdir(config: config_lib.Config, workdir: str) -> str:
     new = config_to_flagfile(config, workdir)
     if os.path.exists(path) and os.path.isdir(os.path.join(workdir, files.CHECKPOINTS)):
         with open(path) as f:
-            old = flag_values(f.read())
+            old = protocols.given_flags(f.read())
         # a field added after the run started: its flags.cfg ran with the field's old value
         added = {k: str(v) for k, v in config_lib.ADDED_FIELDS.items() if v is not None}
-        changed = sorted(k for k, v in flag_values(new).items()
+        changed = sorted(k for k, v in protocols.given_flags(new).items()
                          if k not in RESUMABLE and old.get(k, added.get(k)) != v)
         if changed:
             raise ValueError(f"{workdir} holds a run with other settings ({', '.join(changed)}); "

@@ -49,3 +49,25 @@ class CliSession:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+def train_in_child(argv, *, two_cpus=False, mock_tfds=None, timeout=600):
+    """`mwnet_tf.train` on `argv` (its first item the program's name) in a Python process of
+    its own: the CPU split into two logical devices (`two_cpus`, MirroredStrategy's replicas),
+    or inside `tfds.testing.mock_data(num_examples=mock_tfds)`, a mock living in the process
+    that loads the data. Returns the `subprocess.CompletedProcess`."""
+    lines = ["import sys"]
+    if two_cpus:
+        lines += ["import tensorflow as tf",
+                  "cpu = tf.config.list_physical_devices('CPU')[0]",
+                  "tf.config.set_logical_device_configuration(",
+                  "    cpu, [tf.config.LogicalDeviceConfiguration()] * 2)"]
+    run = [f"sys.argv = {list(argv)!r}", "train.run()"]
+    if mock_tfds is not None:
+        lines += ["import tensorflow_datasets as tfds",
+                  "tfds.core.DatasetBuilder.is_prepared = lambda self: True"]
+        run = [f"with tfds.testing.mock_data(num_examples={int(mock_tfds)}):",
+               *("    " + line for line in run)]
+    code = "\n".join([*lines, "from mwnet_tf import train", *run]) + "\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=timeout)

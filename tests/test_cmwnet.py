@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from gradients import per_sample_gradients  # (tests/gradients.py)
 
 from mwnet_tf.config import Config
 from mwnet_tf.errors import WeightFnError
@@ -99,14 +100,7 @@ def _eq6_class_aware(clf, wnet, batch, meta_batch, weight_norm):
     class's group: d meta / d theta = -lr sum_j (g_meta . grad_w l_j) d c_j / d theta, with
     c_j = v_j / n ("none"), v_j / sum v ("batch") or v_j / [sum v] with the sum a constant
     ("batch_detached", CMW-Net's code)."""
-    tv = [v.value for v in clf.trainable_variables]
-    ntv = [v.value for v in clf.non_trainable_variables]
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(tv)
-        logits, _ = clf.stateless_call(tv, ntv, batch["x"], training=True)
-        losses = steps.per_sample_ce(logits, batch["y"])
-        per_sample = [losses[j] for j in range(N)]
-    grads_l = [tape.gradient(per_sample[j], tv) for j in range(N)]
+    tv, ntv, losses, grads_l = per_sample_gradients(clf, batch)
     theta = wnet.trainable_variables
     v, dv = [], []
     for j in range(N):

@@ -11,6 +11,7 @@ import signal
 
 import numpy as np
 import pytest
+from cli import train_in_child  # (tests/cli.py)
 from test_own_data import image_rows, make_folder, write_csv, write_npz
 
 from mwnet_tf.outputs import prediction
@@ -202,24 +203,12 @@ def test_a_selected_meta_set_under_mirrored_strategy(tmp_path, cli):
     """Two logical CPUs, --strategy=mirrored: the selection (its variable mirrored, the ranking
     in cross-replica context) picks, from the same initial classifier, the first epoch's set
     that one device picks."""
-    import subprocess
-    import sys
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     runs = {k: str(tmp_path / k) for k in ("one", "two")}
     one = cli.run(*SMOKE, "--meta_source=selected", f"--workdir={runs['one']}")
     assert one.returncode == 0, one.stderr[-3000:]
     argv = ["mwnet_tf.train", *SMOKE, "--meta_source=selected", "--strategy=mirrored",
             f"--workdir={runs['two']}"]
-    code = (
-        "import sys, tensorflow as tf\n"
-        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
-        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()"
-        "] * 2)\n"
-        "from mwnet_tf import train\n"
-        f"sys.argv = {argv!r}\n"
-        "train.run()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=repo, env=dict(os.environ, PYTHONPATH=repo), timeout=600)
+    out = train_in_child(argv, two_cpus=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "on 2 replica(s)" in out.stdout
     first = [_history(runs[k])[0]["meta_clean_fraction"] for k in ("one", "two")]

@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 import tensorflow as tf
+from gradients import per_sample_gradients  # (tests/gradients.py)
 
 from mwnet_tf.config import Config
 from mwnet_tf.data.pipeline import normalize
@@ -52,14 +53,7 @@ def _reference_weights(clf, batch, meta_batch):
     The training objective is sum_j eps_j l_j, so at eps = 0 (where w_hat = w)
     d meta_loss / d eps_j = -lr * g_meta . grad_w l_j with g_meta = grad_w meta_loss(w).
     """
-    tv = [v.value for v in clf.trainable_variables]
-    ntv = [v.value for v in clf.non_trainable_variables]
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(tv)
-        logits, _ = clf.stateless_call(tv, ntv, batch["x"], training=True)
-        losses = steps.per_sample_ce(logits, batch["y"])
-        per_sample = [losses[j] for j in range(N)]
-    grads_l = [tape.gradient(per_sample[j], tv) for j in range(N)]
+    tv, ntv, losses, grads_l = per_sample_gradients(clf, batch)
     with tf.GradientTape() as t2:
         t2.watch(tv)
         meta_logits, _ = clf.stateless_call(tv, ntv, meta_batch["x"], training=True)

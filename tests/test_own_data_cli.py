@@ -7,12 +7,11 @@ included. The data is tiny and written by the tests."""
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from cli import train_in_child  # (tests/cli.py)
 from test_own_data import image_rows, make_folder, write_csv, write_npz
 
 from mwnet_tf.config import METHODS
@@ -129,15 +128,7 @@ def test_tfds_name_trains_through_the_command_line(tmp_path):
     run = str(tmp_path / "run")
     argv = ["mwnet_tf.train", *QUICK, "--dataset=tfds:mnist", "--method=ce",
             "--meta_per_class=1", "--batch_size=10", "--meta_batch_size=5", f"--workdir={run}"]
-    code = (
-        "import sys, tensorflow_datasets as tfds\n"
-        "tfds.core.DatasetBuilder.is_prepared = lambda self: True\n"
-        "from mwnet_tf import train\n"
-        "with tfds.testing.mock_data(num_examples=40):\n"
-        f"    sys.argv = {argv!r}\n"
-        "    train.run()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
+    out = train_in_child(argv, mock_tfds=40)
     assert out.returncode == 0, out.stderr[-3000:]
     results = check_run_outputs(run, [str(k) for k in range(10)], "tfds:mnist")
     assert results["own_data"]["trusted"] is None and results["config"]["model"] == "cnn"
@@ -172,15 +163,7 @@ def test_cmwnet_methods_train_on_a_tfds_name(tmp_path, method):
     argv = ["mwnet_tf.train", *QUICK[1:], "--epochs=2", "--dataset=tfds:mnist",
             f"--method={method}", "--meta_per_class=1", "--batch_size=10",
             "--meta_batch_size=5", *extra, f"--workdir={run}"]
-    code = (
-        "import sys, tensorflow_datasets as tfds\n"
-        "tfds.core.DatasetBuilder.is_prepared = lambda self: True\n"
-        "from mwnet_tf import train\n"
-        "with tfds.testing.mock_data(num_examples=40):\n"
-        f"    sys.argv = {argv!r}\n"
-        "    train.run()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
+    out = train_in_child(argv, mock_tfds=40)
     assert out.returncode == 0, out.stderr[-3000:]
     results = check_run_outputs(run, [str(k) for k in range(10)], "tfds:mnist")
     assert results["config"]["method"] == method
@@ -239,16 +222,7 @@ def test_image_folder_under_mirrored_strategy_reads_each_pipelines_files(tmp_pat
     argv = ["mwnet_tf.train", *QUICK, "--dataset=folder", f"--data_dir={folder}",
             "--image_size=16", "--batch_size=4", "--meta_batch_size=2", "--strategy=mirrored",
             f"--workdir={run}"]
-    code = (
-        "import sys, tensorflow as tf\n"
-        "cpu = tf.config.list_physical_devices('CPU')[0]\n"
-        "tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()"
-        "] * 2)\n"
-        "from mwnet_tf import train\n"
-        f"sys.argv = {argv!r}\n"
-        "train.run()\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=600)
+    out = train_in_child(argv, two_cpus=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "on 2 replica(s)" in out.stdout
     check_run_outputs(run, ("cat", "dog"), "folder")

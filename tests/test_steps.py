@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from gradients import per_sample_gradients  # (tests/gradients.py)
 
 from mwnet_tf.methods import optim, steps
 from mwnet_tf.models import build_classifier, build_weight_net
@@ -34,14 +35,7 @@ def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=Fals
     `head_only`, w is the last layer's kernel and bias alone (the rest stays put in the
     virtual step): `--meta_scope=head`.
     """
-    tv = [v.value for v in clf.trainable_variables]
-    ntv = [v.value for v in clf.non_trainable_variables]
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(tv)
-        logits, _ = clf.stateless_call(tv, ntv, batch["x"], training=True)
-        losses = steps.per_sample_ce(logits, batch["y"])
-        per_sample = [losses[j] for j in range(N)]
-    grads_l = [tape.gradient(per_sample[j], tv) for j in range(N)]   # N x [w]
+    tv, ntv, losses, grads_l = per_sample_gradients(clf, batch)   # N x [w]
     theta = wnet.trainable_variables
     v, dv = [], []
     for j in range(N):

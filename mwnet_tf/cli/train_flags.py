@@ -130,17 +130,3 @@ def config_to_flagfile(config: config_lib.Config, workdir: str) -> str:
             lines.append(f"--{name}={value}")
     lines.append(f"--workdir={workdir}")
     return "\n".join(lines) + "\n"
-
-
-def flag_values(text: str) -> dict[str, str]:
-    """`--name=value` lines as a dict (`--noname` as "False")."""
-    out = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("--"):
-            key, _, value = line[2:].partition("=")
-            fields = config_lib.Config.__dataclass_fields__
-            if not value and key.startswith("no") and key[2:] in fields:
-                key, value = key[2:], "False"
-            out[key] = value or "True"
-    return out

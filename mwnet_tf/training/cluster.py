@@ -90,20 +90,20 @@ def current_task() -> Task:
     return parse_tf_config(os.environ.get("TF_CONFIG"))
 
 
-def _sees_gpus(environ) -> bool:
+def _sees_gpus() -> bool:
     """Whether the job step has GPUs to hand out: CUDA_VISIBLE_DEVICES set (Slurm sets it for
     an allocation of GPUs), or nvidia-smi present (the resolver counts GPUs with it)."""
-    return bool(environ.get("CUDA_VISIBLE_DEVICES")) or shutil.which("nvidia-smi") is not None
+    return bool(os.environ.get("CUDA_VISIBLE_DEVICES")) or shutil.which("nvidia-smi") is not None
 
 
-def slurm_task(port_base: int, environ=None):
+def slurm_task(port_base: int):
     """(`SlurmClusterResolver`, `Task`) of this Slurm task, or a `ValueError` naming what is
     missing or wrong. Imports TensorFlow (not its devices): call it before anything else of
     TensorFlow, after the flags are checked.
 
     On GPUs the resolver gives each task its share of the node's GPUs (CUDA_VISIBLE_DEVICES);
     without GPUs (a CPU job step) every task takes the CPUs and no GPU is assigned."""
-    environ = os.environ if environ is None else environ
+    environ = os.environ
     missing = [v for v in SLURM_VARIABLES if not environ.get(v)]
     if missing:
         raise ValueError("--cluster=slurm needs the variables of a Slurm job step (start each "
@@ -117,10 +117,8 @@ def slurm_task(port_base: int, environ=None):
                          f"{tasks}")
     import tensorflow as tf  # third-party, heavy: only for a Slurm run
 
-    gpus = {} if _sees_gpus(environ) else dict(gpus_per_node=tasks, gpus_per_task=1,
-                                               auto_set_gpu=False)
-    saved = {v: os.environ.get(v) for v in SLURM_VARIABLES}
-    os.environ.update({v: environ[v] for v in SLURM_VARIABLES})  # what the resolver reads
+    gpus = {} if _sees_gpus() else dict(gpus_per_node=tasks, gpus_per_task=1,
+                                        auto_set_gpu=False)
     try:
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver(
             port_base=port_base, **gpus)
@@ -130,12 +128,6 @@ def slurm_task(port_base: int, environ=None):
         raise ValueError("the Slurm job step's layout cannot be read (SLURM_STEP_NODELIST="
                          f"{environ['SLURM_STEP_NODELIST']!r}, SLURM_STEP_TASKS_PER_NODE="
                          f"{environ['SLURM_STEP_TASKS_PER_NODE']!r}): {why}") from None
-    finally:
-        for v, old in saved.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
     if len(workers) != tasks or resolver.task_type != "worker":
         raise ValueError(f"the Slurm job step lists {len(workers)} task(s) on its nodes "
                          f"(SLURM_STEP_TASKS_PER_NODE={environ['SLURM_STEP_TASKS_PER_NODE']!r}) "
