@@ -1,5 +1,5 @@
 """Step-time and memory benchmark of the training steps users choose between, same model and
-batch, in one process: plain cross-entropy, the exact MW-Net step, its two approximations and
+batch, in one process: plain cross-entropy, the exact MW-Net step, its approximations and
 L2RW. Prints the median time per step of each (after warm-up), its ratio to the plain step and
 examples per second.
 
@@ -42,9 +42,9 @@ def define_flags() -> None:
     flags.DEFINE_list("variants", ["ce", "mwnet"],
                       "Steps to compare, the first the baseline of the ratios: "
                       f"{', '.join(VARIANTS)}.")
-    flags.DEFINE_integer("meta_interval", 10, "K of the mwnet_interval variant.", lower_bound=2)
+    flags.DEFINE_integer("meta_interval", 10, "K of the *_interval variants.", lower_bound=2)
     flags.DEFINE_enum("mixed_precision", "none", MIXED_PRECISION, "As train's flag.")
-    flags.DEFINE_integer("runs", 10, "Timed steps per variant and round (mwnet_interval: "
+    flags.DEFINE_integer("runs", 10, "Timed steps per variant and round (*_interval: "
                          "blocks of K steps).", lower_bound=1)
     flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing, compilation).",
                          lower_bound=1)

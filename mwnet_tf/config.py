@@ -327,6 +327,9 @@ def _method_errors(c: Config) -> list[str]:
               f"--method={c.method}" if name in owners else
               f"{name} is not a hyperparameter of {c.method}"
               for name in c.method_params if name not in params]
+    if c.mixed_precision == "float16" and c.method_params.get("meta_scope") == "sampled":
+        errors.append("--meta_scope=sampled does not take --mixed_precision=float16 (its "
+                      "samplers are not loss-scaled): use bfloat16 or none")
     return errors + [e for p in params.values()
                      if (e := p.check(c.method_params.get(p.name, p.default)))]
 

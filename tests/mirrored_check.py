@@ -8,6 +8,8 @@ worst relative difference is below 1e-9 (1e-12 for the optimizers).
 - exact: two MW-Net steps, each its own call (`make_train_step`);
 - head: `--meta_scope=head`, two steps in one `compile_loop` call;
 - interval: `--meta_interval=2`, four steps in one `compile_loop` call (the trainer's loop);
+- sampled: FaMUS's sampler (`--meta_scope=sampled`, its auxiliary losses on) every other
+  step, four steps in one `compile_loop` call; the samplers compared too;
 - cmwnet: CMW-Net's class-aware weight net (a head per class group) with its normalization
   (`batch_detached`), two steps in one `compile_loop` call;
 - l2rw: two L2RW steps (the meta-gradient crosses the all-reduced virtual step, the weights
@@ -34,12 +36,12 @@ keras.config.set_floatx("float64")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mwnet_tf.methods import optim, steps  # noqa: E402
+from mwnet_tf.methods import layer_gates, optim, steps  # noqa: E402
 from mwnet_tf.methods.l2rw import l2rw_step  # noqa: E402
 from mwnet_tf.models import build_class_weight_net, build_classifier, build_weight_net  # noqa: E402
 
 N, NM, D, C = 8, 6, 5, 3
-CHECKS = ("exact", "head", "interval", "cmwnet", "l2rw", "optimizers")
+CHECKS = ("exact", "head", "interval", "sampled", "cmwnet", "l2rw", "optimizers")
 
 
 _STRATEGY = []
@@ -89,10 +91,12 @@ def mwnet(variant: str) -> dict:
         meta_opt = optim.TorchAdam(1e-2, weight_decay=1e-4)
         opt.build(clf.trainable_variables)
         meta_opt.build(wnet.trainable_variables)
-        return clf, wnet, opt, meta_opt
+        gates = (layer_gates.SampledGates(clf.trainable_variables, 4, seed=2)
+                 if variant == "sampled" else None)
+        return clf, wnet, opt, meta_opt, gates
 
     def run(models, distributed):
-        clf, wnet, opt, meta_opt = models
+        clf, wnet, opt, meta_opt, gates = models
         ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(4)
         if distributed:
             ds = strategy.experimental_distribute_dataset(ds)
@@ -105,14 +109,15 @@ def mwnet(variant: str) -> dict:
             return out
         head = steps.split_head(clf) if variant == "head" else None
         full = lambda b, mb: steps.mwnet_step(clf, wnet, opt, meta_opt, b, mb,  # noqa: E731
-                                             options, head=head)
-        if variant == "interval":
+                                             options, head=head, gates=gates)
+        if variant in ("interval", "sampled"):
             with strategy.scope() if distributed else contextlib.nullcontext():
                 counter = tf.Variable(0, dtype=tf.int64)
-            plain = lambda b, mb: steps.weighted_step(clf, wnet, opt, b, options)  # noqa: E731
+            plain = lambda b, mb: {**steps.weighted_step(clf, wnet, opt, b, options),  # noqa
+                                   **({"meta_layers": tf.constant(0.0)} if gates else {})}
             full = steps.Alternating(full, plain, 2, counter)
         loop = steps.compile_loop(full, strategy if distributed else None)
-        return loop(iter(ds), tf.constant(4 if variant == "interval" else 2))
+        return loop(iter(ds), tf.constant(4 if variant in ("interval", "sampled") else 2))
 
     one = setup()
     out_one = run(one, False)
@@ -120,6 +125,8 @@ def mwnet(variant: str) -> dict:
         two = setup()
     out_two = run(two, True)
     pairs = list(zip(one[0].variables + one[1].variables, two[0].variables + two[1].variables))
+    if variant == "sampled":
+        pairs += list(zip(one[4].variables, two[4].variables))
     worst = _worst(pairs, (out_one, out_two), ("loss_sum", "meta_loss", "weight_sum"))
     moved = max(float(np.max(np.abs(v.numpy() - w.numpy())))
                 for v, w in zip(one[1].variables, setup()[1].variables))
@@ -195,7 +202,8 @@ def optimizers() -> dict:
 
 def main(names) -> int:
     runs = {"exact": lambda: mwnet("exact"), "head": lambda: mwnet("head"),
-            "interval": lambda: mwnet("interval"), "cmwnet": lambda: mwnet("cmwnet"),
+            "interval": lambda: mwnet("interval"), "sampled": lambda: mwnet("sampled"),
+            "cmwnet": lambda: mwnet("cmwnet"),
             "l2rw": l2rw, "optimizers": optimizers}
     for name in names:
         try:

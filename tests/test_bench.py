@@ -14,7 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.e2e
 def test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call(tmp_path):
-    variants = ("ce", "mwnet", "mwnet_head", "mwnet_interval", "l2rw")
+    variants = ("ce", "mwnet", "mwnet_head", "mwnet_last", "mwnet_sampled", "mwnet_interval",
+                "mwnet_head_interval", "l2rw")
     r = bench.benchmark("tiny", 20, 10, (8, 8, 1), runs=1, warmup=1, rounds=1,
                         jit_compile=False, variants=variants, meta_interval=2,
                         loop_steps_per_call=(2,), loop_steps=2, profile=str(tmp_path),
@@ -26,6 +27,8 @@ def test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call(tmp_pa
         assert row["step_s"] > 0 and row["vs_first"] == row["step_s"] / rows["ce"]["step_s"]
     # mwnet_interval is timed over whole blocks of K steps: one exact step and K - 1 weighted
     assert rows["mwnet_interval"]["meta_interval"] == 2
+    assert rows["mwnet_head_interval"]["meta_interval"] == 2
+    assert "meta_interval" not in rows["mwnet_sampled"]
     assert r["ratio"] == rows["mwnet"]["step_s"] / rows["ce"]["step_s"]
     assert {(row["method"], row["steps_per_call"]) for row in r["loop"]} == {
         (v, 2) for v in variants}
@@ -34,7 +37,7 @@ def test_benchmark_times_each_variant_and_the_loop_at_each_steps_per_call(tmp_pa
     # the profile: a second-order pass in the exact step and L2RW's, none in the plain step
     prof = r["profile"]
     assert prof["ce"]["phases"]["second-order backward"]["seconds"] == 0
-    for v in ("mwnet", "l2rw"):
+    for v in ("mwnet", "mwnet_sampled", "l2rw"):
         assert prof[v]["phases"]["second-order backward"]["seconds"] > 0
         assert abs(sum(p["share"] for p in prof[v]["phases"].values()) - 1) < 1e-9
         assert prof[v]["op_types"][0]["seconds"] > 0
@@ -48,6 +51,9 @@ def test_the_variants_are_the_trainers_steps():
     assert isinstance(b.method.ctx.optimizer, optim.TorchSGD)
     assert b.method.ctx.optimizer.coupled_weight_decay == 5e-4
     assert bench.Bench("mwnet_head", "tiny", 20, 10, (8, 8, 1)).method.head is not None
+    assert bench.Bench("mwnet_sampled", "tiny", 20, 10, (8, 8, 1)).method.gates.sampled
+    b = bench.Bench("mwnet_head_interval", "tiny", 20, 10, (8, 8, 1), meta_interval=3)
+    assert b.method.head is not None and b.unit == 3
     assert not bench.Bench("ce", "tiny", 20, 10, (8, 8, 1)).with_meta
     assert bench.Bench("l2rw", "tiny", 20, 10, (8, 8, 1)).with_meta
 

@@ -56,6 +56,9 @@ def cli_runs(tmp_path_factory, cli):
     keys.append("approx")
     cases.append(["--flagfile=flags/smoke.cfg", "--model=tiny", *APPROX, QUIET,
                   f"--workdir={base}/approx"])
+    keys.append("sampled")  # FaMUS's sampler, every other step
+    cases.append(["--flagfile=flags/smoke.cfg", "--model=tiny", "--meta_scope=sampled",
+                  "--meta_interval=2", "--meta_layers=4", QUIET, f"--workdir={base}/sampled"])
     for i, (args, _) in enumerate(BAD):
         keys.append(f"bad{i}")
         cases.append(["--flagfile=flags/smoke.cfg", *args, f"--workdir={base}/bad{i}"])
@@ -96,6 +99,17 @@ def test_mwnet_approximations_train_through_the_cli(cli_runs):
     assert results["config"]["meta_interval"] == 3
     assert np.isfinite(results["train"]["meta_loss"]) and results["train"]["meta_loss"] > 0
     assert "--meta_scope=head" in (work / "flags.cfg").read_text()
+
+
+def test_famus_sampled_scope_trains_through_the_cli(cli_runs):
+    """`--meta_scope=sampled --meta_interval=2`: of the tiny model's 6 variables the last 4
+    are candidates, the output layer's 2 always kept; the epoch's mean count lies between."""
+    work, proc = cli_runs["sampled"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((work / "results.json").read_text())
+    assert results["config"]["meta_scope"] == "sampled"
+    assert 2 <= results["train"]["meta_layers"] <= 4
+    assert np.isfinite(results["train"]["meta_loss"])
 
 
 def test_instance_dependent_noise_trains_through_the_cli(cli_runs):

@@ -1,6 +1,6 @@
 """Two replicas under MirroredStrategy (2 logical CPUs, float64) train exactly like one device
-with the same global batch: MW-Net's step (exact, head, interval), CMW-Net's class-aware step,
-L2RW's step and the torch optimizer rules. All checks run in one process
+with the same global batch: MW-Net's step (exact, head, interval, FaMUS's sampler), CMW-Net's
+class-aware step, L2RW's step and the torch optimizer rules. All checks run in one process
 (`tests/mirrored_check.py`), since the logical devices must be set before TensorFlow starts."""
 
 import json
@@ -33,7 +33,7 @@ def _check(checks, name, tolerance):
     return c
 
 
-@pytest.mark.parametrize("variant", ["exact", "head", "interval", "cmwnet"])
+@pytest.mark.parametrize("variant", ["exact", "head", "interval", "sampled", "cmwnet"])
 def test_two_replica_mwnet_step_matches_one_device(checks, variant):
     # classifier, its batch-norm statistics and the weight net; the weight net did learn
     assert _check(checks, variant, 1e-9)["weight_net_moved"] > 1e-6

@@ -329,8 +329,9 @@ def test_only_mwnet_builds_a_weight_net_so_its_flags_may_differ_for_other_method
 
 
 def test_runs_kept_before_a_hyperparameter_existed_count_with_its_default(tmp_path):
-    assert tables.ADDED_LATER["mwnet"] == {"meta_scope": "full", "meta_interval": 1,
-                                          "weight_fn": None}
+    assert tables.ADDED_LATER["mwnet"] == {
+        "meta_scope": "full", "meta_interval": 1, "weight_fn": None, "meta_layers": 15,
+        "famus_k": 4.0, "famus_count_factor": 0.1, "famus_match_factor": 0.1, "famus_lr": 0.1}
     table = tmp_path / "reference" / "t"
     write_run(table / "old", 80.0, seed=0)  # kept before meta_scope and meta_interval existed
     write_run(table / "new", 82.0, seed=1, meta_scope="full", meta_interval=1)

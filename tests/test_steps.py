@@ -27,13 +27,15 @@ def _models(seed=0):
     return clf, wnet
 
 
-def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=False):
+def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=False,
+                       kept=None):
     """Paper Eq. 6 from per-sample gradients computed one by one.
 
     d meta_loss / d theta = -lr * sum_j (g_meta . grad_w l_j(w)) * d c_j / d theta, where
     c_j = v_j / n (no normalization) or v_j / sum_k v_k (batch normalization). With
     `head_only`, w is the last layer's kernel and bias alone (the rest stays put in the
-    virtual step): `--meta_scope=head`.
+    virtual step): `--meta_scope=head`. With `kept` (variable indices), every variable moves
+    but only those carry the meta-gradient (Eq. 8 of FaMUS): `--meta_scope=last|sampled`.
     """
     tv, ntv, losses, grads_l = per_sample_gradients(clf, batch)   # N x [w]
     theta = wnet.trainable_variables
@@ -61,7 +63,8 @@ def _eq6_meta_gradient(clf, wnet, batch, meta_batch, weight_norm, head_only=Fals
         meta_logits, _ = clf.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
         meta_loss = tf.reduce_mean(steps.per_sample_ce(meta_logits, meta_batch["y"]))
     g_meta = t3.gradient(meta_loss, w_hat)
-    dots = [sum(float(tf.reduce_sum(g_meta[i] * grads_l[j][i])) for i in moved)
+    dots = [sum(float(tf.reduce_sum(g_meta[i] * grads_l[j][i]))
+                for i in (moved if kept is None else kept))
             for j in range(N)]
     return [-LR * sum(dots[j] * dcoef[j][i] for j in range(N)) for i in range(len(theta))]
 
@@ -229,6 +232,37 @@ def test_meta_interval_alternates_meta_and_weighted_steps():
     for a, b in zip(*runs):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert any(not np.allclose(a, b) for a, b in zip(*thetas))  # step 3 moved it again
+
+
+def test_alternating_segments_follow_the_counter_across_calls():
+    """The host's schedule: a `first` step where the counter is a multiple of `every`, runs of
+    `other` steps between, starting from wherever the counter stands (a resumed run)."""
+    counter = tf.Variable(0, dtype=tf.int64)
+    alt = steps.Alternating(None, None, 4, counter)
+    assert alt.segments(10) == [(True, 1), (False, 3), (True, 1), (False, 3), (True, 1),
+                                (False, 1)]
+    counter.assign(6)
+    assert alt.segments(5) == [(False, 2), (True, 1), (False, 2)]
+    assert steps.Alternating(None, None, 1, counter).segments(2) == [(True, 1), (True, 1)]
+
+
+def test_alternating_steps_are_separate_graphs_without_control_flow():
+    """`compile_step` of an Alternating step runs `first` then `other` as two functions chosen
+    on the host, so neither graph holds the other's ops (no `If` node holding both)."""
+    calls = []
+
+    def first(x):
+        calls.append("first")  # traced once per function: a Python side effect
+        return {"v": x * 2.0}
+
+    def other(x):
+        calls.append("other")
+        return {"v": x + 1.0}
+    counter = tf.Variable(0, dtype=tf.int64)
+    step = steps.compile_step(steps.Alternating(first, other, 2, counter))
+    got = [float(step(tf.constant(3.0))["v"]) for _ in range(4)]
+    assert got == [6.0, 4.0, 6.0, 4.0] and int(counter.numpy()) == 4
+    assert sorted(calls) == ["first", "other"]  # each traced once, not both inside a cond
 
 
 @pytest.mark.parametrize("weight_norm", ["none", "batch"])

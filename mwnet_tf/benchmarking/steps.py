@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from mwnet_tf import methods
 from mwnet_tf.benchmarking import trace
-from mwnet_tf.benchmarking.variants import LABELS, VARIANTS
+from mwnet_tf.benchmarking.variants import LABELS, VARIANTS, interval
 from mwnet_tf.config import Config
 from mwnet_tf.data import Dataset, make_biased_data
 from mwnet_tf.data.pipeline import make_train_dataset
@@ -178,7 +178,7 @@ def _summary(benches, times, loop_times, *, model, batch_size, input_shape, jit_
     base = step_s[variants[0]]
     rows = [{"variant": v, "label": LABELS[v], "step_s": step_s[v], "vs_first": step_s[v] / base,
              "examples_per_s": batch_size / step_s[v], "steps_timed": len(times[v]),
-             **({"meta_interval": meta_interval} if v == "mwnet_interval" else {})}
+             **({"meta_interval": meta_interval} if interval(v) else {})}
             for v in variants]
     loop = [{"method": v, "steps_per_call": k, "step_s": statistics.median(t),
              "vs_bare_step": statistics.median(t) / step_s[v]}

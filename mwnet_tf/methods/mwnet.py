@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from mwnet_tf import files
-from mwnet_tf.methods import steps
+from mwnet_tf.methods import layer_gates, steps
 from mwnet_tf.methods.base import Method
 from mwnet_tf.models import build_weight_net, weight_function
 
@@ -19,11 +19,13 @@ class MetaWeightNet(Method):
     sigmoid) is trained by the run's weight-net optimizer (`--meta_optimizer`, `--meta_lr`,
     `--meta_weight_decay`) and exported as a SavedModel in `weight_fn/`.
 
-    Two opt-in approximations trade exactness for speed (the exact step is the default):
-    `--meta_scope=head` takes the virtual step on the classifier's last layer only (as FaMUS,
-    Xu et al. 2021, restricts the meta-gradient to a few layers); `--meta_interval=K` updates
-    the weight net on every K-th step only, the other steps being the real step with the
-    current weight net (`steps.weighted_step`).
+    Opt-in approximations trade exactness for speed (the exact step is the default):
+    `--meta_scope=head` takes the virtual step on the classifier's last layer only;
+    `--meta_scope=last` lets only the last `--meta_layers` variables carry the meta-gradient,
+    `--meta_scope=sampled` those of them FaMUS's learned sampler draws (Xu et al. 2021,
+    `layer_gates`); `--meta_interval=K` updates the weight net on every K-th step only, the
+    other steps being the real step with the current weight net (`steps.weighted_step`); the
+    interval combines with any scope.
 
     `--weight_fn=PATH` trains with a frozen weight function (a `weight_fn/` this project
     exported): `steps.weighted_step` on every step, about the cost of cross-entropy. Its
@@ -48,7 +50,20 @@ class MetaWeightNet(Method):
                                   loaded.trainable_variables):
                 var.assign(tf.cast(value, var.dtype))
         self.head = steps.split_head(ctx.classifier) if scope == "head" else None
+        self.gates = self._gates(scope, ctx)
         self.step_count = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_count")
+
+    def _gates(self, scope: str, ctx):
+        """`--meta_scope=last|sampled`'s gates (`layer_gates`), else None."""
+        if scope == "last":
+            return layer_gates.LastGates(int(self.hp["meta_layers"]))
+        if scope != "sampled":
+            return None
+        return layer_gates.SampledGates(
+            ctx.classifier.trainable_variables, int(self.hp["meta_layers"]),
+            expected=self.hp["famus_k"], count_factor=self.hp["famus_count_factor"],
+            match_factor=self.hp["famus_match_factor"], lr=self.hp["famus_lr"],
+            seed=ctx.config.part_seed("init") + 7)
 
     def _build_weight_net(self, seed: int):
         """The weight net this method learns (MW-Net's 1-100-1 net of the loss)."""
@@ -60,7 +75,7 @@ class MetaWeightNet(Method):
 
     def trackables(self):
         return {"weight_net": self.weight_net, "meta_optimizer": self.meta_optimizer,
-                "step_count": self.step_count}
+                "step_count": self.step_count, **layer_gates.trackables(self.gates)}
 
     def meta_batches(self, stage):
         return not self.frozen
@@ -77,7 +92,7 @@ class MetaWeightNet(Method):
         def step(batch, meta_batch):
             out = steps.mwnet_step(ctx.classifier, self.weight_net, ctx.optimizer,
                                   self.meta_optimizer, batch, meta_batch, ctx.options,
-                                  head=self.head)
+                                  head=self.head, gates=self.gates)
             return {**out, "meta_steps": tf.constant(share)}
 
         interval = int(self.hp.get("meta_interval", 1))
@@ -87,6 +102,8 @@ class MetaWeightNet(Method):
         def plain(batch, meta_batch):
             out = steps.weighted_step(ctx.classifier, self.weight_net, ctx.optimizer, batch,
                                      ctx.options)
+            if self.gates is not None:
+                out["meta_layers"] = tf.constant(0.0)
             return {**out, "meta_steps": tf.constant(0.0)}
         return steps.Alternating(step, plain, interval, self.step_count)
 

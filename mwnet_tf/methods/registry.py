@@ -56,9 +56,22 @@ class Param:
 
 # MW-Net's own flags, shared with CMW-Net.
 _MWNET = (
-    Param("meta_scope", "full", "virtual step through the whole classifier (full, exact) "
-          "or its last layer only (head, an approximation)", kind=str,
-          choices=("full", "head"), added=True),
+    Param("meta_scope", "full", "which variables carry the meta-gradient of the virtual "
+          "step: all (full, exact); the last layer alone, on fixed features (head); the last "
+          "--meta_layers (last); or those FaMUS's learned sampler draws among them (sampled); "
+          "head, last and sampled are approximations", kind=str,
+          choices=("full", "head", "last", "sampled"), added=True),
+    Param("meta_layers", 15, "--meta_scope=last|sampled: the classifier's last N trainable "
+          "variables are candidates (FaMUS's top_k, 15); the earlier ones' gradients enter "
+          "the virtual step as constants", lower=2, kind=int, added=True),
+    Param("famus_k", 4.0, "--meta_scope=sampled: FaMUS's K, the number of sampled variables "
+          "the count regularizer expects (its num_act, 4)", lower=0.0, added=True),
+    Param("famus_count_factor", 0.1, "--meta_scope=sampled: weight of the count regularizer "
+          "(FaMUS's act_factor, 0.1)", lower=0.0, added=True),
+    Param("famus_match_factor", 0.1, "--meta_scope=sampled: weight of the last layer's "
+          "gradient match (FaMUS's mse_factor, 0.1)", lower=0.0, added=True),
+    Param("famus_lr", 0.1, "--meta_scope=sampled: learning rate of the samplers' SGD "
+          "(momentum 0.9, Nesterov; FaMUS's go_lr, 0.1)", lower=0.0, added=True),
     Param("meta_interval", 1, "update the weight net every K steps (1: every step, "
           "exact; K > 1 an approximation)", lower=1, kind=int, added=True),
     Param("weight_fn", None, "train with this frozen weight function instead (the "

@@ -141,7 +141,7 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
                meta_optimizer: keras.optimizers.Optimizer,
                batch: dict, meta_batch: dict, options: StepOptions,
                head: "HeadSplit | None" = None,
-               objective: Objective | None = None) -> dict[str, tf.Tensor]:
+               objective: Objective | None = None, gates=None) -> dict[str, tf.Tensor]:
     """One MW-Net iteration on this replica's share of a global batch.
 
     With `head` (`split_head(classifier)`), an approximation (`--meta_scope=head`): the
@@ -162,6 +162,8 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
         head: None for the exact step (the paper's), else the classifier's split.
         objective: the training objective (`Objective`; None: MW-Net's, `MWNET`). The head
             approximation takes MW-Net's only.
+        gates: None (every variable carries the meta-gradient), or which variables do
+            (`layer_gates.LastGates`, `layer_gates.SampledGates`: `--meta_scope=last|sampled`).
 
     Returns:
         Per-replica sums (divide by the global batch after reducing over replicas):
@@ -189,11 +191,24 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
             scaled_virtual = _virtual_loss(weight_net, losses, terms, batch, optimizer,
                                            options, objective)
         grads = precision.unscaled(replica_sum(inner.gradient(scaled_virtual, tv)), optimizer)
+        if gates is not None:
+            gated = gates.apply(grads, meta_optimizer.iterations)
+            grads, layers = gated[0], gated[1]
         w_hat = [w - lr * tf.cast(g, w.dtype) for w, g in zip(tv, grads)]
-        meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"], training=True)
-        meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch, meta_optimizer, options,
-                                            objective)
-    meta_loss = _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer)
+        sampled = getattr(gates, "sampled", False)
+        with tf.GradientTape(watch_accessed_variables=False) as last_tape:
+            if sampled:  # FaMUS's gradient match: the meta loss's gradient at w_hat's
+                last_tape.watch(w_hat[-2:])  # output layer
+            meta_logits, _ = classifier.stateless_call(w_hat, ntv, meta_batch["x"],
+                                                       training=True)
+            meta_loss, scaled_meta = _meta_loss(meta_logits, meta_batch, meta_optimizer,
+                                                options, objective)
+        if sampled:
+            meta_last = replica_sum(last_tape.gradient(meta_loss, w_hat[-2:]))
+            scaled_meta += precision.scaled(gates.extra_loss(gated[2], grads[-2:], meta_last),
+                                            meta_optimizer)
+    meta_loss = _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer,
+                                   gates if sampled else None)
     grads, v_new = _reweighted_gradients(inner, losses, terms, batch, tv, weight_net,
                                          optimizer, options, objective)
     del inner
@@ -201,8 +216,11 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
     for var, value in zip(non_trainable, new_ntv):
         var.assign(value)
 
-    return {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
-            "meta_loss": meta_loss, **weight_stats(v_new, batch)}
+    out = {"loss_sum": tf.reduce_sum(losses), "correct": num_correct(logits, batch["y"]),
+           "meta_loss": meta_loss, **weight_stats(v_new, batch)}
+    if gates is not None:  # a share per replica, as "meta_steps"
+        out["meta_layers"] = tf.cast(layers, tf.float32) / num_replicas()
+    return out
 
 
 def _virtual_loss(weight_net, losses, terms, batch, optimizer, options,
@@ -224,10 +242,19 @@ def _meta_loss(meta_logits, meta_batch, meta_optimizer, options,
     return meta_loss, precision.scaled(meta_loss, meta_optimizer)
 
 
-def _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer) -> tf.Tensor:
-    """Applies the meta-gradient (Eq. 4) to the weight net; returns the meta loss to report."""
+def _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer,
+                       gates=None) -> tf.Tensor:
+    """Applies the meta-gradient (Eq. 4) to the weight net (and, with FaMUS's `gates`, the
+    gradient of the same loss to its layer samplers); returns the meta loss to report."""
     theta = weight_net.trainable_variables
-    meta_optimizer.apply(outer.gradient(scaled_meta, theta), theta)
+    if gates is None:
+        meta_optimizer.apply(outer.gradient(scaled_meta, theta), theta)
+        return _skipped_as_zero(meta_loss, meta_optimizer)
+    phi = gates.variables
+    grads = outer.gradient(scaled_meta, theta + phi,
+                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    meta_optimizer.apply(grads[:len(theta)], theta)
+    gates.optimizer.apply(precision.unscaled(grads[len(theta):], meta_optimizer), phi)
     return _skipped_as_zero(meta_loss, meta_optimizer)
 
 
@@ -337,13 +364,26 @@ def weighted_step(classifier: keras.Model, weight_net: keras.Model,
 class Alternating:
     """A replica step that is `first` on every `every`-th step and `other` on the rest,
     counted by `counter` (an int64 variable, checkpointed by its owner). Both return dicts
-    with the same keys. The choice is made outside the replicas, around `strategy.run`:
-    control flow inside a replica function cannot hold an optimizer's cross-replica sync."""
+    with the same keys. `compile_step` and `compile_loop` compile the two as separate
+    functions and choose between them on the host, from the counter: one graph never holds
+    both steps (a `tf.cond` of the two would keep both branches' buffers live, and its peak
+    memory would exceed the larger step's), and control flow never wraps an optimizer's
+    cross-replica sync."""
 
     first: Callable
     other: Callable
     every: int
     counter: tf.Variable
+
+    def segments(self, n: int):
+        """[(is_first, steps)]: the next `n` steps from the counter's value, as runs of
+        `other` steps split by single `first` steps."""
+        out, c, done = [], int(self.counter.numpy()), 0
+        while done < n:
+            k = 1 if c % self.every == 0 else min(n - done, self.every - c % self.every)
+            out.append((c % self.every == 0, k))
+            c, done = c + k, done + k
+        return out
 
 
 def loss_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer, batch: dict,
@@ -378,9 +418,19 @@ def ce_step(classifier: keras.Model, optimizer: keras.optimizers.Optimizer,
 def compile_step(replica_fn: Callable, strategy: tf.distribute.Strategy | None = None,
                  jit_compile: bool = False) -> Callable:
     """`replica_fn(*args) -> dict of sums` as one `tf.function`, run on every replica under
-    `strategy` (metrics summed over replicas). Build the optimizers inside the strategy's scope
-    first (`opt.build(vars)`)."""
-    if strategy is None and not isinstance(replica_fn, Alternating):
+    `strategy` (metrics summed over replicas); an `Alternating` step as two, chosen on the
+    host. Build the optimizers inside the strategy's scope first (`opt.build(vars)`)."""
+    if isinstance(replica_fn, Alternating):
+        first, other = (compile_step(f, strategy, jit_compile)
+                        for f in (replica_fn.first, replica_fn.other))
+
+        def alternating(*args):
+            ((is_first, _),) = replica_fn.segments(1)
+            out = (first if is_first else other)(*args)
+            replica_fn.counter.assign_add(1)
+            return out
+        return alternating
+    if strategy is None:
         return tf.function(replica_fn, jit_compile=jit_compile)
     one = _one_step(replica_fn, strategy, jit_compile)
     return tf.function(lambda *args: one(args))
@@ -388,17 +438,6 @@ def compile_step(replica_fn: Callable, strategy: tf.distribute.Strategy | None =
 
 def _one_step(replica_fn, strategy, jit_compile):
     """`one(element) -> dict of sums`: one step, in cross-replica context."""
-    if isinstance(replica_fn, Alternating):
-        first, other = (_one_step(f, strategy, jit_compile)
-                        for f in (replica_fn.first, replica_fn.other))
-        counter, every = replica_fn.counter, replica_fn.every
-
-        def alternating(element):
-            out = tf.cond(counter % every == 0, lambda: first(element),
-                          lambda: other(element))
-            counter.assign_add(1)
-            return out
-        return alternating
     if strategy is None:
         step = tf.function(replica_fn, jit_compile=jit_compile)
         return lambda element: step(*element)
@@ -416,7 +455,22 @@ def compile_loop(replica_fn: Callable, strategy: tf.distribute.Strategy | None =
     `tf.function` call, each on the next element of `iterator` (a dataset or distributed
     iterator holding at least n more), the metrics summed on the device. The same steps as n
     calls of `compile_step(replica_fn, ...)`, without the host round trip between them; `n`
-    is a tensor (another value does not retrace)."""
+    is a tensor (another value does not retrace).
+
+    An `Alternating` step is two such loops, called in turn from the host (one call per run
+    of `other` steps and one per `first` step), its counter advanced between calls."""
+    if isinstance(replica_fn, Alternating):
+        loops = {True: compile_loop(replica_fn.first, strategy, jit_compile),
+                 False: compile_loop(replica_fn.other, strategy, jit_compile)}
+
+        def alternating(iterator, n):
+            sums = None
+            for is_first, k in replica_fn.segments(int(n)):
+                out = loops[is_first](iterator, tf.constant(k))
+                replica_fn.counter.assign_add(k)
+                sums = out if sums is None else {key: sums[key] + out[key] for key in sums}
+            return sums
+        return alternating
     one = _one_step(replica_fn, strategy, jit_compile)
 
     @tf.function

@@ -19,7 +19,7 @@ from typing import Iterator
 import keras
 
 from mwnet_tf.config import MODEL_TRAITS, MODELS
-from mwnet_tf.models.small import class_weight_net, weight_net
+from mwnet_tf.models.small import class_weight_net, layer_sampler, weight_net
 
 
 def builder(name: str):
@@ -61,6 +61,13 @@ def build_weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
     mixed precision (it is tiny, and its meta-gradients are small)."""
     with _floatx_policy(keep_mixed=False):
         return weight_net(hidden, seed)
+
+
+def build_layer_sampler(inputs: int, hidden: int = 128, seed: int | None = None
+                        ) -> keras.Model:
+    """FaMUS's gradient sampler of one layer (`small.layer_sampler`), in floatx."""
+    with _floatx_policy(keep_mixed=False):
+        return layer_sampler(inputs, hidden, seed)
 
 
 def build_class_weight_net(class_groups, hidden: int = 100, seed: int | None = None

@@ -19,6 +19,20 @@ def weight_net(hidden: int = 100, seed: int | None = None) -> keras.Model:
     return keras.Model(losses, weights, name="weight_net")
 
 
+def layer_sampler(inputs: int, hidden: int = 128, seed: int | None = None) -> keras.Model:
+    """FaMUS's gradient sampler for one layer (`GradGumbelSoftmax`, Xu et al. 2021): a layer's
+    reduced gradient [1, inputs] -> two logits [1, 2] (skip, use); Linear - PReLU - Linear -
+    PReLU - Linear, initialized as torch.nn.Linear, each PReLU one slope starting at 0.25 as
+    torch.nn.PReLU()."""
+    seed_of = seeds(seed)
+    x = keras.Input((inputs,), name="reduced_gradient")
+    h = dense(hidden, inputs, seed_of())(x)
+    h = keras.layers.PReLU(keras.initializers.Constant(0.25), shared_axes=[1])(h)
+    h = dense(hidden, hidden, seed_of())(h)
+    h = keras.layers.PReLU(keras.initializers.Constant(0.25), shared_axes=[1])(h)
+    return keras.Model(x, dense(2, hidden, seed_of())(h), name="layer_sampler")
+
+
 class GroupSelect(keras.layers.Layer):
     """Picks each sample's head: `heads` [N, G] and `classes` [N, 1] (int) -> [N, 1], the
     column `class_groups[class]`. The class -> group table is a non-trainable int32 variable,

@@ -130,6 +130,8 @@ def epoch_metrics(sums: dict, corruption_known: bool = True) -> dict[str, float]
     meta_steps = sums.get("meta_steps", sums.get("steps"))
     if "meta_loss" in sums and meta_steps:  # an epoch without a meta step has no meta loss
         m["meta_loss"] = sums["meta_loss"] / meta_steps
+        if "meta_layers" in sums:  # --meta_scope=last|sampled: variables carrying it, mean
+            m["meta_layers"] = sums["meta_layers"] / meta_steps
     if "weight_sum" in sums:
         m["weight_mean"] = sums["weight_sum"] / n
         if "count_corrupted" in sums and corruption_known:
