@@ -36,12 +36,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from mwnet_tf.methods import optim
+from mwnet_tf.methods.steps import num_replicas
 from mwnet_tf.models import build_layer_sampler
-
-
-def _num_replicas() -> int:
-    context = tf.distribute.get_replica_context()
-    return context.num_replicas_in_sync if context is not None else 1
 
 
 class LastGates:
@@ -54,11 +50,12 @@ class LastGates:
             raise ValueError(f"--meta_layers must be >= 1, got {n}")
         self.n = n
 
-    def apply(self, grads: list, step) -> tuple[list, tf.Tensor]:
-        """(the gated gradients, the number of variables that keep their term)."""
+    def apply(self, grads: list, step) -> tuple[list, tf.Tensor, tf.Tensor]:
+        """(the gated gradients, the number of variables that keep their term, 0: no count
+        regularizer), as `SampledGates.apply`."""
         start = max(0, len(grads) - self.n)
         gated = [tf.stop_gradient(g) for g in grads[:start]] + list(grads[start:])
-        return gated, tf.constant(float(len(grads) - start))
+        return gated, tf.constant(float(len(grads) - start)), tf.zeros((), grads[-1].dtype)
 
 
 def _reduced(g: tf.Tensor) -> tf.Tensor:
@@ -165,12 +162,12 @@ class SampledGates:
         loss = self.count_factor * count
         if self.match_factor:
             loss += self.match_factor * gradient_match(train_last, meta_last)
-        return loss / _num_replicas()
+        return loss / num_replicas()
 
 
 def trackables(gates) -> dict:
     """What a checkpoint keeps of the gates (the samplers and their optimizer)."""
-    if not getattr(gates, "sampled", False):
+    if gates is None or not gates.sampled:
         return {}
     return {**{f"layer_sampler_{i}": s for i, s in enumerate(gates.samplers)},
             "layer_sampler_optimizer": gates.optimizer}

@@ -192,10 +192,9 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
                                            options, objective)
         grads = precision.unscaled(replica_sum(inner.gradient(scaled_virtual, tv)), optimizer)
         if gates is not None:
-            gated = gates.apply(grads, meta_optimizer.iterations)
-            grads, layers = gated[0], gated[1]
+            grads, layers, count = gates.apply(grads, meta_optimizer.iterations)
         w_hat = [w - lr * tf.cast(g, w.dtype) for w, g in zip(tv, grads)]
-        sampled = getattr(gates, "sampled", False)
+        sampled = gates is not None and gates.sampled
         with tf.GradientTape(watch_accessed_variables=False) as last_tape:
             if sampled:  # FaMUS's gradient match: the meta loss's gradient at w_hat's
                 last_tape.watch(w_hat[-2:])  # output layer
@@ -205,7 +204,7 @@ def mwnet_step(classifier: keras.Model, weight_net: keras.Model,
                                                 options, objective)
         if sampled:
             meta_last = replica_sum(last_tape.gradient(meta_loss, w_hat[-2:]))
-            scaled_meta += precision.scaled(gates.extra_loss(gated[2], grads[-2:], meta_last),
+            scaled_meta += precision.scaled(gates.extra_loss(count, grads[-2:], meta_last),
                                             meta_optimizer)
     meta_loss = _update_weight_net(outer, meta_loss, scaled_meta, weight_net, meta_optimizer,
                                    gates if sampled else None)
