@@ -15,6 +15,14 @@ Writes to `--out`:
   it the same divided by the epoch's mean tracked weight, since the two methods' weights
   live on different scales.
 
+With `--cost`, the folders are the runs of one cost comparison (cross-entropy, the exact
+MW-Net step and its cheap variants, the same seeds; `mwnet_tf.reporting.cost`), and the one
+figure written is `accuracy_vs_cost.png`: final test accuracy (mean over seeds, bars one
+sample std) against wall time relative to cross-entropy, one panel per setting, the exact
+step's accuracy less 0.5 points and 1.1x cross-entropy's time drawn as the goal's edges.
+
+    python -m mwnet_tf.plot --cost runs/reference/fashion_memorize_cost/* --out figs
+
 A run folder without `results.json`, or whose `results.json` lacks what a figure needs (runs
 written before this version have no per-epoch history), is a one-line error naming the
 folder and the file, exit 2.
@@ -38,6 +46,8 @@ NEEDED = ("history", "confusion_matrix")
 
 def define_flags() -> None:
     flags.DEFINE_string("out", "figures", "Folder for the PNG files (created).")
+    flags.DEFINE_boolean("cost", False, "Only the accuracy-against-cost figure of the runs "
+                         "(accuracy_vs_cost.png).")
 
 
 def load_run(folder: str) -> dict:
@@ -126,6 +136,31 @@ def plot(folders: list[str], out: str) -> list[str]:
     return written
 
 
+def plot_cost(folders: list[str], out: str) -> list[str]:
+    """Writes `accuracy_vs_cost.png` of the runs in `folders`; returns the file written."""
+    from mwnet_tf.reporting import cost, figures
+    from mwnet_tf.reporting.tables import ReportError, read_results
+
+    runs = []
+    for folder in folders:
+        path = os.path.join(folder, files.RESULTS)
+        if not os.path.isfile(path):
+            raise PlotError(f"{folder}: no results.json (is it a finished run folder?)")
+        try:
+            runs.append((folder, read_results(path)))
+        except ReportError as e:
+            raise PlotError(str(e)) from None
+    try:
+        settings = cost.points(runs)
+    except ReportError as e:
+        raise PlotError(str(e)) from None
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "accuracy_vs_cost.png")
+    files.write_bytes(path, figures.to_png(figures.cost_panels(settings, cost.WITHIN,
+                                                                 cost.GOAL)))
+    return [path]
+
+
 def _function_curves(functions) -> list[tuple[str, list, list]]:
     """One line per run's weight function; a class-aware one (CMW-Net) one per class group."""
     out = []
@@ -157,7 +192,7 @@ def main(argv: list[str]) -> None:
               "--out DIR", file=sys.stderr)
         sys.exit(2)
     try:
-        written = plot(argv[1:], FLAGS.out)
+        written = (plot_cost if FLAGS.cost else plot)(argv[1:], FLAGS.out)
     except PlotError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

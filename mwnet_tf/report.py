@@ -21,6 +21,8 @@ A block is the text between two marker lines, each on a line of its own:
                   (AUROC, precision at k) in the runs of runs/reference/TABLE
     memorization:TABLE  per setting of runs/reference/TABLE: accuracy on the noisy training
                   labels, best and final test accuracy, whether it memorizes the noisy labels
+    cost:TABLE    accuracy against wall time relative to cross-entropy, per setting: MW-Net's
+                  cheap meta steps beside the exact one, and the cheapest within 0.5 points
     spread:TABLE  runs differing in one part of their randomness (--meta_seed, --noise_seed,
                   --init_seed, --order_seed) or in --seed: accuracy of each, mean, std, range
     paper         paper vs ours for the paper's Tables 1-3 (CIFAR), from every kept run;
@@ -51,7 +53,7 @@ from absl import flags
 
 from mwnet_tf import files, protocols
 from mwnet_tf.cli import commandline
-from mwnet_tf.reporting import bench_tables, detection, memorization, spread, tables
+from mwnet_tf.reporting import bench_tables, cost, detection, memorization, spread, tables
 from mwnet_tf.reporting.tables import ReportError
 
 # Still importable from here, as before the tables moved to reporting/tables.py (tests use them
@@ -92,6 +94,7 @@ def render(block: str, reference: str) -> str:
         return tables.paper(tables.load_reference(reference), (int(name),))
     makers = {"": tables.comparison, "curves": tables.curves, "spread": spread.spread,
               "detection": detection.detection, "memorization": memorization.memorization,
+              "cost": cost.cost,
               "runs": lambda runs: tables.markdown(tables.summarize([r for _, r in runs]))}
     if kind not in makers:
         raise ReportError(f"unknown report block {block!r}")

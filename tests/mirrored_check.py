@@ -12,6 +12,10 @@ worst relative difference is below 1e-9 (1e-12 for the optimizers).
   step, four steps in one `compile_loop` call; the samplers compared too;
 - cmwnet: CMW-Net's class-aware weight net (a head per class group) with its normalization
   (`batch_detached`), two steps in one `compile_loop` call;
+- cmwnet_sl: CMW-Net-SL's steps (`methods.cmwnet_sl`): the EMA copy's pseudo-labels, mixup,
+  its objective and the EMA update, a meta step every other step, four steps in one
+  `compile_loop` call; mixup pairs samples within each replica's part of the batch, so the one
+  device mixes each half of its batch with the same permutation; the EMA copy compared too;
 - l2rw: two L2RW steps (the meta-gradient crosses the all-reduced virtual step, the weights
   are normalized over the global batch);
 - optimizers: TorchSGD (Nesterov) and TorchAdam with weight decay applied to per-replica
@@ -41,7 +45,7 @@ from mwnet_tf.methods.l2rw import l2rw_step  # noqa: E402
 from mwnet_tf.models import build_class_weight_net, build_classifier, build_weight_net  # noqa: E402
 
 N, NM, D, C = 8, 6, 5, 3
-CHECKS = ("exact", "head", "interval", "sampled", "cmwnet", "l2rw", "optimizers")
+CHECKS = ("exact", "head", "interval", "sampled", "cmwnet", "cmwnet_sl", "l2rw", "optimizers")
 
 
 _STRATEGY = []
@@ -133,6 +137,85 @@ def mwnet(variant: str) -> dict:
     return {"worst": worst, "weight_net_moved": moved}
 
 
+def cmwnet_sl() -> dict:
+    """The replica step of `ClassAwareMetaWeightNetSL` rebuilt from its parts (its
+    pseudo-labels and EMA update called as they are), the one-device run mixing each half of
+    its batch as a replica mixes its part."""
+    from types import SimpleNamespace
+
+    from mwnet_tf.methods.cmwnet_sl import OBJECTIVE, ClassAwareMetaWeightNetSL, mix_lambda, mixup
+
+    batch, meta_batch = _batches()
+    batch.pop("corrupted")
+    options = steps.StepOptions(N, NM, weight_norm="none")
+    strategy = _strategy()
+
+    def setup():
+        clf = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=0)
+        ema = build_classifier("tiny", C, (D,), synchronized_bn=True, seed=3)
+        wnet = build_class_weight_net(np.array([0, 1, 1], np.int32), seed=1)
+        opt = optim.TorchSGD(0.3, momentum=0.9, weight_decay=5e-4)
+        meta_opt = optim.TorchAdam(1e-2, weight_decay=1e-4)
+        opt.build(clf.trainable_variables)
+        meta_opt.build(wnet.trainable_variables)
+        counter = tf.Variable(0, dtype=tf.int64)
+        return clf, wnet, opt, meta_opt, ema, counter
+
+    def run(models, distributed):
+        clf, wnet, opt, meta_opt, ema, counter = models
+        sl = SimpleNamespace(ema=ema, hp={"sl_ema": 0.9}, ctx=SimpleNamespace(classifier=clf))
+
+        def mix(part, alpha, salt):
+            seed = tf.stack([tf.constant(salt, tf.int64), counter])
+            lam = mix_lambda(alpha, seed)
+            if distributed:  # the method's own mixup, on this replica's part
+                return mixup(part, lam, seed + tf.constant([0, 1000], tf.int64))
+            halves = []  # the permutation each replica draws, applied to each half
+            for h in range(2):
+                n = tf.shape(part["y"])[0] // 2
+                local = {k: v[h * n:(h + 1) * n] for k, v in part.items()}
+                halves.append(mixup(local, lam, seed + tf.constant([0, 1000], tf.int64)))
+            n = tf.shape(halves[0]["perm"])[0]
+            return {**part, "x": tf.concat([halves[0]["x"], halves[1]["x"]], 0), "lam": lam,
+                    "perm": tf.concat([halves[0]["perm"], halves[1]["perm"] + n], 0)}
+
+        def prepared(b):
+            pseudo = ClassAwareMetaWeightNetSL._pseudo_labels(sl, b["x"])
+            return {**mix(b, 0.5, 11), "pseudo": pseudo}
+
+        def meta(b, mb):
+            out = steps.mwnet_step(clf, wnet, opt, meta_opt, prepared(b), mix(mb, 1.0, 13),
+                                   options, objective=OBJECTIVE)
+            ClassAwareMetaWeightNetSL._update_ema(sl)
+            return out
+
+        def plain(b, mb):
+            out = steps.weighted_step(clf, wnet, opt, prepared(b), options, objective=OBJECTIVE)
+            ClassAwareMetaWeightNetSL._update_ema(sl)
+            return {**out, "meta_loss": tf.constant(0.0, out["loss_sum"].dtype)}
+
+        ds = tf.data.Dataset.from_tensors((batch, meta_batch)).repeat(4)
+        if distributed:
+            ds = strategy.experimental_distribute_dataset(ds)
+        loop = steps.compile_loop(steps.Alternating(meta, plain, 2, counter),
+                                  strategy if distributed else None)
+        return loop(iter(ds), tf.constant(4))
+
+    one = setup()
+    out_one = run(one, False)
+    with strategy.scope():
+        two = setup()
+    out_two = run(two, True)
+    pairs = [pair for i in (0, 1, 4) for pair in zip(one[i].variables, two[i].variables)]
+    worst = _worst(pairs, (out_one, out_two), ("loss_sum", "weight_sum"))
+    fresh = setup()
+    moved = max(float(np.max(np.abs(v.numpy() - w.numpy())))
+                for v, w in zip(one[1].variables, fresh[1].variables))
+    ema_moved = max(float(np.max(np.abs(v.numpy() - w.numpy())))
+                    for v, w in zip(one[4].trainable_variables, fresh[4].trainable_variables))
+    return {"worst": worst, "weight_net_moved": moved, "ema_moved": ema_moved}
+
+
 def l2rw() -> dict:
     batch, meta_batch = _batches()
     options = steps.StepOptions(N, NM)
@@ -203,7 +286,7 @@ def optimizers() -> dict:
 def main(names) -> int:
     runs = {"exact": lambda: mwnet("exact"), "head": lambda: mwnet("head"),
             "interval": lambda: mwnet("interval"), "sampled": lambda: mwnet("sampled"),
-            "cmwnet": lambda: mwnet("cmwnet"),
+            "cmwnet": lambda: mwnet("cmwnet"), "cmwnet_sl": cmwnet_sl,
             "l2rw": l2rw, "optimizers": optimizers}
     for name in names:
         try:

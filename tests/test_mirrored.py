@@ -1,7 +1,8 @@
 """Two replicas under MirroredStrategy (2 logical CPUs, float64) train exactly like one device
 with the same global batch: MW-Net's step (exact, head, interval, FaMUS's sampler), CMW-Net's
-class-aware step, L2RW's step and the torch optimizer rules. All checks run in one process
-(`tests/mirrored_check.py`), since the logical devices must be set before TensorFlow starts."""
+class-aware step, CMW-Net-SL's steps, L2RW's step and the torch optimizer rules. All checks run
+in one process (`tests/mirrored_check.py`), since the logical devices must be set before
+TensorFlow starts."""
 
 import json
 import os
@@ -37,6 +38,13 @@ def _check(checks, name, tolerance):
 def test_two_replica_mwnet_step_matches_one_device(checks, variant):
     # classifier, its batch-norm statistics and the weight net; the weight net did learn
     assert _check(checks, variant, 1e-9)["weight_net_moved"] > 1e-6
+
+
+def test_two_replica_cmwnet_sl_steps_match_one_device_mixing_each_half(checks):
+    """CMW-Net-SL's pseudo-labels, mixup (within each replica's part of the batch), objective
+    and EMA update: two replicas train like one device that mixes each half of its batch."""
+    c = _check(checks, "cmwnet_sl", 1e-9)
+    assert c["weight_net_moved"] > 1e-6 and c["ema_moved"] > 1e-6
 
 
 def test_two_replica_l2rw_step_matches_one_device(checks):

@@ -191,14 +191,16 @@ def test_two_slurm_tasks_equal_one_process_and_only_task_0_writes(tmp_path, one_
 
 
 def test_two_workers_on_image_files_equal_one_process(tmp_path, tmp_path_factory):
-    """Own image files (augmented) under two workers: each worker's pipeline decodes only its
-    shard of every global batch, and the run ends where one process ends."""
+    """Own image files (augmented) under two workers, with CMW-Net (its class groups and
+    class-aware weight net): each worker's pipeline decodes only its shard of every global
+    batch, and the run ends where one process ends."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from test_own_data import make_folder
     folder = make_folder(tmp_path / "folder", {"train": 8, "meta": 4, "test": 2})
-    args = ["--dataset=folder", f"--data_dir={folder}", "--image_size=16", "--augment",
-            "--batch_size=4", "--meta_batch_size=4", "--epochs=2", "--lr_decay_epochs=",
-            "--deterministic", "--progress_seconds=0", "--notensorboard_images"]
+    args = ["--dataset=folder", f"--data_dir={folder}", "--method=cmwnet", "--image_size=16",
+            "--augment", "--batch_size=4", "--meta_batch_size=4", "--epochs=2",
+            "--lr_decay_epochs=", "--deterministic", "--progress_seconds=0",
+            "--notensorboard_images"]
     single = _one_process_run(tmp_path_factory, args)
     chief_dir = tmp_path / "chief" / "run"
     procs = [_train([*args, "--strategy=multi_worker", f"--workdir={d}"], _env(TF_CONFIG=c),
@@ -210,6 +212,11 @@ def test_two_workers_on_image_files_equal_one_process(tmp_path, tmp_path_factory
     assert "on 2 replica(s)" in outs[0]
     chief = _results(chief_dir)
     assert chief["own_data"] == single["own_data"]
+    assert chief["config"]["method"] == "cmwnet"
+    assert chief["class_groups"] == single["class_groups"]
+    assert chief["weight_curves"].keys() == single["weight_curves"].keys()
+    for group, curve in single["weight_curves"].items():  # each class group's learned function
+        assert chief["weight_curves"][group] == pytest.approx(curve, abs=1e-5), group
     _assert_same_run(chief, single)
 
 
