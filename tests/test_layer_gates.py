@@ -141,3 +141,32 @@ def test_samplers_read_the_gradient_summed_over_all_but_the_output_axis():
     x = layer_gates._reduced(tf.constant(np.arange(12.0).reshape(3, 4)))
     np.testing.assert_allclose(x.numpy().std(ddof=1), 1.0, rtol=1e-6)
     assert x.shape == (1, 4)
+
+
+@pytest.mark.e2e
+def test_sampled_every_other_step_resumed_inside_an_epoch_ends_bitwise_equal(tmp_path):
+    """`--meta_scope=sampled --meta_interval=2`, stopped inside epoch 2 and resumed: the
+    samplers, their optimizer and the step counter come back from the checkpoint, so the run
+    ends where the uninterrupted one ends, the samplers' variables included."""
+    from test_cmwnet import SMALL, _stop_at
+
+    from mwnet_tf.config import Config
+    from mwnet_tf.errors import Interrupted
+    from mwnet_tf.training import loop
+
+    config = Config(**dict(SMALL, method="mwnet", steps_per_call=2, deterministic=True,
+                           method_params={"meta_scope": "sampled", "meta_interval": 2}))
+    full = loop.train_and_evaluate(config, str(tmp_path / "full"), log=lambda s: None)
+    with pytest.raises(Interrupted):  # 11 steps an epoch, calls of 2: poll 8 is in epoch 2
+        loop.train_and_evaluate(config, str(tmp_path / "cut"), log=lambda s: None,
+                                stop_requested=_stop_at(8))
+    resumed = loop.train_and_evaluate(config, str(tmp_path / "cut"), log=lambda s: None)
+    assert resumed["test_accuracy"] == full["test_accuracy"]
+    assert resumed["train"] == full["train"] and resumed["weight_curve"] == full["weight_curve"]
+    a = tf.train.load_checkpoint(str(tmp_path / "full" / "checkpoints"))
+    b = tf.train.load_checkpoint(str(tmp_path / "cut" / "checkpoints"))
+    names = [n for n in a.get_variable_to_shape_map()
+             if "save_counter" not in n and n != "_CHECKPOINTABLE_OBJECT_GRAPH"]
+    assert any("sampler" in n or "gates" in n for n in names), names
+    for n in names:
+        np.testing.assert_array_equal(a.get_tensor(n), b.get_tensor(n), err_msg=n)
