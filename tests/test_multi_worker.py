@@ -169,23 +169,30 @@ def _is_free(port: int) -> bool:
             return False
 
 
-def test_two_slurm_tasks_equal_one_process_and_only_task_0_writes(tmp_path, one_process_run):
+# FaMUS's learned layer sampler every other step: its samplers are mirrored variables too
+SAMPLED_ARGS = [*ARGS, "--meta_scope=sampled", "--meta_interval=2"]
+
+
+def test_two_slurm_tasks_equal_one_process_and_only_task_0_writes(tmp_path, tmp_path_factory):
     """The variables `srun --ntasks=2` sets on one node (`localhost`), read by TensorFlow's
-    SlurmClusterResolver: the same run as one process, written by task 0 alone."""
+    SlurmClusterResolver: the same run as one process, written by task 0 alone; the run is
+    MW-Net with FaMUS's sampled scope every other step (SAMPLED_ARGS)."""
     dirs = [tmp_path / "task0" / "run", tmp_path / "task1" / "run"]
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     port = _free_port_pair()
     slurm = {"SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "localhost",
              "SLURM_STEP_TASKS_PER_NODE": "2", "SLURM_NTASKS": "2", "SLURM_JOB_ID": "17"}
-    procs = [_train([*ARGS, "--strategy=multi_worker", "--cluster=slurm",
+    procs = [_train([*SAMPLED_ARGS, "--strategy=multi_worker", "--cluster=slurm",
                      f"--slurm_port_base={port}", f"--workdir={d}"],
                     _env(SLURM_PROCID=str(i), TMPDIR=str(scratch), **slurm), cpu=i)
              for i, d in enumerate(dirs)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "on 2 replica(s)" in outs[0] and "on 2 replica(s)" in outs[1]
-    _assert_same_run(_results(dirs[0]), one_process_run)
+    chief = _results(dirs[0])
+    assert chief["config"]["meta_scope"] == "sampled" and "meta_layers" in chief["train"]
+    _assert_same_run(chief, _one_process_run(tmp_path_factory, SAMPLED_ARGS))
     assert not dirs[1].parent.exists()  # task 1 wrote nothing
     assert "worker 1: the chief writes the run folder" in outs[1]
 
