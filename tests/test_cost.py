@@ -1,5 +1,6 @@
 """The accuracy-against-cost table (`cost:TABLE`) and figure (`mwnet_tf.plot --cost`)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -36,25 +37,34 @@ def table(tmp_path):
 def test_relative_wall_is_per_seed_against_cross_entropy_and_the_goal_is_marked(table):
     text = cost.cost(tables.load_table(str(table)))
     rows = rows_of(text.split("**", 2)[2])
-    assert rows["ce"] == ["3", "81.00 ± 1.00", "-5.00", "1.00x ± 0.00", "–"]
-    assert rows["mwnet"] == ["3", "86.00 ± 1.00", "–", "3.00x ± 0.00", "–"]
-    assert rows["mwnet (meta_interval=10)"][2:] == ["-0.13", "1.20x ± 0.00", "no"]
-    assert rows["mwnet (meta_scope=head)"][2:] == ["-1.00", "1.02x ± 0.00", "no"]
-    assert rows["mwnet (meta_scope=head, meta_interval=10)"][2:] == ["-0.20", "1.05x ± 0.00",
-                                                                      "yes"]
+    assert rows["ce"] == ["3", "81.00 ± 1.00", "-5.00", "1.00x ± 0.00", "–", "–"]
+    assert rows["mwnet"] == ["3", "86.00 ± 1.00", "–", "3.00x ± 0.00", "–", "–"]
+    assert rows["mwnet (meta_interval=10)"][2:] == ["-0.13", "1.20x ± 0.00", "–", "no"]
+    assert rows["mwnet (meta_scope=head)"][2:] == ["-1.00", "1.02x ± 0.00", "–", "no"]
+    assert rows["mwnet (meta_scope=head, meta_interval=10)"][2:] == [
+        "-0.20", "1.05x ± 0.00", "–", "yes"]
     assert ("the cheapest MW-Net variant within 0.5 points of the exact step is mwnet "
             "(meta_scope=head, meta_interval=10): 85.80 against 86.00, at 1.05x") in " ".join(
                 text.split())
     assert "within the goal of 1.1x" in " ".join(text.split())
 
 
-def test_a_cheapest_variant_above_the_goal_says_so(tmp_path):
+def test_a_cheapest_variant_above_the_goal_says_so_and_cpu_time_is_its_own_ratio(tmp_path):
     folder = tmp_path / "c"
     for seed in (0, 1):
-        write_run(folder / f"ce-s{seed}", 80.0, wall=100, seed=seed, method="ce")
-        write_run(folder / f"mw-s{seed}", 86.0, wall=300, seed=seed)
-        write_run(folder / f"i-s{seed}", 85.6 + seed * 0.2, wall=150, seed=seed, meta_interval=5)
-    text = " ".join(cost.cost(tables.load_table(str(folder))).split())
+        for name, acc, wall, cpu, extra in (
+                ("ce", 80.0, 100, 90, {"method": "ce"}), ("mw", 86.0, 300, 270, {}),
+                ("i", 85.6 + seed * 0.2, 150, 117, {"meta_interval": 5})):
+            path = write_run(folder / f"{name}-s{seed}", acc, wall=wall, seed=seed, **extra)
+            with open(os.path.join(path, "results.json")) as f:
+                r = json.load(f)
+            r["cpu_seconds_this_session"] = cpu
+            with open(os.path.join(path, "results.json"), "w") as f:
+                json.dump(r, f)
+    text = cost.cost(tables.load_table(str(folder)))
+    assert rows_of(text.split("**", 2)[2])["mwnet (meta_interval=5)"][3:5] == [
+        "1.50x ± 0.00", "1.30x"]
+    text = " ".join(text.split())
     assert "is mwnet (meta_interval=5): 85.70 against 86.00, at 1.50x" in text
     assert "above the goal of 1.1x" in text
 

@@ -413,12 +413,13 @@ def train_and_evaluate(config: Config, workdir: str, *, data: BiasedData | None 
     evaluation = Evaluation(data, parts.method, batch_size=config.eval_batch_size,
                             workdir=workdir, chief=chief,
                             strategy=strategy if distributed else None)
-    start_time = time.time()
+    start_time, start_cpu = time.time(), time.process_time()
     train, test = _train(epochs, evaluation, parts.tracker, parts.ckpt, workdir, log)
     results = results_lib.collect(
         config, data, epochs.stages, test=test, train=train,
         best_accuracy=parts.ckpt.best_accuracy, seconds=time.time() - start_time,
-        tracker=parts.tracker, method=parts.method)
+        tracker=parts.tracker, method=parts.method,
+        cpu_seconds=time.process_time() - start_cpu)
     if own is not None:
         results["own_data"] = own.summary()
     results["classes"] = class_names

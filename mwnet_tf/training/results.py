@@ -17,7 +17,8 @@ from mwnet_tf.training import diagnostics
 
 
 def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict,
-            best_accuracy: float, seconds: float, tracker, method) -> dict:
+            best_accuracy: float, seconds: float, tracker, method,
+            cpu_seconds: float | None = None) -> dict:
     """The run's results: final and best test accuracy (of a part of the training set held
     out with its given labels: `heldout_noisy_accuracy`), the last epoch's training metrics
     (`train`), the setting, and the tracker's and the method's own results; for a learned
@@ -35,6 +36,9 @@ def collect(config: Config, data: BiasedData, stages, *, test: dict, train: dict
         "stages": [dataclasses.asdict(s) for s in stages],
         "train": train,
         "wall_seconds_this_session": round(seconds, 1),
+        # the process's CPU time (all its threads) over the same span: less moved than the wall
+        # time by other programs on the machine
+        **({} if cpu_seconds is None else {"cpu_seconds_this_session": round(cpu_seconds, 1)}),
         "config": config.to_dict(),
         **tracked,
         **trend,
