@@ -54,16 +54,16 @@ def cli():
     session.close()
 
 
-# The modules that take longest, longest first (measured with `--durations=0` on 2 cores,
-# 2026-11-27; the multi-worker and signal tests also keep the second core busy). pytest-xdist
+# The modules that take longest, longest first (measured with `--durations=0`, one worker,
+# 2026-12-07; the multi-worker and signal tests also keep the second core busy). pytest-xdist
 # hands out whole files in collection order when run with `--no-loadscope-reorder` (the
 # README's test command), so no long module starts last while the other worker idles; the
 # rest follow in their usual order.
-LONGEST_FIRST = ("test_multi_worker.py", "test_label_order_cli.py", "test_preemption.py",
-                 "test_jit.py", "test_train.py",
-                 "test_bench.py", "test_methods_cli.py", "test_mirrored.py",
-                 "test_catalogue.py", "test_export.py", "test_clothing1m.py",
-                 "test_figures.py", "test_steps.py", "test_docs.py")
+LONGEST_FIRST = ("test_multi_worker.py", "test_own_data_cli.py", "test_label_order_cli.py",
+                 "test_meta_source_cli.py", "test_preemption.py", "test_cmwnet.py",
+                 "test_methods_cli.py", "test_mirrored.py", "test_catalogue.py", "test_bench.py",
+                 "test_train.py", "test_docs.py", "test_image_files.py", "test_jit.py",
+                 "test_predict.py", "test_commands.py", "test_example.py", "test_defaults.py")
 
 
 def pytest_collection_modifyitems(items):
