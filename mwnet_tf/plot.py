@@ -157,7 +157,7 @@ def plot_cost(folders: list[str], out: str) -> list[str]:
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "accuracy_vs_cost.png")
     files.write_bytes(path, figures.to_png(figures.cost_panels(settings, cost.WITHIN,
-                                                                 cost.GOAL)))
+                                                                 cost.GOAL, cost.EXACT)))
     return [path]
 
 

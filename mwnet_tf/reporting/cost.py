@@ -92,7 +92,7 @@ def cost(runs: list[tuple[str, dict]]) -> str:
     parts = []
     settings = points(runs)
     seeds = sorted({len(e["seeds"]) for entries in settings.values() for e in entries})
-    over = (f"mean ± sample std over {seeds[0]} seeds" if seeds == [max(seeds)] and seeds[0] > 1
+    over = (f"mean ± sample std over {seeds[0]} seeds" if len(seeds) == 1 and seeds[0] > 1
             else "mean ± sample std over the seeds the seeds column gives")
     parts.append(tables._wrap(
         f"Final test accuracy (%), {over}; wall time of the whole run relative to "

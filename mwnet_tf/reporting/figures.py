@@ -401,23 +401,26 @@ def curve_panels(panels):
     return fig
 
 
-def cost_panels(settings: dict, within: float, goal: float):
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def cost_panels(settings: dict, within: float, goal: float, exact: str):
     """Accuracy against relative wall time, one panel per setting of
     `mwnet_tf.reporting.cost.points`: a point per row (mean over seeds, bars one sample std),
-    the goal's edges dashed (the exact step's mean accuracy less `within`, `goal` times
-    cross-entropy's time)."""
+    the goal's edges dashed (the mean accuracy of the row named `exact` less `within`, `goal`
+    times cross-entropy's time)."""
     fig, axes = plt.subplots(1, len(settings), figsize=(6.5 * len(settings), 4.5),
                              squeeze=False)
     for ax, (label, entries) in zip(axes[0], settings.items()):
-        exact = next(e for e in entries if e["name"] == "mwnet")
+        level = next(e for e in entries if e["name"] == exact)["mean_accuracy"] - within
         colors = plt.get_cmap("tab20").colors
         for i, e in enumerate(entries):
             acc, rel = np.asarray(e["accuracy"]), np.asarray(e["relative_wall"])
-            err = (lambda v: v.std(ddof=1) if len(v) > 1 else 0.0)
-            ax.errorbar(rel.mean(), acc.mean(), xerr=err(rel), yerr=err(acc),
+            ax.errorbar(rel.mean(), acc.mean(), xerr=_std(rel), yerr=_std(acc),
                         marker="osD^vP*Xh<>"[i % 11], color=colors[(2 * i) % 20 + (i // 10) % 2],
                         capsize=3, label=e["name"], linestyle="none")
-        ax.axhline(exact["mean_accuracy"] - within, color="gray", linestyle="--", linewidth=1)
+        ax.axhline(level, color="gray", linestyle="--", linewidth=1)
         ax.axvline(goal, color="gray", linestyle=":", linewidth=1)
         ax.set_xlabel("wall time relative to cross-entropy")
         ax.set_ylabel("final test accuracy (%)")
